@@ -1,0 +1,351 @@
+/*
+ * ppool.h — a process pool for numerical codes, in the manner of Python's
+ * concurrent.futures.ProcessPoolExecutor, moved through shared memory.
+ *
+ * This header is the manual. Read it top to bottom once:
+ *
+ *   pp_config cfg;  pp_config_init(&cfg);  cfg.max_workers = 4;
+ *   pp_executor *ex;  int rc = pp_executor_create(&ex, &cfg);
+ *   pp_future *f;     rc = pp_submit(ex, square, &x, sizeof x, &f);
+ *   const void *res;  size_t n;
+ *   rc = pp_future_result(f, PP_FOREVER, &res, &n);   // 0, or why not
+ *   pp_future_release(f);
+ *   pp_executor_destroy(ex);                          // shutdown(wait) + free
+ *
+ * Conventions (shared by every function below)
+ *  - Errors: functions return int, 0 on success or a negative code: a negated
+ *    errno (-EINVAL bad input, -ENOMEM, -ETIMEDOUT, -ECANCELED, -ESHUTDOWN) or
+ *    one of ppool's own PP_E* codes. pp_strerror() names every code.
+ *  - Timeouts are double seconds, relative to the call; PP_FOREVER (any
+ *    negative value) waits without limit; NaN is -EINVAL. Deadlines are kept on
+ *    CLOCK_MONOTONIC.
+ *  - Processes: the *client* is the process that created the executor. Every
+ *    pp_executor / pp_future function is called in the client, by any of its
+ *    threads, unless its comment says otherwise. pp_task_* functions are called
+ *    only inside a task function, in a worker process.
+ *  - Ownership: the executor owns its processes and shared segment. Each
+ *    future returned to you holds one reference, which you give back with
+ *    pp_future_release(); result data stays valid until then. A future keeps
+ *    the executor's shared memory alive, so it may outlive
+ *    pp_executor_destroy().
+ *  - Arguments and results are bytes, copied once into shared memory; no
+ *    pointer into the client's heap ever reaches a worker.
+ *
+ * Thread safety: all client-side functions are safe to call concurrently from
+ * several threads, on the same executor and the same futures, except that
+ * pp_executor_destroy() must be the last call on its executor.
+ */
+#ifndef PPOOL_H
+#define PPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PPOOL_BUILDING) && defined(__GNUC__)
+#define PP_API __attribute__((visibility("default")))
+#else
+#define PP_API
+#endif
+
+#if defined(__GNUC__)
+#define PP_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define PP_PRINTF(fmt, args)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Error codes (negated errno values are used alongside these).              */
+/* ------------------------------------------------------------------------ */
+
+/** The pool is broken (a worker or the manager died under the BREAK policy,
+ *  or the pool could not start); Python's BrokenProcessPool. */
+#define PP_EBROKEN  (-10001)
+/** The task "raised": it called pp_task_raise() or returned non-zero. The
+ *  task's own code and message are read with pp_future_exception(). */
+#define PP_ETASK    (-10002)
+/** The worker running the task died (signal or exit) before finishing it. */
+#define PP_EWORKER  (-10003)
+/** The task was killed on request or by its timeout. */
+#define PP_EKILLED  (-10004)
+/** An argument or result is larger than the configured limit. */
+#define PP_ETOOBIG  (-10005)
+
+/** Wait without a time limit. Any negative timeout means the same. */
+#define PP_FOREVER  (-1.0)
+
+/**
+ * pp_strerror - name an error code.
+ * @err: 0, a negated errno, or a PP_E* code.
+ * Returns a static string, never NULL ("unknown error" for unknown codes).
+ * Any process, any thread; does not block.
+ */
+PP_API const char *pp_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pp_executor pp_executor;
+typedef struct pp_future pp_future;
+typedef struct pp_task pp_task;
+
+/**
+ * A task function. Runs in a worker process. Reads its argument with
+ * pp_task_arg(), writes its result with pp_task_result() or
+ * pp_task_set_result(), and returns 0. Returning non-zero without calling
+ * pp_task_raise() fails the future with PP_ETASK and that value as its code.
+ */
+typedef int (*pp_fn)(pp_task *t);
+
+/** How workers are started. Only fork is available so far: the manager (a
+ *  single-threaded process) forks every worker, so respawning is safe. */
+typedef enum pp_start_method {
+    PP_START_FORK = 0,
+} pp_start_method;
+
+/** Where workers are pinned. The plan is a pure function of (topology,
+ *  number of workers, policy); see docs/topology.md. */
+typedef enum pp_pin_policy {
+    PP_PIN_COMPACT = 0, /* one worker per physical core, filling a package first (default) */
+    PP_PIN_SCATTER,     /* one per physical core, spread across packages / NUMA nodes */
+    PP_PIN_NONE,        /* no pinning: workers inherit the client's affinity */
+    PP_PIN_PUS,         /* one per hardware thread (PU), compact order */
+    PP_PIN_LIST,        /* the OS PU numbers in pp_config.pin_cpus, in order */
+} pp_pin_policy;
+
+/**
+ * Executor configuration. Always fill it with pp_config_init() first, then
+ * change the fields you care about: fields may be added in later versions.
+ */
+typedef struct pp_config {
+    /** Workers; 0 = the number of physical cores this process may use
+     *  (cgroups and inherited affinity honoured). Must be 0..4096. */
+    int max_workers;
+    pp_start_method start_method;
+    pp_pin_policy pin;
+    /** With PP_PIN_LIST: OS PU numbers, one per worker (cycled if shorter). */
+    const int *pin_cpus;
+    int n_pin_cpus;
+    /** Non-zero: an impossible placement (e.g. more workers than cores with
+     *  a per-core policy) fails pp_executor_create with -EINVAL instead of
+     *  printing one warning and oversubscribing. */
+    int pin_strict;
+    /** Largest argument accepted by pp_submit (default 64 MiB); larger fails
+     *  with PP_ETOOBIG at submit. */
+    size_t max_arg_size;
+    /** Largest result a task may set (default 64 MiB); larger fails that
+     *  future with PP_ETOOBIG. */
+    size_t max_result_size;
+    /** Arguments and results up to this many bytes live inside the slot
+     *  (default 192; rounded up to 64, at least 64). Larger go to the arena. */
+    size_t inline_size;
+    /** Shared arena for large payloads, in bytes (default 1 GiB of address
+     *  space; memory is used only as touched and returned when freed). */
+    size_t arena_size;
+    /** Task slots in shared memory (default 4096; rounded up to a power of
+     *  two). More submissions than slots wait in a client-side backlog. */
+    unsigned slots;
+} pp_config;
+
+/**
+ * pp_config_init - fill @cfg with the defaults documented on each field.
+ * Any thread; does not block.
+ */
+PP_API void pp_config_init(pp_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Executor                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * pp_executor_create - start a pool: shared segment, manager, workers.
+ * @out: receives the executor on success (NULL on failure).
+ * @cfg: configuration, or NULL for the defaults.
+ *
+ * Returns 0, -EINVAL (bad configuration), -ENOMEM, or another negated errno
+ * from the system calls involved. Blocks until every worker has started and
+ * pinned itself (so a pool that cannot start fails here, not later).
+ * Call from the client; forks, so call it before starting threads that must
+ * not be duplicated into the manager (the fork start method's limitation,
+ * as in Python). Thread-safe with respect to other executors.
+ */
+PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
+
+/**
+ * pp_submit - schedule fn(arg) and return its future at once.
+ * @ex, @fn: the executor and the task function (non-NULL).
+ * @arg, @arg_size: the argument bytes, copied before return; @arg may be NULL
+ *   only when @arg_size is 0.
+ * @out: receives a new future (one reference, yours to release).
+ *
+ * Never blocks on the pool: when every slot is in use, the call is held in a
+ * client-side backlog (memory O(arg_size)) and fed in as slots free up.
+ * Returns 0, -EINVAL, -ENOMEM, PP_ETOOBIG (arg_size > max_arg_size),
+ * -ESHUTDOWN (after pp_shutdown), PP_EBROKEN (pool broken). On error *out is
+ * NULL and nothing was scheduled. Any client thread.
+ */
+PP_API int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
+                     pp_future **out);
+
+/**
+ * pp_shutdown - stop accepting work; optionally cancel and/or wait.
+ * @wait: true: return once every submitted task has finished (or was
+ *   cancelled) and the workers and manager have exited.
+ *   false: return at once; the remaining work still runs to completion and its
+ *   futures resolve; the processes exit once it is done.
+ * @cancel_futures: true: cancel every task that no worker has started,
+ *   wherever it is queued; running tasks see pp_task_should_stop() true.
+ *
+ * Idempotent: later calls are allowed (a later wait=true still waits).
+ * Returns 0, or -EINVAL for a NULL executor. Blocks only when @wait.
+ * Any client thread.
+ */
+PP_API int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures);
+
+/**
+ * pp_executor_destroy - pp_shutdown(ex, true, false), then free the executor.
+ * The shared segment lives on until the last future is released.
+ * Returns 0 or -EINVAL. Blocks. Must be the last call on @ex; call it once.
+ */
+PP_API int pp_executor_destroy(pp_executor *ex);
+
+/** pp_max_workers - the number of worker processes (>= 1), or -EINVAL. */
+PP_API int pp_max_workers(const pp_executor *ex);
+
+/** Per-worker statistics, read from shared memory while the pool runs. */
+typedef struct pp_worker_stats {
+    pid_t pid;             /* current process (0 before it started) */
+    int cpu;               /* first OS PU it is pinned to, -1 when unpinned */
+    uint64_t tasks;        /* tasks finished by this worker position */
+    uint64_t busy_ns;      /* time spent inside task functions */
+    uint64_t respawns;     /* times this position got a new process */
+} pp_worker_stats;
+
+/** Pool-wide statistics. */
+typedef struct pp_stats {
+    int workers;
+    uint64_t submitted;    /* accepted by pp_submit */
+    uint64_t backlog;      /* waiting client-side for a free slot */
+    uint64_t queued;       /* in shared memory, not started */
+    uint64_t running;
+    uint64_t completed;    /* finished with a result */
+    uint64_t failed;       /* finished with an error (not cancellations) */
+    uint64_t cancelled;
+} pp_stats;
+
+/**
+ * pp_executor_stats - a snapshot of the pool's counters.
+ * @st: receives the pool-wide counters (may be NULL).
+ * @workers, @n: receive up to @n per-worker records (may be NULL/0).
+ * Returns the number of workers, or -EINVAL. Counters are read without
+ * locking, each one exact, the set not one instant. Any client thread; does
+ * not block.
+ */
+PP_API int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
+
+/* ------------------------------------------------------------------------ */
+/* Futures                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * pp_future_result - wait for the task and get its result.
+ * @timeout: seconds, or PP_FOREVER.
+ * @data, @size: receive the result bytes (may be NULL if unwanted). The data
+ *   stays valid and unchanged until the future is released; it is aligned to
+ *   16 bytes. A task that set no result yields size 0.
+ *
+ * Returns 0; -ETIMEDOUT (the task goes on; call again later); -ECANCELED;
+ * PP_ETASK (the task raised: see pp_future_exception); PP_EWORKER; PP_EBROKEN;
+ * PP_ETOOBIG (its result exceeded max_result_size); -ENOMEM (no arena space
+ * for its result); -EINVAL. Blocks up to @timeout. Any client thread.
+ */
+PP_API int pp_future_result(pp_future *f, double timeout, const void **data, size_t *size);
+
+/** What went wrong with a task. Strings stay valid until the future is
+ *  released. */
+typedef struct pp_exception {
+    int error;             /* 0 when the task succeeded, else as pp_future_result */
+    int code;              /* PP_ETASK: the task's code; PP_EWORKER: signal number
+                              (positive) or exit status (negative); else 0 */
+    pid_t pid;             /* worker that ran it, 0 if none did */
+    const char *message;   /* the task's message or a description; never NULL */
+} pp_exception;
+
+/**
+ * pp_future_exception - wait like pp_future_result, then describe the error.
+ * Returns 0 once the future is done (whatever its outcome: read exc->error),
+ * -ETIMEDOUT, or -EINVAL. A cancelled future yields exc->error = -ECANCELED.
+ */
+PP_API int pp_future_exception(pp_future *f, double timeout, pp_exception *exc);
+
+/** true once the task finished, failed or was cancelled. Does not block. */
+PP_API bool pp_future_done(pp_future *f);
+/** true only while a worker is executing it. Does not block. */
+PP_API bool pp_future_running(pp_future *f);
+
+/**
+ * pp_future_cancel - cancel the task if no worker has started it, wherever it
+ * waits (client backlog or shared ring). Returns true if the future is now
+ * cancelled (also when it already was), false if it is running or finished.
+ * On success every waiter returns -ECANCELED. Never blocks. Any client thread.
+ */
+PP_API bool pp_future_cancel(pp_future *f);
+/** true if the future was cancelled. Does not block. */
+PP_API bool pp_future_cancelled(pp_future *f);
+
+/** Take another reference to @f (returns @f). */
+PP_API pp_future *pp_future_ref(pp_future *f);
+
+/**
+ * pp_future_release - give back one reference. On the last one the result
+ * memory is freed; a task still queued or running goes on, and its result is
+ * discarded. NULL is ignored. Never blocks. Any client thread.
+ */
+PP_API void pp_future_release(pp_future *f);
+
+/* ------------------------------------------------------------------------ */
+/* Inside a task (worker process only)                                        */
+/* ------------------------------------------------------------------------ */
+
+/** The argument bytes (read-only, 16-byte aligned); *size receives their
+ *  count if @size is non-NULL. Valid until the task function returns. */
+PP_API const void *pp_task_arg(pp_task *t, size_t *size);
+
+/**
+ * pp_task_result - writable space for a result of exactly @size bytes, in
+ * shared memory (16-byte aligned). Calling it again replaces the earlier
+ * space. Returns NULL if @size exceeds max_result_size (the future will fail
+ * with PP_ETOOBIG) or the arena has no room (the future fails with -ENOMEM);
+ * the task may go on, its result is then dropped.
+ */
+PP_API void *pp_task_result(pp_task *t, size_t size);
+
+/** Copy helper: pp_task_result(t, size) then memcpy. Returns 0, PP_ETOOBIG or
+ *  -ENOMEM. */
+PP_API int pp_task_set_result(pp_task *t, const void *data, size_t size);
+
+/**
+ * pp_task_raise - fail the task with a code and a printf-style message
+ * (truncated to the slot's inline size). The future then reports PP_ETASK.
+ * Returns PP_ETASK so a task can `return pp_task_raise(t, ...)`.
+ */
+PP_API int pp_task_raise(pp_task *t, int code, const char *fmt, ...) PP_PRINTF(3, 4);
+
+/** true when the task should stop early: the pool is shutting down with
+ *  cancel_futures, or is broken. Cheap (one shared-memory load). */
+PP_API bool pp_task_should_stop(pp_task *t);
+
+/** Index (0..max_workers-1) of the worker running this task. */
+PP_API int pp_task_worker(pp_task *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PPOOL_H */

@@ -1,0 +1,140 @@
+/*
+ * arena.c — the shared arena for payloads larger than a slot's inline area.
+ *
+ * A first-fit bitmap allocator over 4 KiB units, guarded by a robust
+ * process-shared mutex. Allocations happen in the client (arguments) and in
+ * workers (results); frees happen only in the client. This is the cold path
+ * (each payload over the inline size costs one lock), so a lock is acceptable;
+ * the hot path (inline payloads) never touches it.
+ *
+ * Crash safety: a worker that dies inside ppi_arena_alloc leaves the mutex
+ * EOWNERDEAD. The next locker marks it consistent. The bitmap is updated
+ * before the run length, and a block is only handed out after both, so the
+ * worst case is a run of units marked used that nobody owns: a leak of at
+ * most one block per crash, never a double allocation.
+ *
+ * Freed blocks of 256 KiB or more are punched out of the memfd so that their
+ * memory goes back to the system at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+
+#include "segment.h"
+
+#define PUNCH_MIN (256u * 1024u)
+
+static void arena_lock(ppi_arena *a)
+{
+    int rc = pthread_mutex_lock(&a->lock);
+    if (rc == EOWNERDEAD)
+        pthread_mutex_consistent(&a->lock); /* see "Crash safety" above */
+}
+
+static uint64_t *bitmap(ppi_seg *s) { return (uint64_t *)(s->base + s->hdr->arena.off_bitmap); }
+static uint32_t *runlen(ppi_seg *s) { return (uint32_t *)(s->base + s->hdr->arena.off_runlen); }
+
+static int bit_get(const uint64_t *bm, uint64_t i) { return (int)((bm[i >> 6] >> (i & 63)) & 1); }
+
+static void bits_set(uint64_t *bm, uint64_t from, uint64_t n, int on)
+{
+    for (uint64_t i = from; i < from + n; i++) {
+        if ((i & 63) == 0 && i + 64 <= from + n) {
+            bm[i >> 6] = on ? ~(uint64_t)0 : 0;
+            i += 63;
+            continue;
+        }
+        if (on)
+            bm[i >> 6] |= (uint64_t)1 << (i & 63);
+        else
+            bm[i >> 6] &= ~((uint64_t)1 << (i & 63));
+    }
+}
+
+/* First run of @n free units in [from, to); returns its start or UINT64_MAX. */
+static uint64_t find_run(const uint64_t *bm, uint64_t from, uint64_t to, uint64_t n)
+{
+    uint64_t i = from;
+    while (i + n <= to) {
+        if ((i & 63) == 0 && bm[i >> 6] == ~(uint64_t)0) {
+            i += 64;
+            continue;
+        }
+        if (bit_get(bm, i)) {
+            i++;
+            continue;
+        }
+        uint64_t j = i;
+        while (j < i + n) {
+            if ((j & 63) == 0 && j + 64 <= i + n && bm[j >> 6] == 0) {
+                j += 64;
+                continue;
+            }
+            if (bit_get(bm, j))
+                break;
+            j++;
+        }
+        if (j >= i + n)
+            return i;
+        i = j + 1;
+    }
+    return UINT64_MAX;
+}
+
+/*
+ * ppi_arena_alloc - reserve @bytes (> 0) in the arena.
+ * Returns the block's offset from the segment base (16-byte aligned, in fact
+ * 4 KiB aligned) or 0 when there is no room. Takes the arena lock; may be
+ * called by the client and by workers.
+ */
+uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes)
+{
+    ppi_arena *a = &s->hdr->arena;
+    uint64_t n = (bytes + PPI_ARENA_UNIT - 1) / PPI_ARENA_UNIT;
+    if (n == 0 || n > a->units || n > UINT32_MAX)
+        return 0;
+    arena_lock(a);
+    uint64_t *bm = bitmap(s);
+    uint64_t at = find_run(bm, a->hint, a->units, n);
+    if (at == UINT64_MAX)
+        at = find_run(bm, 0, a->hint + n < a->units ? a->hint + n : a->units, n);
+    if (at != UINT64_MAX) {
+        bits_set(bm, at, n, 1);
+        runlen(s)[at] = (uint32_t)n;
+        a->hint = at + n < a->units ? at + n : 0;
+        a->used += n;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return at == UINT64_MAX ? 0 : a->off_data + at * PPI_ARENA_UNIT;
+}
+
+/*
+ * ppi_arena_free - give back a block from ppi_arena_alloc (0 is ignored).
+ * Called by the client only. Takes the arena lock.
+ */
+void ppi_arena_free(ppi_seg *s, uint64_t off)
+{
+    if (off == 0)
+        return;
+    ppi_arena *a = &s->hdr->arena;
+    uint64_t at = (off - a->off_data) / PPI_ARENA_UNIT;
+    arena_lock(a);
+    uint64_t n = runlen(s)[at];
+    runlen(s)[at] = 0;
+    bits_set(bitmap(s), at, n, 0);
+    a->used -= n;
+    pthread_mutex_unlock(&a->lock);
+    if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
+        (void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                        (off_t)(n * PPI_ARENA_UNIT));
+}
+
+/* Bytes currently allocated (statistics; takes the lock). */
+uint64_t ppi_arena_used_bytes(ppi_seg *s)
+{
+    ppi_arena *a = &s->hdr->arena;
+    arena_lock(a);
+    uint64_t used = a->used;
+    pthread_mutex_unlock(&a->lock);
+    return used * PPI_ARENA_UNIT;
+}

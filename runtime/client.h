@@ -1,0 +1,121 @@
+/*
+ * client.h — the client process's private structures: the executor handle,
+ * futures, the free-slot ring and the backlog. Nothing here is shared with
+ * other processes.
+ *
+ * Locking, outermost first:
+ *   ex->lock (backlog list, pump life-cycle)  >  slot_lock[i]
+ * A slot lock guards slot_owner[i] and the detach of the future bound to
+ * slot i (copying its outcome out, freeing the slot). Nothing sleeps while
+ * holding a slot lock.
+ */
+#ifndef PPOOL_RUNTIME_CLIENT_H
+#define PPOOL_RUNTIME_CLIENT_H
+
+#include <pthread.h>
+#include <stdalign.h>
+
+#include "ppool.h"
+#include "segment.h"
+
+/* pp_future.cstate: where the future's outcome lives. */
+enum {
+    PPI_F_BACKLOG = 0, /* waiting client-side for a slot */
+    PPI_F_SLOT = 1,    /* bound to slot (idx, gen); outcome is in the slot */
+    PPI_F_DONE = 2,    /* outcome copied into the future */
+};
+#define PPI_BOUND 0x80000000u /* in pp_future.refs: bound to a slot */
+
+struct pp_future {
+    /* user references (low 31 bits) | PPI_BOUND. BOUND is cleared only under
+     * the slot lock; the last user reference is dropped after clearing it. */
+    _Atomic uint32_t refs;
+    /* PPI_F_*; also a private futex for waiters while in the backlog. */
+    _Atomic uint32_t cstate;
+    pp_executor *ex;
+    uint32_t idx, gen;         /* valid from PPI_F_SLOT on */
+    /* Outcome, valid once cstate == PPI_F_DONE (written before its release). */
+    int err, code;
+    pid_t pid;
+    char *msg;                 /* malloc'd, or NULL */
+    const void *res;
+    size_t res_size;
+    uint64_t res_arena;        /* arena block owned by this future, 0 = none */
+    void *res_heap;            /* malloc'd copy, or NULL */
+    /* While in the backlog (owned by the backlog list under ex->lock). */
+    pp_fn fn;
+    void *arg;
+    size_t arg_size;
+    struct pp_future *next;
+    alignas(16) unsigned char small[64]; /* small results live here */
+};
+
+struct pp_executor {
+    ppi_seg seg;
+    pp_config cfg;
+    int nworkers;
+    pid_t manager_pid;
+    int manager_pidfd;
+    _Atomic uint32_t refs;         /* 1 for the handle + 1 per live future */
+    _Atomic uint32_t manager_gone; /* 1 once reaped or seen dead */
+
+    ppi_ring *free_slots;          /* indices of FREE slots we own */
+    pp_future **slot_owner;        /* future bound to each slot */
+    _Atomic uint32_t *slot_lock;   /* spinlock per slot */
+
+    pthread_mutex_t lock;          /* backlog and pump */
+    pthread_cond_t pump_cv;
+    pp_future *bl_head, *bl_tail;
+    _Atomic uint64_t bl_count;
+    pthread_t pump;
+    int pump_started;
+    int pump_quit;
+
+    _Atomic uint32_t shutdown;     /* no new submissions */
+    _Atomic uint32_t in_submit;    /* submissions past the shutdown check */
+    int stop_sent;                 /* under lock */
+    int reaped;                    /* under lock */
+    pthread_mutex_t reap_lock;
+
+    _Atomic uint64_t submitted;
+    _Atomic uint64_t cancelled;
+};
+
+/* slot locks */
+static inline void ppi_slot_lock(pp_executor *ex, uint32_t i)
+{
+    /* acquire: the critical section reads what the last holder wrote. */
+    while (atomic_exchange_explicit(&ex->slot_lock[i], 1, memory_order_acquire))
+        while (atomic_load_explicit(&ex->slot_lock[i], memory_order_relaxed))
+            ppi_cpu_relax(); /* relaxed: spin on a read until it looks free */
+}
+static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
+{
+    /* release: publishes the critical section. */
+    atomic_store_explicit(&ex->slot_lock[i], 0, memory_order_release);
+}
+
+/* executor.c */
+int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
+int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
+             size_t arg_size);
+void ppi_release_slot(pp_executor *ex, uint32_t idx);
+int ppi_pool_check(pp_executor *ex);
+bool ppi_manager_dead(pp_executor *ex);
+void ppi_request_stop(pp_executor *ex);
+void ppi_executor_unref(pp_executor *ex);
+
+/* future.c */
+pp_future *ppi_future_new(pp_executor *ex);
+void ppi_future_finish(pp_future *f, int err, const char *msg);
+bool ppi_detach_locked(pp_executor *ex, pp_future *f);
+bool ppi_cancel_bound(pp_executor *ex, uint32_t idx);
+void ppi_harvest(pp_executor *ex);
+
+/* pump.c */
+int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, size_t arg_size);
+bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
+void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
+void ppi_pump_join(pp_executor *ex);
+
+#endif

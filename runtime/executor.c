@@ -1,0 +1,519 @@
+/*
+ * executor.c — the executor's life-cycle (create, submit, shutdown, destroy,
+ * statistics) and the client's slot bookkeeping.
+ *
+ * Submission fast path (no lock, no system call unless a worker sleeps):
+ *   pop a FREE slot index from the client's free ring -> copy the argument in
+ *   -> store QUEUED (release) -> push (idx, gen) on the task ring (release)
+ *   -> notify the workers' eventcount (one fence, one load).
+ * When no slot (or no arena room for a large argument) is free, or a backlog
+ * already exists (to keep submission order), the call goes to the backlog,
+ * which the pump thread (pump.c) feeds in as slots free up.
+ */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "client.h"
+#include "process.h"
+#include "topology.h"
+
+#define MiB (1024ull * 1024ull)
+
+void pp_config_init(pp_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->max_workers = 0;
+    cfg->start_method = PP_START_FORK;
+    cfg->pin = PP_PIN_COMPACT;
+    cfg->max_arg_size = 64 * MiB;
+    cfg->max_result_size = 64 * MiB;
+    cfg->inline_size = 192;
+    cfg->arena_size = 1024 * MiB;
+    cfg->slots = 4096;
+}
+
+static uint32_t next_pow2(uint32_t x)
+{
+    uint32_t p = 1;
+    while (p < x)
+        p <<= 1;
+    return p;
+}
+
+/* Validate and normalise @c. Returns 0 or -EINVAL. */
+static int config_check(pp_config *c)
+{
+    if (c->max_workers < 0 || c->max_workers > 4096)
+        return -EINVAL;
+    if (c->start_method != PP_START_FORK)
+        return -EINVAL;
+    if ((unsigned)c->pin > PP_PIN_LIST)
+        return -EINVAL;
+    if (c->pin == PP_PIN_LIST && (!c->pin_cpus || c->n_pin_cpus <= 0))
+        return -EINVAL;
+    if (c->slots == 0 || c->slots > (1u << 24))
+        return -EINVAL;
+    if (c->inline_size > 64 * 1024)
+        return -EINVAL;
+    if (c->max_arg_size == 0 && c->max_result_size == 0 && c->arena_size == 0)
+        return -EINVAL;
+    c->slots = next_pow2(c->slots);
+    c->inline_size = c->inline_size < 64 ? 64 : (c->inline_size + 63) & ~(size_t)63;
+    c->arena_size = (c->arena_size + PPI_ARENA_UNIT - 1) & ~(size_t)(PPI_ARENA_UNIT - 1);
+    return 0;
+}
+
+/* Plan where the workers go. Returns 0 or -EINVAL/-ENOMEM. */
+static int plan_workers(pp_config *c, ppi_place **places, int *nworkers)
+{
+    ppi_topo *topo;
+    int rc = ppi_topo_load(&topo, NULL);
+    if (rc)
+        return rc;
+    int n = c->max_workers ? c->max_workers
+                           : (c->pin == PP_PIN_PUS ? ppi_topo_pus(topo) : ppi_topo_cores(topo));
+    ppi_place *p = calloc((size_t)n, sizeof *p);
+    if (!p) {
+        ppi_topo_destroy(topo);
+        return -ENOMEM;
+    }
+    char warn[256] = "";
+    rc = ppi_topo_plan(topo, n, c->pin, c->pin_cpus, c->n_pin_cpus, c->pin_strict, p, warn,
+                       sizeof warn);
+    ppi_topo_destroy(topo);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    if (warn[0])
+        fprintf(stderr, "ppool: %s\n", warn);
+    *places = p;
+    *nworkers = n;
+    return 0;
+}
+
+static void executor_free(pp_executor *ex)
+{
+    if (ex->manager_pidfd >= 0)
+        close(ex->manager_pidfd);
+    ppi_seg_unmap(&ex->seg);
+    free(ex->free_slots);
+    free(ex->slot_owner);
+    free((void *)ex->slot_lock);
+    pthread_mutex_destroy(&ex->lock);
+    pthread_mutex_destroy(&ex->reap_lock);
+    pthread_cond_destroy(&ex->pump_cv);
+    free(ex);
+}
+
+void ppi_executor_unref(pp_executor *ex)
+{
+    /* acq_rel: the last dropper sees every other user's writes before freeing. */
+    if (atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_acq_rel) == 1)
+        executor_free(ex);
+}
+
+static int client_alloc(pp_executor *ex)
+{
+    uint32_t n = ex->seg.nslots;
+    ex->free_slots = aligned_alloc(64, (ppi_ring_bytes(n) + 63) & ~(size_t)63);
+    ex->slot_owner = calloc(n, sizeof *ex->slot_owner);
+    ex->slot_lock = calloc(n, sizeof *ex->slot_lock);
+    if (!ex->free_slots || !ex->slot_owner || !ex->slot_lock)
+        return -ENOMEM;
+    ppi_ring_init(ex->free_slots, n);
+    for (uint32_t i = 0; i < n; i++)
+        ppi_ring_push(ex->free_slots, i);
+    return 0;
+}
+
+/* Wait until every worker is ready, the pool broke, or the manager died. */
+static int wait_ready(pp_executor *ex)
+{
+    ppi_hdr *h = ex->seg.hdr;
+    uint64_t deadline = ppi_deadline(60.0);
+    for (;;) {
+        /* acquire: pairs with each worker's release increment. */
+        uint32_t r = atomic_load_explicit(&h->ready, memory_order_acquire);
+        if (r >= h->nworkers)
+            return 0;
+        int rc = ppi_pool_check(ex);
+        if (rc)
+            return rc;
+        uint64_t left = ppi_remaining(deadline, 50000000ull);
+        if (left == 0)
+            return PP_EBROKEN;
+        ppi_futex_wait(&h->ready, r, left, true);
+    }
+}
+
+static void reap_manager(pp_executor *ex)
+{
+    pthread_mutex_lock(&ex->reap_lock);
+    if (!ex->reaped) {
+        while (waitpid(ex->manager_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        ex->reaped = 1;
+        /* release: later checks need not poll the pidfd any more. */
+        atomic_store_explicit(&ex->manager_gone, 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&ex->reap_lock);
+}
+
+int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    pp_config cfg;
+    if (cfg_in)
+        cfg = *cfg_in;
+    else
+        pp_config_init(&cfg);
+    int rc = config_check(&cfg);
+    if (rc)
+        return rc;
+    ppi_place *places = NULL;
+    int nworkers = 0;
+    rc = plan_workers(&cfg, &places, &nworkers);
+    if (rc)
+        return rc;
+    pp_executor *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        free(places);
+        return -ENOMEM;
+    }
+    ex->cfg = cfg;
+    ex->nworkers = nworkers;
+    ex->manager_pidfd = -1;
+    ex->seg.fd = -1;
+    atomic_init(&ex->refs, 1);
+    pthread_mutex_init(&ex->lock, NULL);
+    pthread_mutex_init(&ex->reap_lock, NULL);
+    pthread_cond_init(&ex->pump_cv, NULL);
+    ppi_seg_geom g = {.nslots = cfg.slots,
+                      .inline_size = (uint32_t)cfg.inline_size,
+                      .nworkers = (uint32_t)nworkers,
+                      .arena_size = cfg.arena_size,
+                      .max_arg = cfg.max_arg_size,
+                      .max_result = cfg.max_result_size};
+    rc = ppi_seg_create(&ex->seg, &g);
+    if (!rc)
+        rc = client_alloc(ex);
+    if (rc) {
+        free(places);
+        executor_free(ex);
+        return rc;
+    }
+    for (int i = 0; i < nworkers; i++)
+        ex->seg.workers[i].cpu = places[i].first_cpu;
+
+    fflush(NULL); /* no stdio buffer is duplicated into the children */
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        free(places);
+        executor_free(ex);
+        return rc;
+    }
+    if (pid == 0)
+        ppi_manager_main(&ex->seg, places);
+    free(places);
+    ex->manager_pid = pid;
+    ex->manager_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    rc = wait_ready(ex);
+    if (rc) {
+        kill(pid, SIGKILL);
+        reap_manager(ex);
+        executor_free(ex);
+        return rc;
+    }
+    *out = ex;
+    return 0;
+}
+
+int pp_max_workers(const pp_executor *ex)
+{
+    return ex ? ex->nworkers : -EINVAL;
+}
+
+/*
+ * ppi_pool_check - 0 while the pool runs, PP_EBROKEN once it is broken.
+ * Notices a dead manager (pidfd readable while no stop was asked) and breaks
+ * the pool on its behalf, so that waiters return. Cheap: one load, plus one
+ * poll() system call — callers use it only after a bounded sleep.
+ */
+/* true once the manager process has exited (reaped, or its pidfd readable). */
+bool ppi_manager_dead(pp_executor *ex)
+{
+    /* acquire: pairs with reap_manager's release. */
+    if (atomic_load_explicit(&ex->manager_gone, memory_order_acquire))
+        return true;
+    struct pollfd pf = {.fd = ex->manager_pidfd, .events = POLLIN};
+    return ex->manager_pidfd >= 0 && poll(&pf, 1, 0) == 1;
+}
+
+int ppi_pool_check(pp_executor *ex)
+{
+    ppi_hdr *h = ex->seg.hdr;
+    /* acquire: pairs with ppi_pool_break's release. */
+    if (atomic_load_explicit(&h->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
+        return PP_EBROKEN;
+    /* acquire: pairs with reap_manager's release. */
+    if (atomic_load_explicit(&ex->manager_gone, memory_order_acquire))
+        return 0; /* reaped after an orderly stop */
+    if (ppi_manager_dead(ex)) {
+        /* acquire: an orderly exit follows our own stop request. */
+        if (atomic_load_explicit(&h->stop, memory_order_acquire) &&
+            atomic_load_explicit(&h->pool_state, memory_order_acquire) == PPI_POOL_RUNNING)
+            return 0;
+        ppi_pool_break(&ex->seg, 0, ex->manager_pid, "the manager process died");
+        return PP_EBROKEN;
+    }
+    return 0;
+}
+
+void ppi_request_stop(pp_executor *ex)
+{
+    ppi_hdr *h = ex->seg.hdr;
+    /* release: workers that see stop also see every entry pushed before. */
+    atomic_store_explicit(&h->stop, 1, memory_order_release);
+    atomic_fetch_add_explicit(&h->work_ec.seq, 1, memory_order_release);
+    ppi_futex_wake(&h->work_ec.seq, INT_MAX, true);
+}
+
+int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
+{
+    uint64_t v;
+    if (ppi_ring_pop(ex->free_slots, &v)) {
+        *idx = (uint32_t)v;
+        return 0;
+    }
+    ppi_seg *s = &ex->seg;
+    /* acquire: pairs with the workers' release increments. */
+    if (atomic_load_explicit(&s->hdr->reclaim, memory_order_acquire) == 0)
+        return -EAGAIN;
+    for (uint32_t i = 0; i < s->nslots; i++) {
+        ppi_slot *sl = ppi_slot_at(s, i);
+        /* relaxed: the CAS below validates. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+        if (ppi_st_state(w) != PPI_S_RECLAIM)
+            continue;
+        uint64_t nw = ppi_st_make(ppi_st_gen(w), PPI_S_FREE, 0, PPI_NO_WORKER);
+        /* acquire: the worker's writes (arena offsets) before we free them. */
+        if (!atomic_compare_exchange_strong_explicit(&sl->state, &w, nw, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        /* relaxed: a counter; the CAS above owns the slot. */
+        atomic_fetch_sub_explicit(&s->hdr->reclaim, 1, memory_order_relaxed);
+        ppi_arena_free(s, sl->arg_off);
+        ppi_arena_free(s, sl->res_off);
+        sl->arg_off = sl->res_off = 0;
+        ppi_ring_push(ex->free_slots, i);
+    }
+    if (ppi_ring_pop(ex->free_slots, &v)) {
+        *idx = (uint32_t)v;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+void ppi_release_slot(pp_executor *ex, uint32_t idx)
+{
+    ppi_ring_push(ex->free_slots, idx);
+    /* relaxed: a hint; the pump also wakes on its own bounded sleep. */
+    if (atomic_load_explicit(&ex->bl_count, memory_order_relaxed))
+        ppi_ec_notify(&ex->seg.hdr->done_ec, 1);
+}
+
+/*
+ * ppi_bind - put fn(arg) into the FREE slot @idx we own and queue it.
+ * Returns 0, or -EAGAIN when a large argument finds no arena room (the slot
+ * goes back to the free ring; the caller keeps the call in the backlog).
+ */
+int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
+             size_t arg_size)
+{
+    ppi_seg *s = &ex->seg;
+    ppi_slot *sl = ppi_slot_at(s, idx);
+    uint64_t arg_off = 0;
+    if (arg_size > s->inline_size) {
+        arg_off = ppi_arena_alloc(s, arg_size);
+        if (!arg_off) {
+            ppi_ring_push(ex->free_slots, idx);
+            return -EAGAIN;
+        }
+        memcpy(s->base + arg_off, arg, arg_size);
+    } else if (arg_size) {
+        memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
+    }
+    sl->fn = (uint64_t)(uintptr_t)fn;
+    sl->arg_size = arg_size;
+    sl->arg_off = arg_off;
+    sl->res_size = 0;
+    sl->res_off = 0;
+    sl->err = sl->code = sl->pid = 0;
+    sl->msg_len = 0;
+    /* relaxed: we own the FREE slot; nobody else writes its state. */
+    uint32_t gen = ppi_st_gen(atomic_load_explicit(&sl->state, memory_order_relaxed)) + 1;
+    f->idx = idx;
+    f->gen = gen;
+    ppi_slot_lock(ex, idx);
+    ex->slot_owner[idx] = f;
+    /* relaxed: BOUND is published with the slot lock's release. */
+    atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
+    /* release: a waiter that sees SLOT reads idx/gen written above. */
+    atomic_store_explicit(&f->cstate, PPI_F_SLOT, memory_order_release);
+    /* release: payload and fields above before QUEUED (pairs with the
+     * worker's acquire in its claim CAS). */
+    atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, 0, PPI_NO_WORKER),
+                          memory_order_release);
+    ppi_slot_unlock(ex, idx);
+    /* Cannot fail: the ring holds as many cells as there are slots, and each
+     * slot is in it at most once. */
+    ppi_ring_push(s->ring, ppi_entry(idx, gen));
+    ppi_ec_notify(&s->hdr->work_ec, 1);
+    return 0;
+}
+
+int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size, pp_future **out)
+{
+    if (out)
+        *out = NULL;
+    if (!ex || !fn || !out || (!arg && arg_size))
+        return -EINVAL;
+    if (arg_size > ex->cfg.max_arg_size)
+        return PP_ETOOBIG;
+    /* seq_cst: announce the submission before checking shutdown, so that
+     * pp_shutdown (which sets shutdown, then waits for in_submit == 0) never
+     * misses a submission that passed the check (Dekker pair). */
+    atomic_fetch_add_explicit(&ex->in_submit, 1, memory_order_seq_cst);
+    int rc = 0;
+    if (atomic_load_explicit(&ex->shutdown, memory_order_seq_cst))
+        rc = -ESHUTDOWN;
+    else if (atomic_load_explicit(&ex->seg.hdr->pool_state, memory_order_acquire) !=
+             PPI_POOL_RUNNING) /* acquire: pairs with ppi_pool_break */
+        rc = PP_EBROKEN;
+    pp_future *f = rc ? NULL : ppi_future_new(ex);
+    if (!rc && !f)
+        rc = -ENOMEM;
+    if (!rc) {
+        uint32_t idx;
+        /* relaxed: a hint to keep order behind an existing backlog. */
+        bool direct = atomic_load_explicit(&ex->bl_count, memory_order_relaxed) == 0 &&
+                      ppi_acquire_slot(ex, &idx) == 0 &&
+                      ppi_bind(ex, f, idx, fn, arg, arg_size) == 0;
+        if (!direct)
+            rc = ppi_backlog_add(ex, f, fn, arg, arg_size);
+        if (rc) {
+            pp_future_release(f);
+            f = NULL;
+        }
+    }
+    if (!rc)
+        /* relaxed: statistics. */
+        atomic_fetch_add_explicit(&ex->submitted, 1, memory_order_relaxed);
+    /* release: our slot/backlog writes precede shutdown's observation. */
+    atomic_fetch_sub_explicit(&ex->in_submit, 1, memory_order_release);
+    *out = f;
+    return rc;
+}
+
+/* Cancel every task that no worker has started. */
+static void cancel_pending(pp_executor *ex)
+{
+    ppi_backlog_cancel_all(ex, -ECANCELED, "cancelled by shutdown");
+    for (uint32_t i = 0; i < ex->seg.nslots; i++)
+        ppi_cancel_bound(ex, i);
+}
+
+int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
+{
+    if (!ex)
+        return -EINVAL;
+    /* seq_cst: pairs with pp_submit's increment of in_submit (Dekker). */
+    atomic_store_explicit(&ex->shutdown, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&ex->in_submit, memory_order_seq_cst))
+        sched_yield(); /* a submission in flight finishes in microseconds */
+    if (cancel_futures) {
+        /* release: running tasks polling pp_task_should_stop see it. */
+        atomic_store_explicit(&ex->seg.hdr->cancel_flag, 1, memory_order_release);
+        cancel_pending(ex);
+    }
+    pthread_mutex_lock(&ex->lock);
+    /* The pump sends stop itself once it has fed the last backlog entry. */
+    if (!ex->bl_head && !ex->stop_sent) {
+        ex->stop_sent = 1;
+        ppi_request_stop(ex);
+    }
+    pthread_cond_broadcast(&ex->pump_cv);
+    pthread_mutex_unlock(&ex->lock);
+    if (!wait)
+        return 0;
+    ppi_pump_join(ex);
+    pthread_mutex_lock(&ex->lock);
+    if (!ex->stop_sent) {
+        ex->stop_sent = 1;
+        ppi_request_stop(ex);
+    }
+    pthread_mutex_unlock(&ex->lock);
+    reap_manager(ex);
+    return 0;
+}
+
+int pp_executor_destroy(pp_executor *ex)
+{
+    if (!ex)
+        return -EINVAL;
+    pp_shutdown(ex, true, false);
+    ppi_executor_unref(ex);
+    return 0;
+}
+
+int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
+{
+    if (!ex || n < 0 || (n > 0 && !w))
+        return -EINVAL;
+    ppi_seg *s = &ex->seg;
+    for (int i = 0; i < n && i < ex->nworkers; i++) {
+        ppi_worker *r = &s->workers[i];
+        /* relaxed: statistics; each counter exact on its own. */
+        w[i].pid = atomic_load_explicit(&r->pid, memory_order_relaxed);
+        w[i].cpu = r->cpu;
+        w[i].tasks = atomic_load_explicit(&r->tasks, memory_order_relaxed);
+        w[i].busy_ns = atomic_load_explicit(&r->busy_ns, memory_order_relaxed);
+        w[i].respawns = atomic_load_explicit(&r->respawns, memory_order_relaxed);
+    }
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->workers = ex->nworkers;
+        /* relaxed: statistics. */
+        st->submitted = atomic_load_explicit(&ex->submitted, memory_order_relaxed);
+        st->backlog = atomic_load_explicit(&ex->bl_count, memory_order_relaxed);
+        st->cancelled = atomic_load_explicit(&ex->cancelled, memory_order_relaxed);
+        uint64_t tasks = 0, failed = 0;
+        for (int i = 0; i < ex->nworkers; i++) {
+            tasks += atomic_load_explicit(&s->workers[i].tasks, memory_order_relaxed);
+            failed += atomic_load_explicit(&s->workers[i].failed, memory_order_relaxed);
+        }
+        st->completed = tasks - failed;
+        st->failed = failed;
+        for (uint32_t i = 0; i < s->nslots; i++) {
+            uint32_t state = ppi_st_state(
+                atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed));
+            st->queued += state == PPI_S_QUEUED;
+            st->running += state == PPI_S_RUNNING;
+        }
+    }
+    return ex->nworkers;
+}

@@ -1,0 +1,409 @@
+/*
+ * future.c — futures: waiting, reading the outcome, reference counting.
+ *
+ * A future is in one of three places (cstate):
+ *   BACKLOG  queued client-side; waiters sleep on cstate (private futex);
+ *   SLOT     bound to slot (idx, gen); waiters read the slot's state word and
+ *            sleep on its low half (shared futex) after setting WAITERS;
+ *   DONE     the outcome was copied into the future ("detached") and the
+ *            slot went back to the free ring.
+ * Detaching happens under the slot lock, by the first of: a thread reading
+ * the result, the backlog pump needing slots (harvest), or the last release.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "process.h"
+
+#define SPIN_NS 50000ull   /* spin this long on a slot before sleeping */
+#define NAP_NS 50000000ull /* every sleep is at most this long (liveness) */
+
+pp_future *ppi_future_new(pp_executor *ex)
+{
+    pp_future *f = malloc(sizeof *f);
+    if (!f)
+        return NULL;
+    memset(f, 0, offsetof(pp_future, small));
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->cstate, PPI_F_BACKLOG);
+    f->ex = ex;
+    /* relaxed: the caller holds a reference already (its executor handle). */
+    atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
+    return f;
+}
+
+static void future_free(pp_future *f)
+{
+    pp_executor *ex = f->ex;
+    if (f->res_arena)
+        ppi_arena_free(&ex->seg, f->res_arena);
+    free(f->res_heap);
+    free(f->msg);
+    free(f->arg);
+    free(f);
+    ppi_executor_unref(ex);
+}
+
+/* Complete an unbound (backlog) future with @err. Caller owns it exclusively
+ * (it is off the backlog list). Wakes its waiters. */
+void ppi_future_finish(pp_future *f, int err, const char *msg)
+{
+    f->err = err;
+    f->msg = msg ? strdup(msg) : NULL;
+    free(f->arg);
+    f->arg = NULL;
+    /* release: the outcome above before DONE. */
+    atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+    ppi_futex_wake(&f->cstate, INT_MAX, false);
+}
+
+/* Copy the outcome of terminal slot @sl into @f. */
+static void copy_outcome(pp_executor *ex, pp_future *f, ppi_slot *sl)
+{
+    ppi_seg *s = &ex->seg;
+    f->err = sl->err;
+    f->code = sl->code;
+    f->pid = sl->pid;
+    if (sl->err) {
+        f->msg = strndup(ppi_slot_res_inline(s, sl), sl->msg_len);
+        ppi_arena_free(s, sl->res_off); /* a failed task's partial result */
+    } else if (sl->res_off) {
+        f->res_arena = sl->res_off;      /* ownership moves: no copy */
+        f->res = s->base + sl->res_off;
+    } else if (sl->res_size <= sizeof f->small) {
+        memcpy(f->small, ppi_slot_res_inline(s, sl), sl->res_size);
+        f->res = f->small;
+    } else {
+        f->res_heap = aligned_alloc(16, (sl->res_size + 15) & ~(size_t)15);
+        if (f->res_heap) {
+            memcpy(f->res_heap, ppi_slot_res_inline(s, sl), sl->res_size);
+            f->res = f->res_heap;
+        } else {
+            f->err = -ENOMEM;
+        }
+    }
+    f->res_size = f->err ? 0 : sl->res_size;
+    ppi_arena_free(s, sl->arg_off);
+    sl->arg_off = sl->res_off = 0;
+}
+
+/*
+ * ppi_detach_locked - if @f is still bound and its slot finished, copy the
+ * outcome into @f, free the slot and clear BOUND. Caller holds slot_lock[f->idx]
+ * and must push f->idx to the free ring (ppi_release_slot) after unlocking
+ * when this returns true. Never frees @f.
+ */
+bool ppi_detach_locked(pp_executor *ex, pp_future *f)
+{
+    if (ex->slot_owner[f->idx] != f)
+        return false;
+    ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
+    /* acquire: pairs with the worker's (or sweeper's) release of DONE/FAILED. */
+    uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
+    if (ppi_st_gen(w) != f->gen || !ppi_st_terminal(ppi_st_state(w)))
+        return false;
+    copy_outcome(ex, f, sl);
+    ex->slot_owner[f->idx] = NULL;
+    /* release: the outcome copied above is visible to whoever sees DONE. */
+    atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+    /* release: our reads of the slot complete before it is reused; exchange
+     * so that a WAITERS flag set meanwhile is not lost. */
+    uint64_t old = atomic_exchange_explicit(
+        &sl->state, ppi_st_make(f->gen, PPI_S_FREE, 0, PPI_NO_WORKER), memory_order_release);
+    if (ppi_st_flags(old) & PPI_F_WAITERS)
+        ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
+    /* relaxed: BOUND is only read under this slot lock or by the owner. */
+    atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+    return true;
+}
+
+/* Detach @f if possible (takes the slot lock). */
+static void detach(pp_executor *ex, pp_future *f)
+{
+    ppi_slot_lock(ex, f->idx);
+    bool freed = ppi_detach_locked(ex, f);
+    ppi_slot_unlock(ex, f->idx);
+    if (freed)
+        ppi_release_slot(ex, f->idx);
+}
+
+/*
+ * ppi_cancel_bound - cancel the task in slot @idx if no worker started it.
+ * Returns true if it was cancelled. Takes the slot lock.
+ */
+bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
+{
+    ppi_slot_lock(ex, idx);
+    pp_future *f = ex->slot_owner[idx];
+    bool done = false;
+    if (f) {
+        ppi_slot *sl = ppi_slot_at(&ex->seg, idx);
+        /* relaxed: the CAS validates. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+        while (ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_QUEUED) {
+            uint64_t nw = ppi_st_make(f->gen, PPI_S_CANCELLED, 0, PPI_NO_WORKER);
+            /* relaxed: the worker that pops the stale entry only recycles the
+             * slot; it reads nothing we wrote. */
+            if (atomic_compare_exchange_weak_explicit(&sl->state, &w, nw, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                done = true;
+                break;
+            }
+        }
+        if (done) {
+            /* The slot now belongs to its ring entry: the worker that pops it
+             * marks it RECLAIM, and the client's reclaim scan frees it and its
+             * argument block. */
+            ex->slot_owner[idx] = NULL;
+            f->err = -ECANCELED;
+            /* release: outcome before DONE. */
+            atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+            /* relaxed: as in ppi_detach_locked. */
+            atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+            if (ppi_st_flags(w) & PPI_F_WAITERS)
+                ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
+            /* relaxed: statistics. */
+            atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
+        }
+    }
+    ppi_slot_unlock(ex, idx);
+    return done;
+}
+
+/* The pump frees finished slots whose futures are still held. */
+void ppi_harvest(pp_executor *ex)
+{
+    ppi_seg *s = &ex->seg;
+    for (uint32_t i = 0; i < s->nslots; i++) {
+        /* relaxed: a hint; ppi_detach_locked re-reads with acquire. */
+        uint64_t w = atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed);
+        if (!ppi_st_terminal(ppi_st_state(w)))
+            continue;
+        ppi_slot_lock(ex, i);
+        pp_future *f = ex->slot_owner[i];
+        bool freed = f && ppi_detach_locked(ex, f);
+        ppi_slot_unlock(ex, i);
+        if (freed)
+            ppi_release_slot(ex, i);
+    }
+}
+
+/* If the pool broke, fail @f's slot ourselves when nobody else will. */
+static void fail_if_broken(pp_executor *ex, pp_future *f)
+{
+    if (ppi_pool_check(ex) == 0)
+        return;
+    ppi_slot_lock(ex, f->idx);
+    if (ex->slot_owner[f->idx] == f) {
+        /* Running tasks are failed by the manager after it killed the
+         * workers; if the manager is gone too, the workers are dead (parent-
+         * death signal) and we fail running ones as well. */
+        ppi_slot_fail_broken(&ex->seg, f->idx, ppi_manager_dead(ex));
+    }
+    ppi_slot_unlock(ex, f->idx);
+}
+
+/* Wait until @f is done or @deadline passes. Returns 0 or -ETIMEDOUT. */
+static int future_wait(pp_future *f, uint64_t deadline)
+{
+    pp_executor *ex = f->ex;
+    uint64_t spin_until = 0;
+    for (;;) {
+        /* acquire: pairs with the release stores of cstate. */
+        uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
+        if (c == PPI_F_DONE)
+            return 0;
+        if (c == PPI_F_BACKLOG) {
+            uint64_t left = ppi_remaining(deadline, NAP_NS);
+            if (left == 0)
+                return -ETIMEDOUT;
+            if (ppi_futex_wait(&f->cstate, PPI_F_BACKLOG, left, false) == -ETIMEDOUT)
+                ppi_pool_check(ex); /* the pump fails the backlog if broken */
+            continue;
+        }
+        ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
+        /* acquire: pairs with the worker's release of DONE/FAILED. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if (ppi_st_gen(w) != f->gen)
+            continue; /* detached meanwhile: cstate is DONE now */
+        uint32_t st = ppi_st_state(w);
+        if (ppi_st_terminal(st) || st == PPI_S_CANCELLED)
+            return 0;
+        uint64_t now = ppi_now_ns();
+        if (!spin_until)
+            spin_until = now + SPIN_NS;
+        if (now < spin_until && now < deadline) {
+            for (int i = 0; i < 64; i++)
+                ppi_cpu_relax();
+            continue;
+        }
+        uint64_t left = ppi_remaining(deadline, NAP_NS);
+        if (left == 0)
+            return -ETIMEDOUT;
+        uint64_t ww = w | ((uint64_t)PPI_F_WAITERS << 8);
+        /* relaxed: the flag only asks the publisher for a wake; the futex
+         * compare re-validates the word. */
+        if (!(ppi_st_flags(w) & PPI_F_WAITERS) &&
+            !atomic_compare_exchange_strong_explicit(&sl->state, &w, ww, memory_order_relaxed,
+                                                     memory_order_relaxed))
+            continue;
+        if (ppi_futex_wait(ppi_slot_futex(sl), (uint32_t)ww, left, true) == -ETIMEDOUT)
+            fail_if_broken(ex, f);
+    }
+}
+
+static int timeout_check(double timeout)
+{
+    return isnan(timeout) ? -EINVAL : 0;
+}
+
+/* Wait, then make sure the outcome is in the future (detach). */
+static int wait_outcome(pp_future *f, double timeout)
+{
+    if (!f || timeout_check(timeout))
+        return -EINVAL;
+    int rc = future_wait(f, ppi_deadline(timeout));
+    if (rc)
+        return rc;
+    /* acquire: pairs with the release stores of cstate. */
+    if (atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_SLOT)
+        detach(f->ex, f);
+    return 0;
+}
+
+int pp_future_result(pp_future *f, double timeout, const void **data, size_t *size)
+{
+    if (data)
+        *data = NULL;
+    if (size)
+        *size = 0;
+    int rc = wait_outcome(f, timeout);
+    if (rc)
+        return rc;
+    if (f->err)
+        return f->err;
+    if (data)
+        *data = f->res ? f->res : (const void *)f->small;
+    if (size)
+        *size = f->res_size;
+    return 0;
+}
+
+int pp_future_exception(pp_future *f, double timeout, pp_exception *exc)
+{
+    if (!exc)
+        return -EINVAL;
+    memset(exc, 0, sizeof *exc);
+    exc->message = "";
+    int rc = wait_outcome(f, timeout);
+    if (rc)
+        return rc;
+    exc->error = f->err;
+    exc->code = f->code;
+    exc->pid = f->pid;
+    exc->message = f->msg ? f->msg : (f->err ? pp_strerror(f->err) : "");
+    return 0;
+}
+
+bool pp_future_done(pp_future *f)
+{
+    return f && future_wait(f, 0) == 0;
+}
+
+bool pp_future_running(pp_future *f)
+{
+    if (!f)
+        return false;
+    /* acquire: pairs with the release stores of cstate. */
+    if (atomic_load_explicit(&f->cstate, memory_order_acquire) != PPI_F_SLOT)
+        return false;
+    /* relaxed: a snapshot for the caller; RUNNING is set only by a worker. */
+    uint64_t w = atomic_load_explicit(&ppi_slot_at(&f->ex->seg, f->idx)->state,
+                                      memory_order_relaxed);
+    return ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_RUNNING &&
+           ppi_st_worker(w) < PPI_NO_WORKER - 1;
+}
+
+bool pp_future_cancel(pp_future *f)
+{
+    if (!f)
+        return false;
+    pp_executor *ex = f->ex;
+    /* acquire: pairs with the release stores of cstate. */
+    uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
+    if (c == PPI_F_BACKLOG) {
+        if (ppi_backlog_cancel(ex, f))
+            return true;
+        c = atomic_load_explicit(&f->cstate, memory_order_acquire);
+    }
+    if (c == PPI_F_SLOT && ppi_cancel_bound(ex, f->idx))
+        return true;
+    return pp_future_cancelled(f);
+}
+
+bool pp_future_cancelled(pp_future *f)
+{
+    if (!f)
+        return false;
+    /* acquire: pairs with the release stores of cstate. */
+    return atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_DONE &&
+           f->err == -ECANCELED;
+}
+
+pp_future *pp_future_ref(pp_future *f)
+{
+    if (f)
+        /* relaxed: the caller already holds a reference. */
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return f;
+}
+
+void pp_future_release(pp_future *f)
+{
+    if (!f)
+        return;
+    pp_executor *ex = f->ex;
+    /* acquire: see BOUND as last written under the slot lock. */
+    uint32_t r = atomic_load_explicit(&f->refs, memory_order_acquire);
+    if ((r & ~PPI_BOUND) == 1 && (r & PPI_BOUND)) {
+        /* Our reference is the last one and the future is bound: give the slot
+         * back (finished) or hand it to the worker (still queued/running). */
+        ppi_slot_lock(ex, f->idx);
+        bool freed = false;
+        if (ex->slot_owner[f->idx] == f) {
+            freed = ppi_detach_locked(ex, f);
+            if (!freed) {
+                ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
+                /* relaxed: the CAS validates. */
+                uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+                for (;;) {
+                    uint32_t st = ppi_st_state(w);
+                    if (ppi_st_terminal(st)) {
+                        freed = ppi_detach_locked(ex, f);
+                        break;
+                    }
+                    uint64_t nw = w | ((uint64_t)PPI_F_ORPHAN << 8);
+                    /* release: the worker that sees ORPHAN recycles the slot;
+                     * nothing of ours is read after. */
+                    if (atomic_compare_exchange_weak_explicit(
+                            &sl->state, &w, nw, memory_order_release, memory_order_relaxed)) {
+                        ex->slot_owner[f->idx] = NULL;
+                        /* relaxed: as in ppi_detach_locked. */
+                        atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+        ppi_slot_unlock(ex, f->idx);
+        if (freed)
+            ppi_release_slot(ex, f->idx);
+    }
+    /* acq_rel: the last dropper sees all writes to the future before freeing. */
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+        future_free(f);
+}

@@ -1,0 +1,41 @@
+/*
+ * process.h — the two process roles besides the client: the manager and the
+ * workers. Both are entered right after fork() and never return.
+ */
+#ifndef PPOOL_RUNTIME_PROCESS_H
+#define PPOOL_RUNTIME_PROCESS_H
+
+#include "segment.h"
+#include "topology.h"
+
+/* How long a worker spins on an empty ring before sleeping. Spinning keeps the
+ * round trip in the microseconds; the bound keeps idle pools off the CPU. */
+#define PPI_WORKER_SPIN_NS 50000ull
+/* How long any sleeper sleeps before re-checking that its peers live. */
+#define PPI_LIVENESS_NS 100000000ull
+
+/*
+ * ppi_manager_main - run the manager: fork the workers, reap them, apply the
+ * death policy, and exit when the pool stops or the client dies.
+ * @seg: the segment, inherited mapping. @places: nworkers placements.
+ * Called in the child of the client's fork(); never returns.
+ */
+_Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places);
+
+/*
+ * ppi_worker_main - run worker @widx: bind to @place, then take entries from
+ * the task ring until the pool stops. Called in the child of the manager's
+ * fork(); never returns.
+ */
+_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, pid_t manager);
+
+/* Mark the pool broken (first caller wins) and wake every sleeper. Returns
+ * true if this call broke it. Any process. */
+bool ppi_pool_break(ppi_seg *seg, int code, pid_t pid, const char *msg);
+
+/* Fail slot @idx if it is still QUEUED (or RUNNING when @running too) with
+ * PP_EBROKEN and the pool's cause; recycles orphans. Returns true if it
+ * changed the slot. Any process. */
+bool ppi_slot_fail_broken(ppi_seg *seg, uint32_t idx, bool running);
+
+#endif

@@ -1,0 +1,87 @@
+/* ring.c — the Vyukov bounded MPMC ring; see ring.h for the synchronisation table. */
+#include "ring.h"
+
+void ppi_ring_init(ppi_ring *r, uint64_t cap)
+{
+    r->mask = cap - 1;
+    for (uint64_t i = 0; i < cap; i++) {
+        /* relaxed: initialisation happens before the ring is shared (fork or
+         * thread creation orders it). */
+        atomic_store_explicit(&r->cells[i].seq, i, memory_order_relaxed);
+        atomic_store_explicit(&r->cells[i].val, 0, memory_order_relaxed);
+    }
+    atomic_store_explicit(&r->enq, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->deq, 0, memory_order_relaxed);
+}
+
+bool ppi_ring_push(ppi_ring *r, uint64_t v)
+{
+    /* relaxed: the ticket is validated against the cell's seq below. */
+    uint64_t pos = atomic_load_explicit(&r->enq, memory_order_relaxed);
+    ppi_ring_cell *cell;
+    for (;;) {
+        cell = &r->cells[pos & r->mask];
+        /* acquire: pairs with the consumer's release that freed this cell, so
+         * our val store cannot overtake its val load. */
+        uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - pos);
+        if (dif == 0) {
+            /* relaxed: the CAS only hands out the ticket; data is published
+             * by the seq release below. */
+            if (atomic_compare_exchange_weak_explicit(&r->enq, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return false; /* full: the cell still holds a value a lap behind */
+        } else {
+            /* relaxed: another producer took pos; retry with a fresh ticket. */
+            pos = atomic_load_explicit(&r->enq, memory_order_relaxed);
+        }
+    }
+    /* relaxed: published by the release store of seq. */
+    atomic_store_explicit(&cell->val, v, memory_order_relaxed);
+    /* release: makes val (and everything the caller wrote before, e.g. the
+     * slot's payload and state) visible to the consumer that acquires seq. */
+    atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
+    return true;
+}
+
+bool ppi_ring_pop(ppi_ring *r, uint64_t *v)
+{
+    /* relaxed: the ticket is validated against the cell's seq below. */
+    uint64_t pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+    ppi_ring_cell *cell;
+    for (;;) {
+        cell = &r->cells[pos & r->mask];
+        /* acquire: pairs with the producer's release of seq = pos+1. */
+        uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - (pos + 1));
+        if (dif == 0) {
+            /* relaxed: ticket only; the acquire above already ordered val. */
+            if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return false; /* empty */
+        } else {
+            /* relaxed: another consumer took pos; retry. */
+            pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+        }
+    }
+    /* relaxed: ordered after the acquire of seq that matched pos+1. */
+    *v = atomic_load_explicit(&cell->val, memory_order_relaxed);
+    /* release: our val load completes before a producer reuses the cell. */
+    atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
+    return true;
+}
+
+bool ppi_ring_nonempty(ppi_ring *r)
+{
+    /* relaxed: a hint only; ppi_ring_pop re-validates. */
+    uint64_t pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+    /* relaxed: a hint only. */
+    uint64_t seq = atomic_load_explicit(&r->cells[pos & r->mask].seq, memory_order_relaxed);
+    return seq == pos + 1;
+}

@@ -1,0 +1,64 @@
+/*
+ * ring.h — bounded lock-free MPMC ring of 64-bit values (Vyukov's design:
+ * one sequence number per cell).
+ *
+ * Used twice: in shared memory as the task ring (client threads produce slot
+ * entries, workers consume them) and in client memory as the free-slot ring.
+ * The ring holds no pointers, only values, so it works at any mapping address.
+ *
+ * Synchronisation table (pos = a producer's or consumer's ticket):
+ *
+ * | field      | written by                 | how                         | read by        | how     |
+ * |------------|----------------------------|-----------------------------|----------------|---------|
+ * | enq        | producers                  | CAS relaxed (ticket only)   | producers      | relaxed |
+ * | deq        | consumers                  | CAS relaxed (ticket only)   | consumers      | relaxed |
+ * | cell.val   | the producer owning pos    | relaxed, before seq release | that consumer  | relaxed, after seq acquire |
+ * | cell.seq   | producer: pos+1 (release)  | publishes val               | consumers: acquire; == pos+1 means full |
+ * |            | consumer: pos+cap (release)| frees the cell              | producers: acquire; == pos means empty   |
+ *
+ * A cell is owned exclusively between a successful ticket CAS and the seq
+ * store. A process that dies inside that window leaves that one cell stuck
+ * (see docs/design.md, "crash safety"); the rest of the ring is undamaged.
+ * Capacity is a power of two; the task ring is as large as the slot array, so
+ * an enqueue of a slot entry can never find it full.
+ */
+#ifndef PPOOL_RUNTIME_RING_H
+#define PPOOL_RUNTIME_RING_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ppi_ring_cell {
+    _Atomic uint64_t seq;
+    _Atomic uint64_t val;
+} ppi_ring_cell;
+
+typedef struct ppi_ring {
+    uint64_t mask;                 /* capacity - 1; written once at init */
+    alignas(64) _Atomic uint64_t enq;
+    alignas(64) _Atomic uint64_t deq;
+    alignas(64) ppi_ring_cell cells[];
+} ppi_ring;
+
+/* Bytes needed for a ring of @cap cells (@cap a power of two). */
+static inline size_t ppi_ring_bytes(uint64_t cap)
+{
+    return sizeof(ppi_ring) + cap * sizeof(ppi_ring_cell);
+}
+
+/* Initialise @r for @cap cells. Not concurrent with any other use. */
+void ppi_ring_init(ppi_ring *r, uint64_t cap);
+
+/* Enqueue @v. Returns false if full. Lock-free; any thread or process. */
+bool ppi_ring_push(ppi_ring *r, uint64_t v);
+
+/* Dequeue into *@v. Returns false if empty. Lock-free; any thread or process. */
+bool ppi_ring_pop(ppi_ring *r, uint64_t *v);
+
+/* true if a pop would likely find a value now (a hint, for spinning). */
+bool ppi_ring_nonempty(ppi_ring *r);
+
+#endif

@@ -1,0 +1,107 @@
+/* segment.c — create, lay out and map the shared segment (see segment.h). */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "segment.h"
+
+static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
+static uint64_t align_unit(uint64_t x) { return (x + PPI_ARENA_UNIT - 1) & ~(uint64_t)(PPI_ARENA_UNIT - 1); }
+
+static int arena_init(ppi_arena *a)
+{
+    pthread_mutexattr_t at;
+    int rc = pthread_mutexattr_init(&at);
+    if (rc)
+        return -rc;
+    /* Process-shared and robust: a worker that dies holding it (the arena is a
+     * cold path: payloads over the inline size) leaves EOWNERDEAD, not a hang. */
+    rc = pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+    if (!rc)
+        rc = pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+    if (!rc)
+        rc = pthread_mutex_init(&a->lock, &at);
+    pthread_mutexattr_destroy(&at);
+    return -rc;
+}
+
+int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
+{
+    uint64_t slot_size = 64 + 2 * (uint64_t)g->inline_size;
+    uint64_t units = g->arena_size / PPI_ARENA_UNIT;
+    uint64_t off_workers = align64(sizeof(ppi_hdr));
+    uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));
+    uint64_t off_slots = align64(off_ring + ppi_ring_bytes(g->nslots));
+    uint64_t off_bitmap = align64(off_slots + (uint64_t)g->nslots * slot_size);
+    uint64_t off_runlen = align64(off_bitmap + ((units + 63) / 64) * 8);
+    uint64_t off_data = align_unit(off_runlen + units * 4);
+    uint64_t total = off_data + units * PPI_ARENA_UNIT;
+
+    memset(seg, 0, sizeof *seg);
+    /* memfd: anonymous, never in /dev/shm; it disappears with its last user. */
+    int fd = memfd_create("ppool", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)total) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    seg->base = base;
+    seg->size = total;
+    seg->fd = fd;
+    ppi_hdr *h = base; /* the file is zero-filled by ftruncate */
+    h->magic = PPI_MAGIC;
+    h->total_size = total;
+    h->nslots = g->nslots;
+    h->slot_size = (uint32_t)slot_size;
+    h->inline_size = g->inline_size;
+    h->nworkers = g->nworkers;
+    h->max_arg = g->max_arg;
+    h->max_result = g->max_result;
+    h->off_workers = off_workers;
+    h->off_ring = off_ring;
+    h->off_slots = off_slots;
+    h->client_pid = getpid();
+    h->arena.units = units;
+    h->arena.off_bitmap = off_bitmap;
+    h->arena.off_runlen = off_runlen;
+    h->arena.off_data = off_data;
+    int rc = arena_init(&h->arena);
+    if (rc) {
+        ppi_seg_unmap(seg);
+        return rc;
+    }
+    seg->hdr = h;
+    seg->workers = (ppi_worker *)(seg->base + off_workers);
+    seg->ring = (ppi_ring *)(seg->base + off_ring);
+    seg->slots = seg->base + off_slots;
+    seg->slot_size = (uint32_t)slot_size;
+    seg->inline_size = g->inline_size;
+    seg->nslots = g->nslots;
+    ppi_ring_init(seg->ring, g->nslots);
+    for (uint32_t i = 0; i < g->nworkers; i++)
+        seg->workers[i].cpu = -1;
+    for (uint32_t i = 0; i < g->nslots; i++)
+        atomic_store_explicit(&ppi_slot_at(seg, i)->state,
+                              ppi_st_make(0, PPI_S_FREE, 0, PPI_NO_WORKER),
+                              memory_order_relaxed); /* relaxed: before sharing */
+    return 0;
+}
+
+void ppi_seg_unmap(ppi_seg *seg)
+{
+    if (seg->base)
+        munmap(seg->base, seg->size);
+    if (seg->fd >= 0)
+        close(seg->fd);
+    seg->base = NULL;
+    seg->fd = -1;
+}

@@ -1,0 +1,213 @@
+/*
+ * segment.h — the shared segment: one memfd, MAP_SHARED into the client, the
+ * manager and every worker (at whatever address each gets).
+ *
+ * Layout (all offsets from the segment base, all 64-byte aligned):
+ *
+ *   [ ppi_hdr | ppi_worker[nworkers] | task ring | slots[nslots] |
+ *     arena bitmap | arena run lengths | arena data (4 KiB units) ]
+ *
+ * Rule: nothing in the segment is a pointer. Slots are named by index,
+ * payloads by offset from the base.
+ *
+ * The slot state machine and its synchronisation table are in
+ * docs/design.md ("Slots"); the short form is at ppi_slot below.
+ */
+#ifndef PPOOL_RUNTIME_SEGMENT_H
+#define PPOOL_RUNTIME_SEGMENT_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ring.h"
+#include "sync.h"
+
+#define PPI_MAGIC 0x6c6f6f7070ull /* "ppool" */
+#define PPI_ARENA_UNIT 4096u
+
+/* ---- slot state word --------------------------------------------------
+ * 64 bits: [63:32] generation | [31:16] worker index | [15:8] flags | [7:0] state
+ * The low 32 bits double as the futex that result waiters sleep on, so every
+ * transition a waiter cares about changes them.
+ *
+ *   FREE --client--> QUEUED --worker CAS--> RUNNING(w) --worker--> DONE | FAILED
+ *                      |                        |
+ *                      +--client CAS--> CANCELLED --worker pops it--> RECLAIM
+ *   DONE/FAILED --client detaches--> FREE        (client owns the slot again)
+ *   RUNNING+ORPHAN --worker--> RECLAIM --client CAS--> FREE
+ *   QUEUED/RUNNING --manager or waiter, pool broken--> FAILED
+ *
+ * The generation increases on FREE -> QUEUED; ring entries carry it, so an
+ * entry for an earlier use of a slot can never claim a later use (ABA-safe).
+ */
+enum ppi_slot_state {
+    PPI_S_FREE = 0,
+    PPI_S_QUEUED = 1,
+    PPI_S_RUNNING = 2,
+    PPI_S_DONE = 3,
+    PPI_S_FAILED = 4,
+    PPI_S_CANCELLED = 5,
+    PPI_S_RECLAIM = 6,
+};
+#define PPI_F_WAITERS 0x01u /* a client thread sleeps on this slot's futex */
+#define PPI_F_ORPHAN 0x02u  /* the client dropped its future; the worker recycles */
+#define PPI_NO_WORKER 0xffffu
+
+static inline uint32_t ppi_st_state(uint64_t w) { return (uint32_t)(w & 0xff); }
+static inline uint32_t ppi_st_flags(uint64_t w) { return (uint32_t)((w >> 8) & 0xff); }
+static inline uint32_t ppi_st_worker(uint64_t w) { return (uint32_t)((w >> 16) & 0xffff); }
+static inline uint32_t ppi_st_gen(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint64_t ppi_st_make(uint32_t gen, uint32_t state, uint32_t flags, uint32_t worker)
+{
+    return ((uint64_t)gen << 32) | ((uint64_t)worker << 16) | ((uint64_t)flags << 8) | state;
+}
+static inline int ppi_st_terminal(uint32_t s)
+{
+    return s == PPI_S_DONE || s == PPI_S_FAILED;
+}
+
+/* Ring entries name a slot use: index and generation. */
+static inline uint64_t ppi_entry(uint32_t idx, uint32_t gen) { return ((uint64_t)gen << 32) | idx; }
+static inline uint32_t ppi_entry_idx(uint64_t e) { return (uint32_t)e; }
+static inline uint32_t ppi_entry_gen(uint64_t e) { return (uint32_t)(e >> 32); }
+
+/*
+ * One task slot. Field ownership follows the state:
+ *  - fn, arg_*: written by the client while it owns the slot (FREE), published
+ *    by the release store of QUEUED and the ring push; read by the worker.
+ *  - res_*, err, code, pid, msg_len: written by the worker between its
+ *    RUNNING CAS and its DONE/FAILED release; read by the client after an
+ *    acquire load sees DONE/FAILED. The manager (or a waiter, when the pool
+ *    is broken) writes them only after winning the CAS out of QUEUED/RUNNING.
+ * Inline payload bytes follow the struct: arg area, then result area (the
+ * result area holds the error message when the task failed).
+ */
+typedef struct ppi_slot {
+    _Atomic uint64_t state;
+    uint64_t fn;        /* function address (fork start method: same image) */
+    uint64_t arg_size;
+    uint64_t arg_off;   /* arena offset, 0 = inline */
+    uint64_t res_size;
+    uint64_t res_off;   /* arena offset, 0 = inline */
+    int32_t err;        /* 0 or PP_E* / -errno */
+    int32_t code;       /* task's code, or signal / exit status */
+    int32_t pid;        /* worker that ran it */
+    uint32_t msg_len;
+} ppi_slot;
+_Static_assert(sizeof(ppi_slot) <= 64, "slot header fits a cache line");
+
+/* Per worker position (the process in it may be replaced). Single writer:
+ * the worker process in that position, except pid/respawns (manager). */
+typedef struct ppi_worker {
+    alignas(64) _Atomic int32_t pid;
+    int32_t cpu;                 /* first OS PU it is pinned to, -1 none */
+    _Atomic uint32_t ready;      /* 1 once pinned and looping */
+    _Atomic uint64_t tasks;      /* tasks finished (ok or failed) */
+    _Atomic uint64_t failed;     /* of which failed */
+    _Atomic uint64_t busy_ns;
+    _Atomic uint64_t respawns;
+} ppi_worker;
+
+/* Pool life-cycle, in ppi_hdr.pool_state. */
+enum ppi_pool_state {
+    PPI_POOL_RUNNING = 0,
+    PPI_POOL_BROKEN = 1,
+};
+
+/* The arena's bookkeeping; guarded by a robust process-shared mutex. */
+typedef struct ppi_arena {
+    pthread_mutex_t lock;
+    uint64_t units;      /* data units of PPI_ARENA_UNIT bytes */
+    uint64_t hint;       /* where the next search starts */
+    uint64_t used;       /* units in use (statistics) */
+    uint64_t off_bitmap; /* uint64_t[ceil(units/64)], bit set = used */
+    uint64_t off_runlen; /* uint32_t[units], run length at a block's first unit */
+    uint64_t off_data;
+} ppi_arena;
+
+typedef struct ppi_hdr {
+    uint64_t magic;
+    uint64_t total_size;
+    uint32_t nslots;
+    uint32_t slot_size;     /* header + 2 * inline_size */
+    uint32_t inline_size;
+    uint32_t nworkers;
+    uint64_t max_arg;
+    uint64_t max_result;
+    uint64_t off_workers;
+    uint64_t off_ring;
+    uint64_t off_slots;
+    int32_t client_pid;
+    _Atomic int32_t manager_pid;
+    /* Life-cycle words. Written with release, read with acquire. */
+    _Atomic uint32_t pool_state;    /* enum ppi_pool_state */
+    _Atomic uint32_t cancel_flag;   /* shutdown(cancel_futures): tasks should stop */
+    _Atomic uint32_t stop;          /* workers exit once the ring is empty */
+    _Atomic int32_t broken_err;     /* why broken: PP_EBROKEN cause code */
+    _Atomic int32_t broken_code;    /* signal (>0) or exit status (<0) */
+    _Atomic int32_t broken_pid;
+    char broken_msg[128];           /* written once, before pool_state BROKEN */
+    _Atomic uint32_t ready;         /* workers started (futex for create) */
+    alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
+    alignas(64) ppi_ec done_ec;     /* the client's backlog pump sleeps here */
+    alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */
+    alignas(64) ppi_arena arena;
+} ppi_hdr;
+
+/* A process's view of the segment. */
+typedef struct ppi_seg {
+    char *base;
+    size_t size;
+    int fd;
+    ppi_hdr *hdr;
+    ppi_worker *workers;
+    ppi_ring *ring;
+    char *slots;
+    uint32_t slot_size;
+    uint32_t inline_size;
+    uint32_t nslots;
+} ppi_seg;
+
+/* Geometry for ppi_seg_create. */
+typedef struct ppi_seg_geom {
+    uint32_t nslots;        /* power of two */
+    uint32_t inline_size;   /* multiple of 64 */
+    uint32_t nworkers;
+    uint64_t arena_size;    /* bytes, multiple of PPI_ARENA_UNIT */
+    uint64_t max_arg;
+    uint64_t max_result;
+} ppi_seg_geom;
+
+/* Create and initialise a segment (client). Returns 0 or -errno. */
+int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g);
+/* Unmap and close (any process). */
+void ppi_seg_unmap(ppi_seg *seg);
+
+static inline ppi_slot *ppi_slot_at(const ppi_seg *s, uint32_t idx)
+{
+    return (ppi_slot *)(s->slots + (size_t)idx * s->slot_size);
+}
+static inline char *ppi_slot_arg_inline(const ppi_seg *s, ppi_slot *sl)
+{
+    (void)s;
+    return (char *)sl + 64;
+}
+static inline char *ppi_slot_res_inline(const ppi_seg *s, ppi_slot *sl)
+{
+    return (char *)sl + 64 + s->inline_size;
+}
+static inline _Atomic uint32_t *ppi_slot_futex(ppi_slot *sl)
+{
+    return (_Atomic uint32_t *)(void *)&sl->state; /* low half (little-endian) */
+}
+
+/* Arena (arena.c). Offsets are from the segment base; 0 means none. */
+uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes);
+void ppi_arena_free(ppi_seg *s, uint64_t off);
+uint64_t ppi_arena_used_bytes(ppi_seg *s);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * worker.c — the worker loop and the task-side API (pp_task_*).
+ *
+ * A worker owns nothing but its ppi_worker record. It takes a slot entry from
+ * the task ring, claims the slot with one CAS (QUEUED -> RUNNING(self)), runs
+ * the function, writes the outcome into the slot and publishes it with one
+ * CAS (RUNNING -> DONE/FAILED, or RECLAIM when the client dropped the
+ * future), then wakes the slot's waiters if any said they sleep.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "ppool.h"
+#include "process.h"
+
+struct pp_task {
+    ppi_seg *seg;
+    ppi_slot *slot;
+    int widx;
+    uint64_t res_size;
+    uint64_t res_off;     /* arena block we own, 0 = inline */
+    int res_err;          /* PP_ETOOBIG / -ENOMEM from pp_task_result */
+    int raised;
+    int code;
+    uint32_t msg_len;
+};
+
+const void *pp_task_arg(pp_task *t, size_t *size)
+{
+    if (size)
+        *size = t->slot->arg_size;
+    if (t->slot->arg_off)
+        return t->seg->base + t->slot->arg_off;
+    return ppi_slot_arg_inline(t->seg, t->slot);
+}
+
+static void task_drop_result(pp_task *t)
+{
+    if (t->res_off)
+        ppi_arena_free(t->seg, t->res_off);
+    t->res_off = 0;
+    t->res_size = 0;
+}
+
+void *pp_task_result(pp_task *t, size_t size)
+{
+    task_drop_result(t);
+    t->res_err = 0;
+    if (size > t->seg->hdr->max_result) {
+        t->res_err = PP_ETOOBIG;
+        return NULL;
+    }
+    if (size <= t->seg->inline_size) {
+        t->res_size = size;
+        return ppi_slot_res_inline(t->seg, t->slot);
+    }
+    uint64_t off = ppi_arena_alloc(t->seg, size);
+    if (!off) {
+        t->res_err = -ENOMEM;
+        return NULL;
+    }
+    t->res_off = off;
+    t->res_size = size;
+    return t->seg->base + off;
+}
+
+int pp_task_set_result(pp_task *t, const void *data, size_t size)
+{
+    void *dst = pp_task_result(t, size);
+    if (!dst)
+        return t->res_err;
+    if (size)
+        memcpy(dst, data, size);
+    return 0;
+}
+
+int pp_task_raise(pp_task *t, int code, const char *fmt, ...)
+{
+    task_drop_result(t);
+    char *msg = ppi_slot_res_inline(t->seg, t->slot);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, t->seg->inline_size, fmt ? fmt : "", ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((uint32_t)n >= t->seg->inline_size)
+        n = (int)t->seg->inline_size - 1;
+    t->msg_len = (uint32_t)n;
+    t->raised = 1;
+    t->code = code;
+    return PP_ETASK;
+}
+
+bool pp_task_should_stop(pp_task *t)
+{
+    ppi_hdr *h = t->seg->hdr;
+    /* relaxed: a polled hint; a late answer costs one more poll. */
+    return atomic_load_explicit(&h->cancel_flag, memory_order_relaxed) ||
+           atomic_load_explicit(&h->pool_state, memory_order_relaxed) != PPI_POOL_RUNNING;
+}
+
+int pp_task_worker(pp_task *t) { return t->widx; }
+
+/* Write the outcome fields (slot owned by us: RUNNING(widx)). */
+static void task_write_outcome(pp_task *t, int rc)
+{
+    ppi_slot *sl = t->slot;
+    sl->pid = getpid();
+    if (t->raised) {
+        sl->err = PP_ETASK;
+        sl->code = t->code;
+        sl->msg_len = t->msg_len;
+    } else if (rc != 0) {
+        task_drop_result(t);
+        sl->err = PP_ETASK;
+        sl->code = rc;
+        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), t->seg->inline_size,
+                                         "task returned %d", rc);
+    } else if (t->res_err) {
+        sl->err = t->res_err;
+        sl->code = 0;
+        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), t->seg->inline_size,
+                                         "%s", t->res_err == PP_ETOOBIG
+                                                   ? "result larger than max_result_size"
+                                                   : "no room in the arena for the result");
+    } else {
+        sl->err = 0;
+        sl->code = 0;
+        sl->msg_len = 0;
+    }
+    if (sl->msg_len >= t->seg->inline_size)
+        sl->msg_len = t->seg->inline_size - 1;
+    sl->res_size = sl->err ? 0 : t->res_size;
+    sl->res_off = t->res_off;
+}
+
+/* Claim the slot named by @e. Returns false if it is not ours to run. */
+static bool slot_claim(ppi_seg *seg, uint64_t e, int widx)
+{
+    ppi_slot *sl = ppi_slot_at(seg, ppi_entry_idx(e));
+    uint32_t gen = ppi_entry_gen(e);
+    /* acquire: pairs with the client's release of QUEUED (payload visible). */
+    uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
+    for (;;) {
+        if (ppi_st_gen(w) != gen)
+            return false; /* stale entry; cannot happen while entries are unique */
+        uint32_t st = ppi_st_state(w), fl = ppi_st_flags(w);
+        uint64_t nw;
+        if (st == PPI_S_QUEUED)
+            nw = ppi_st_make(gen, PPI_S_RUNNING, fl, (uint32_t)widx);
+        else if (st == PPI_S_CANCELLED)
+            nw = ppi_st_make(gen, PPI_S_RECLAIM, 0, PPI_NO_WORKER);
+        else
+            return false; /* failed by a broken-pool sweep */
+        /* acq_rel: acquire the payload; release our claim (RUNNING) so that
+         * the client's cancel CAS fails from here on. */
+        if (atomic_compare_exchange_weak_explicit(&sl->state, &w, nw, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            if (st == PPI_S_CANCELLED) {
+                /* release: the client's reclaim scan reads the slot after it. */
+                atomic_fetch_add_explicit(&seg->hdr->reclaim, 1, memory_order_release);
+                ppi_ec_notify(&seg->hdr->done_ec, 1);
+                return false;
+            }
+            return true;
+        }
+    }
+}
+
+/* Publish the outcome: RUNNING -> DONE/FAILED (or RECLAIM for orphans). */
+static void slot_publish(ppi_seg *seg, ppi_slot *sl, uint32_t gen, int widx)
+{
+    uint32_t st = sl->err ? PPI_S_FAILED : PPI_S_DONE;
+    /* relaxed: the CAS below re-validates. */
+    uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+    uint64_t nw;
+    do {
+        if (ppi_st_gen(w) != gen || ppi_st_state(w) != PPI_S_RUNNING ||
+            ppi_st_worker(w) != (uint32_t)widx)
+            return; /* a broken-pool sweep failed it first */
+        if (ppi_st_flags(w) & PPI_F_ORPHAN)
+            nw = ppi_st_make(gen, PPI_S_RECLAIM, 0, PPI_NO_WORKER);
+        else
+            nw = ppi_st_make(gen, st, 0, (uint32_t)widx);
+        /* release: publishes the outcome fields written before; pairs with
+         * the waiter's acquire load of the state. */
+    } while (!atomic_compare_exchange_weak_explicit(&sl->state, &w, nw, memory_order_release,
+                                                    memory_order_relaxed));
+    if (ppi_st_flags(w) & PPI_F_WAITERS)
+        ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
+    if (ppi_st_state(nw) == PPI_S_RECLAIM)
+        /* release: orders our slot writes before the client's reclaim scan. */
+        atomic_fetch_add_explicit(&seg->hdr->reclaim, 1, memory_order_release);
+    ppi_ec_notify(&seg->hdr->done_ec, 1);
+}
+
+static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
+{
+    if (!slot_claim(seg, e, widx))
+        return;
+    ppi_slot *sl = ppi_slot_at(seg, ppi_entry_idx(e));
+    pp_task t = {.seg = seg, .slot = sl, .widx = widx};
+    pp_fn fn = (pp_fn)(uintptr_t)sl->fn;
+    uint64_t t0 = ppi_now_ns();
+    int rc = fn(&t);
+    uint64_t t1 = ppi_now_ns();
+    task_write_outcome(&t, rc);
+    slot_publish(seg, sl, ppi_entry_gen(e), widx);
+    /* relaxed: statistics with a single writer (this worker). */
+    atomic_store_explicit(&me->busy_ns,
+                          atomic_load_explicit(&me->busy_ns, memory_order_relaxed) + (t1 - t0),
+                          memory_order_relaxed);
+    if (sl->err) /* our own write above; no other writer while we publish */
+        atomic_store_explicit(&me->failed,
+                              atomic_load_explicit(&me->failed, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    atomic_store_explicit(&me->tasks, atomic_load_explicit(&me->tasks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Wait for work. Returns true when the worker should exit. */
+static bool wait_for_work(ppi_seg *seg, pid_t manager)
+{
+    ppi_hdr *h = seg->hdr;
+    uint64_t until = ppi_now_ns() + PPI_WORKER_SPIN_NS;
+    for (unsigned i = 1;; i++) {
+        if (ppi_ring_nonempty(seg->ring))
+            return false;
+        if ((i & 63) == 0 && ppi_now_ns() > until)
+            break;
+        ppi_cpu_relax();
+    }
+    uint32_t seq = ppi_ec_prepare(&h->work_ec);
+    if (ppi_ring_nonempty(seg->ring)) {
+        ppi_ec_cancel(&h->work_ec);
+        return false;
+    }
+    /* acquire: pairs with the client's release of stop / break. */
+    if (atomic_load_explicit(&h->stop, memory_order_acquire) ||
+        atomic_load_explicit(&h->pool_state, memory_order_acquire) != PPI_POOL_RUNNING) {
+        ppi_ec_cancel(&h->work_ec);
+        return true;
+    }
+    ppi_ec_sleep(&h->work_ec, seq, PPI_LIVENESS_NS);
+    if (getppid() != manager)
+        _exit(0); /* manager gone (PDEATHSIG normally got here first) */
+    return false;
+}
+
+_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, pid_t manager)
+{
+    /* The manager is single-threaded, so "parent thread died" = manager died. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != manager)
+        _exit(0);
+    char name[16];
+    snprintf(name, sizeof name, "ppool-w%d", widx);
+    prctl(PR_SET_NAME, name);
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    ppi_worker *me = &seg->workers[widx];
+    if (ppi_topo_bind_self(place) != 0)
+        _exit(101);
+    /* release: the client reads ready then the record (pid, cpu). */
+    atomic_store_explicit(&me->ready, 1, memory_order_release);
+    /* release: counts ready workers for pp_executor_create's wait. */
+    atomic_fetch_add_explicit(&seg->hdr->ready, 1, memory_order_release);
+    ppi_futex_wake(&seg->hdr->ready, INT_MAX, true);
+
+    for (;;) {
+        uint64_t e;
+        if (ppi_ring_pop(seg->ring, &e)) {
+            run_entry(seg, me, widx, e);
+            continue;
+        }
+        if (wait_for_work(seg, manager))
+            break;
+    }
+    fflush(stdout); /* a task's buffered prints are not lost (cf. Python's W14) */
+    fflush(stderr);
+    _exit(0);
+}
