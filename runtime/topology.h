@@ -71,7 +71,7 @@ int ppi_topo_bind_self(const ppi_place *p);
  * One core per CPU in the calling thread's sched_getaffinity mask, one
  * package (0), no NUMA information (numa -1). This is what ppi_topo_load(NULL)
  * uses when hwloc fails; exposed so tests can exercise it. Prints nothing.
- * Returns 0 or -ENOMEM; *out is NULL on error.
+ * Returns 0, -ENOMEM, or -EINVAL (NULL @out); *out is NULL on error.
  */
 int ppi_topo_load_affinity(ppi_topo **out);
 

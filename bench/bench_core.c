@@ -1,0 +1,967 @@
+/*
+ * bench_core — ppool's core benchmark: the cost of one task.
+ *
+ *   a. round trip: submit a no-op task (8-byte argument, 8-byte result), wait
+ *      for its result, release it; one at a time. Warm-up, then R rounds;
+ *      median / p90 / p99 in microseconds (nearest-rank, per run).
+ *   b. throughput: submit N no-op tasks as fast as possible, then wait for
+ *      every one (checking its result) and release it; tasks per second from
+ *      the first submit to the last release.
+ *
+ * Both shapes are repeated over K runs on one executor; the figures printed
+ * are medians over the runs. Then, in the same invocation, the same shapes
+ * are measured on CPython's ProcessPoolExecutor (bench/peer_ppe.py, fork
+ * start method, same worker count) and the two are printed side by side,
+ * with the issue's targets marked MET or MISSED.
+ *
+ * Usage: bench_core [--workers N] [--rounds R] [--tasks N] [--runs K]
+ *                   [--py-rounds R] [--py-tasks N] [--peer PATH]
+ *                   [--csv FILE] [--no-python] [--quick]
+ * See bench/README.md.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <ppool.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ------------------------------------------------------------------------ */
+/* Targets (from the issue)                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define TARGET_RT_MEDIAN_US 10.0
+#define TARGET_TPUT 1000000.0
+#define TARGET_TPUT_WORKERS 2
+
+#define WARMUP_ROUNDS 1000
+
+/* A result not there after this long means the runtime is stuck: say so and
+ * exit rather than hang the benchmark. */
+#define RESULT_TIMEOUT_S 60.0
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static const char *prog = "bench_core";
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
+    exit(1);
+}
+
+/* Every pp_* call that returns an int goes through CHECK. */
+#define CHECK(call)                                                            \
+    do {                                                                       \
+        int rc_ = (call);                                                      \
+        if (rc_ != 0)                                                          \
+            die(#call, rc_);                                                   \
+    } while (0)
+
+/* A failed pp_future_result: say what the future itself reports, then exit. */
+static void die_future(const char *what, pp_future *f, int rc)
+{
+    if (rc == -ETIMEDOUT) {
+        fprintf(stderr, "%s: %s: no result after %.0f s; the pool looks stuck\n", prog, what,
+                RESULT_TIMEOUT_S);
+        exit(1);
+    }
+    pp_exception exc;
+    int erc = pp_future_exception(f, 0.0, &exc);
+    if (erc == 0)
+        fprintf(stderr, "%s: %s failed: %s (%d); task: code %d, pid %ld, \"%s\"\n",
+                prog, what, pp_strerror(rc), rc, exc.code, (long)exc.pid, exc.message);
+    else
+        fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
+    exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "%s: out of memory (%zu bytes)\n", prog, n);
+        exit(1);
+    }
+    return p;
+}
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted samples (same definition as peer_ppe.py). */
+static uint64_t percentile_u64(const uint64_t *sorted, size_t n, double q)
+{
+    size_t k = (size_t)ceil(q * (double)n);
+    if (k < 1)
+        k = 1;
+    if (k > n)
+        k = n;
+    return sorted[k - 1];
+}
+
+/* Conventional median of a few run results (mean of the middle two if even,
+ * as Python's statistics.median). Sorts @v in place. */
+static double median_d(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double min_d(const double *v, size_t n)
+{
+    double m = v[0];
+    for (size_t i = 1; i < n; i++)
+        m = v[i] < m ? v[i] : m;
+    return m;
+}
+
+static double max_d(const double *v, size_t n)
+{
+    double m = v[0];
+    for (size_t i = 1; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+/* 1234567.8 -> "1,234,568" into @buf. */
+static const char *grouped(double v, char *buf, size_t len)
+{
+    char tmp[64];
+    if (!isfinite(v) || v < 0 || v >= 1e18) {
+        snprintf(buf, len, "%.3g", v);
+        return buf;
+    }
+    snprintf(tmp, sizeof tmp, "%" PRIu64, (uint64_t)llround(v));
+    size_t n = strlen(tmp), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = tmp[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s ? s : "", &end, 10);
+    if (!s || errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "%s: %s wants an integer in %ld..%ld, got '%s'\n", prog, opt, lo, hi,
+                s ? s : "(nothing)");
+        exit(2);
+    }
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The task                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The no-op: 8 bytes in, the same 8 bytes out. */
+static int noop_task(pp_task *t)
+{
+    size_t n = 0;
+    const void *arg = pp_task_arg(t, &n);
+    if (n != sizeof(uint64_t))
+        return pp_task_raise(t, 1, "noop: argument is %zu bytes, expected 8", n);
+    return pp_task_set_result(t, arg, sizeof(uint64_t));
+}
+
+/* Result of future @f must be the 8 bytes of @expect. */
+static void check_result(pp_future *f, const char *what, uint64_t expect)
+{
+    const void *data = NULL;
+    size_t size = 0;
+    int rc = pp_future_result(f, RESULT_TIMEOUT_S, &data, &size);
+    if (rc != 0)
+        die_future(what, f, rc);
+    uint64_t got;
+    if (size != sizeof got || !data) {
+        fprintf(stderr, "%s: %s: result is %zu bytes, expected 8\n", prog, what, size);
+        exit(1);
+    }
+    memcpy(&got, data, sizeof got);
+    if (got != expect) {
+        fprintf(stderr, "%s: %s: result %" PRIu64 ", expected %" PRIu64 "\n", prog, what, got,
+                expect);
+        exit(1);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The machine                                                                */
+/* ------------------------------------------------------------------------ */
+
+static size_t count_sub(const char *hay, const char *needle)
+{
+    size_t c = 0, n = strlen(needle);
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += n)
+        c++;
+    return c;
+}
+
+/* "1 package, 1 NUMA node, 2 cores, 2 PUs, 4570MB" from lstopo, or "" . */
+static void hwloc_summary(char *out, size_t len)
+{
+    out[0] = '\0';
+    FILE *p = popen("lstopo-no-graphics --of console -p --no-io 2>/dev/null", "r");
+    if (!p)
+        return;
+    size_t cap = 1 << 16, used = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + used, 1, cap - 1 - used, p)) > 0) {
+        used += r;
+        if (used + 1 >= cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+    }
+    buf[used] = '\0';
+    int st = pclose(p);
+    if (st != 0 || used == 0) {
+        free(buf);
+        return;
+    }
+    size_t pkg = count_sub(buf, "Package"), numa = count_sub(buf, "NUMANode"),
+           core = count_sub(buf, "Core"), pu = count_sub(buf, "PU");
+    char mem[32] = "";
+    const char *m = strstr(buf, "Machine (");
+    if (m) {
+        m += strlen("Machine (");
+        size_t i = 0;
+        while (m[i] && m[i] != ' ' && m[i] != ')' && i + 1 < sizeof mem) {
+            mem[i] = m[i];
+            i++;
+        }
+        mem[i] = '\0';
+    }
+    if (core || pu)
+        snprintf(out, len, "%zu package%s, %zu NUMA node%s, %zu core%s, %zu PU%s%s%s", pkg,
+                 pkg == 1 ? "" : "s", numa, numa == 1 ? "" : "s", core, core == 1 ? "" : "s", pu,
+                 pu == 1 ? "" : "s", mem[0] ? ", " : "", mem);
+    free(buf);
+}
+
+static void cpu_model(char *out, size_t len)
+{
+    snprintf(out, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        /* x86: "model name"; some others: "Model" or "cpu model". */
+        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) &&
+            strncmp(line, "cpu model", 9))
+            continue;
+        char *c = strchr(line, ':');
+        if (!c)
+            continue;
+        c++;
+        while (*c == ' ' || *c == '\t')
+            c++;
+        c[strcspn(c, "\n")] = '\0';
+        if (*c) {
+            snprintf(out, len, "%s", c);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static void print_machine(void)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    int allowed = -1;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        allowed = CPU_COUNT(&set);
+    char model[256], topo[256];
+    cpu_model(model, sizeof model);
+    hwloc_summary(topo, sizeof topo);
+    printf("machine:  %ld CPUs online (%d allowed), %s; %s\n", online, allowed, model,
+           topo[0] ? topo : "(lstopo-no-graphics not available)");
+
+    struct utsname u;
+    if (uname(&u) == 0)
+        printf("kernel:   %s %s %s\n", u.sysname, u.release, u.machine);
+#if defined(__clang__)
+    const char *cc = "clang " __clang_version__;
+#elif defined(__GNUC__)
+    const char *cc = "gcc " __VERSION__;
+#else
+    const char *cc = "unknown compiler";
+#endif
+#if defined(__OPTIMIZE__)
+    const char *opt = "optimized";
+#else
+    const char *opt = "NOT optimized (numbers will be pessimistic)";
+#endif
+#if defined(_OPENMP)
+    printf("compiler: %s, %s, OpenMP %d\n", cc, opt, _OPENMP);
+#else
+    printf("compiler: %s, %s\n", cc, opt);
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* ppool measurements                                                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct results {
+    double rt_median_us, rt_p90_us, rt_p99_us, tput;
+    /* spread over runs */
+    double rt_median_min, rt_median_max, tput_min, tput_max;
+} results;
+
+static void round_trips(pp_executor *ex, uint64_t *samples, long rounds, long warmup,
+                        double *med, double *p90, double *p99)
+{
+    for (long i = 0; i < warmup; i++) {
+        uint64_t v = (uint64_t)i;
+        pp_future *f;
+        CHECK(pp_submit(ex, noop_task, &v, sizeof v, &f));
+        check_result(f, "warm-up pp_future_result", v);
+        pp_future_release(f);
+    }
+    for (long i = 0; i < rounds; i++) {
+        uint64_t v = (uint64_t)i ^ 0x5a5a5a5a5a5a5a5aull;
+        pp_future *f;
+        const void *data = NULL;
+        size_t size = 0;
+        uint64_t t0 = now_ns();
+        int rc = pp_submit(ex, noop_task, &v, sizeof v, &f);
+        if (rc != 0)
+            die("pp_submit", rc);
+        rc = pp_future_result(f, RESULT_TIMEOUT_S, &data, &size);
+        uint64_t got = 0;
+        if (rc == 0 && size == sizeof got && data)
+            memcpy(&got, data, sizeof got);
+        if (rc != 0)
+            die_future("pp_future_result", f, rc);
+        pp_future_release(f);
+        samples[i] = now_ns() - t0;
+        if (size != sizeof got || got != v) {
+            fprintf(stderr, "%s: round trip %ld: result of %zu bytes, value %" PRIu64
+                            ", expected 8 bytes, %" PRIu64 "\n",
+                    prog, i, size, got, v);
+            exit(1);
+        }
+    }
+    qsort(samples, (size_t)rounds, sizeof *samples, cmp_u64);
+    *med = percentile_u64(samples, (size_t)rounds, 0.50) / 1e3;
+    *p90 = percentile_u64(samples, (size_t)rounds, 0.90) / 1e3;
+    *p99 = percentile_u64(samples, (size_t)rounds, 0.99) / 1e3;
+}
+
+static double throughput(pp_executor *ex, pp_future **futs, long tasks)
+{
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < tasks; i++) {
+        uint64_t v = (uint64_t)i;
+        int rc = pp_submit(ex, noop_task, &v, sizeof v, &futs[i]);
+        if (rc != 0)
+            die("pp_submit", rc);
+    }
+    for (long i = 0; i < tasks; i++) {
+        check_result(futs[i], "pp_future_result", (uint64_t)i);
+        pp_future_release(futs[i]);
+    }
+    uint64_t t1 = now_ns();
+    return (double)tasks / ((double)(t1 - t0) * 1e-9);
+}
+
+static void print_pool(pp_executor *ex, const char *when)
+{
+    int nw = pp_max_workers(ex);
+    if (nw < 0)
+        die("pp_max_workers", nw);
+    pp_stats st;
+    pp_worker_stats *ws = xmalloc(sizeof *ws * (size_t)nw);
+    int got = pp_executor_stats(ex, &st, ws, nw);
+    if (got < 0)
+        die("pp_executor_stats", got);
+    if (got > nw)
+        got = nw;
+    printf("  pool %s: %d workers;", when, st.workers);
+    for (int i = 0; i < got; i++) {
+        if (ws[i].cpu >= 0)
+            printf(" w%d cpu %d", i, ws[i].cpu);
+        else
+            printf(" w%d unpinned", i);
+        if (st.completed)
+            printf(" %" PRIu64 " tasks", ws[i].tasks);
+        if (ws[i].respawns)
+            printf(" %" PRIu64 " respawns", ws[i].respawns);
+        printf(i + 1 < got ? "," : "");
+    }
+    if (st.completed || st.failed || st.cancelled)
+        printf("; completed %" PRIu64 ", failed %" PRIu64 ", cancelled %" PRIu64, st.completed,
+               st.failed, st.cancelled);
+    printf("\n");
+    free(ws);
+}
+
+static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long warmup,
+                      int *workers_out, results *res)
+{
+    pp_config cfg;
+    pp_config_init(&cfg);
+    int def_workers = cfg.max_workers;
+    if (workers_opt > 0)
+        cfg.max_workers = workers_opt;
+
+    pp_executor *ex = NULL;
+    CHECK(pp_executor_create(&ex, &cfg));
+    int nw = pp_max_workers(ex);
+    if (nw < 0)
+        die("pp_max_workers", nw);
+    *workers_out = nw;
+    if (workers_opt > 0)
+        printf("\nppool: %d workers (--workers), pin policy compact, client unpinned\n", nw);
+    else
+        printf("\nppool: %d workers (pp_config_init default%s), pin policy compact, "
+               "client unpinned\n",
+               nw, def_workers == 0 ? ": physical cores allowed" : "");
+    print_pool(ex, "at start");
+    printf("  shapes: round trip %ld rounds after %ld warm-up; throughput %ld tasks; %ld runs\n",
+           rounds, warmup, tasks, runs);
+    fflush(stdout);
+
+    uint64_t *samples = xmalloc(sizeof *samples * (size_t)rounds);
+    pp_future **futs = xmalloc(sizeof *futs * (size_t)tasks);
+    double *med = xmalloc(sizeof(double) * (size_t)runs);
+    double *p90 = xmalloc(sizeof(double) * (size_t)runs);
+    double *p99 = xmalloc(sizeof(double) * (size_t)runs);
+    double *tp = xmalloc(sizeof(double) * (size_t)runs);
+
+    for (long r = 0; r < runs; r++) {
+        round_trips(ex, samples, rounds, warmup, &med[r], &p90[r], &p99[r]);
+        tp[r] = throughput(ex, futs, tasks);
+        char b[64];
+        printf("  run %ld/%ld: round trip median %.2f us, p90 %.2f us, p99 %.2f us; "
+               "throughput %s tasks/s\n",
+               r + 1, runs, med[r], p90[r], p99[r], grouped(tp[r], b, sizeof b));
+        fflush(stdout);
+    }
+    print_pool(ex, "at end");
+    CHECK(pp_executor_destroy(ex));
+
+    res->rt_median_min = min_d(med, (size_t)runs);
+    res->rt_median_max = max_d(med, (size_t)runs);
+    res->tput_min = min_d(tp, (size_t)runs);
+    res->tput_max = max_d(tp, (size_t)runs);
+    res->rt_median_us = median_d(med, (size_t)runs);
+    res->rt_p90_us = median_d(p90, (size_t)runs);
+    res->rt_p99_us = median_d(p99, (size_t)runs);
+    res->tput = median_d(tp, (size_t)runs);
+
+    free(samples);
+    free(futs);
+    free(med);
+    free(p90);
+    free(p99);
+    free(tp);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The CPython peer                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct py_results {
+    double rt_median_us, rt_p90_us, rt_p99_us, tput;
+    int workers;
+    char version[32];
+} py_results;
+
+static bool readable_file(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
+}
+
+/* Directory of the running executable (from /proc/self/exe, else argv[0]). */
+static void exe_dir(const char *argv0, char *out, size_t len)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+    } else if (argv0 && strchr(argv0, '/')) {
+        if (!realpath(argv0, buf))
+            snprintf(buf, sizeof buf, "%s", argv0);
+    } else {
+        snprintf(buf, sizeof buf, "./%s", prog);
+    }
+    char *slash = strrchr(buf, '/');
+    if (slash == buf)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(buf, sizeof buf, ".");
+    snprintf(out, len, "%s", buf);
+}
+
+/* Finds bench/peer_ppe.py: --peer, $PPOOL_SRC/bench, <exe dir>/../bench,
+ * <exe dir>/../../bench. Returns false (with the places tried) if absent. */
+static bool find_peer(const char *opt, const char *argv0, char *out, size_t len)
+{
+    if (opt) {
+        snprintf(out, len, "%s", opt);
+        if (readable_file(out))
+            return true;
+        fprintf(stderr, "%s: --peer %s: not a readable file\n", prog, opt);
+        return false;
+    }
+    char dir[PATH_MAX], cand[3][PATH_MAX + 64];
+    int nc = 0;
+    const char *src = getenv("PPOOL_SRC");
+    if (src && *src)
+        snprintf(cand[nc++], sizeof cand[0], "%s/bench/peer_ppe.py", src);
+    exe_dir(argv0, dir, sizeof dir);
+    snprintf(cand[nc++], sizeof cand[0], "%s/../bench/peer_ppe.py", dir);
+    snprintf(cand[nc++], sizeof cand[0], "%s/../../bench/peer_ppe.py", dir);
+    for (int i = 0; i < nc; i++) {
+        if (readable_file(cand[i])) {
+            char real[PATH_MAX];
+            snprintf(out, len, "%s", realpath(cand[i], real) ? real : cand[i]);
+            return true;
+        }
+    }
+    fprintf(stderr, "%s: bench/peer_ppe.py not found; tried:", prog);
+    for (int i = 0; i < nc; i++)
+        fprintf(stderr, " %s", cand[i]);
+    fprintf(stderr, " (set PPOOL_SRC=<source dir> or pass --peer PATH)\n");
+    return false;
+}
+
+/* Looks for an executable @name on $PATH. */
+static bool on_path(const char *name, char *out, size_t len)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        snprintf(out, len, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", name);
+        struct stat st;
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return true;
+        path += n;
+        if (*path == ':')
+            path++;
+    }
+    return false;
+}
+
+/* Value of "key": <number> in a flat JSON object, or NAN. */
+static double json_num(const char *js, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(js, pat);
+    if (!p)
+        return NAN;
+    p += strlen(pat);
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p != ':')
+        return NAN;
+    p++;
+    char *end;
+    double v = strtod(p, &end);
+    return end == p ? NAN : v;
+}
+
+/* Value of "key": "<string>" (no escapes expected) into @out; false if absent. */
+static bool json_str(const char *js, const char *key, char *out, size_t len)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(js, pat);
+    if (!p)
+        return false;
+    p += strlen(pat);
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p++ != ':')
+        return false;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p++ != '"')
+        return false;
+    size_t i = 0;
+    while (*p && *p != '"' && i + 1 < len)
+        out[i++] = *p++;
+    out[i] = '\0';
+    return true;
+}
+
+/* Runs the peer; its stderr passes through, its stdout is parsed. */
+static bool run_python(const char *python, const char *peer, int workers, long rounds,
+                       long tasks, long runs, py_results *res)
+{
+    char w[24], r[24], t[24], k[24];
+    snprintf(w, sizeof w, "%d", workers);
+    snprintf(r, sizeof r, "%ld", rounds);
+    snprintf(t, sizeof t, "%ld", tasks);
+    snprintf(k, sizeof k, "%ld", runs);
+    char *args[] = {(char *)python, "-u", (char *)peer, "--workers", w, "--rounds", r,
+                    "--tasks", t, "--runs", k, NULL};
+
+    int pfd[2];
+    if (pipe(pfd) != 0) {
+        perror("bench_core: pipe");
+        return false;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, pfd[0]);
+    posix_spawn_file_actions_addclose(&fa, pfd[1]);
+    pid_t pid;
+    fflush(stdout);
+    fflush(stderr);
+    int err = posix_spawn(&pid, python, &fa, NULL, args, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (err != 0) {
+        fprintf(stderr, "%s: cannot run %s: %s\n", prog, python, strerror(err));
+        close(pfd[0]);
+        return false;
+    }
+    FILE *in = fdopen(pfd[0], "r");
+    if (!in) {
+        perror("bench_core: fdopen");
+        close(pfd[0]);
+        waitpid(pid, NULL, 0);
+        return false;
+    }
+    char line[4096], last[4096] = "";
+    while (fgets(line, sizeof line, in)) {
+        if (strchr(line, '{'))
+            snprintf(last, sizeof last, "%s", line);
+    }
+    fclose(in);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (WIFSIGNALED(status))
+            fprintf(stderr, "%s: python peer killed by signal %d\n", prog, WTERMSIG(status));
+        else
+            fprintf(stderr, "%s: python peer exited with status %d\n", prog,
+                    WEXITSTATUS(status));
+        return false;
+    }
+    res->rt_median_us = json_num(last, "rt_median_us");
+    res->rt_p90_us = json_num(last, "rt_p90_us");
+    res->rt_p99_us = json_num(last, "rt_p99_us");
+    res->tput = json_num(last, "tput");
+    double wk = json_num(last, "workers");
+    res->workers = isfinite(wk) ? (int)wk : -1;
+    if (!json_str(last, "python", res->version, sizeof res->version))
+        snprintf(res->version, sizeof res->version, "?");
+    if (!isfinite(res->rt_median_us) || !isfinite(res->rt_p90_us) ||
+        !isfinite(res->rt_p99_us) || !isfinite(res->tput) || res->tput <= 0) {
+        last[strcspn(last, "\n")] = '\0';
+        fprintf(stderr, "%s: cannot parse the python peer's output: '%s'\n", prog, last);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Report                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void print_table(const results *pp, const py_results *py, bool have_py)
+{
+    char a[64], b[64];
+    printf("\n%-28s | %14s | %27s | %s\n", "shape", "ppool",
+           have_py ? "python ProcessPoolExecutor" : "python (not run)", "ratio (python/ppool)");
+    printf("-----------------------------+----------------+-----------------------------+"
+           "---------------------\n");
+    struct {
+        const char *name;
+        double p, y;
+        bool rate;
+    } rows[] = {
+        {"round trip median (us)", pp->rt_median_us, py->rt_median_us, false},
+        {"round trip p90 (us)", pp->rt_p90_us, py->rt_p90_us, false},
+        {"round trip p99 (us)", pp->rt_p99_us, py->rt_p99_us, false},
+        {"throughput (tasks/s)", pp->tput, py->tput, true},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (rows[i].rate)
+            snprintf(a, sizeof a, "%s", grouped(rows[i].p, b, sizeof b));
+        else
+            snprintf(a, sizeof a, "%.2f", rows[i].p);
+        printf("%-28s | %14s | ", rows[i].name, a);
+        if (!have_py) {
+            printf("%27s | %s\n", "-", "-");
+            continue;
+        }
+        if (rows[i].rate)
+            snprintf(a, sizeof a, "%s", grouped(rows[i].y, b, sizeof b));
+        else
+            snprintf(a, sizeof a, "%.2f", rows[i].y);
+        /* Python's cost over ppool's: time ratio for latencies, and for a
+         * rate the ratio of per-task times, i.e. ppool rate / python rate. */
+        double ratio = rows[i].rate ? rows[i].p / rows[i].y : rows[i].y / rows[i].p;
+        printf("%27s | %.*fx\n", a, ratio < 100 ? 1 : 0, ratio);
+    }
+    if (have_py)
+        printf("ratio = python's cost per task / ppool's (for throughput: ppool rate / python "
+               "rate); > 1 means ppool is faster.\n");
+}
+
+static void print_targets(const results *pp, int workers)
+{
+    char b[64], v[64];
+    printf("\nissue targets:\n");
+    snprintf(v, sizeof v, "%.2f us", pp->rt_median_us);
+    printf("  %-46s %20s  %s\n", "round trip median <= 10 us:", v,
+           pp->rt_median_us <= TARGET_RT_MEDIAN_US ? "MET" : "MISSED");
+    snprintf(v, sizeof v, "%s tasks/s", grouped(pp->tput, b, sizeof b));
+    printf("  %-46s %20s  %s", "throughput >= 1,000,000 tasks/s with 2 workers:", v,
+           pp->tput >= TARGET_TPUT ? "MET" : "MISSED");
+    if (workers != TARGET_TPUT_WORKERS)
+        printf(" (but measured with %d workers: rerun with --workers %d)", workers,
+               TARGET_TPUT_WORKERS);
+    printf("\n");
+}
+
+static int write_csv(const char *path, int workers, const results *pp, long rounds, long tasks,
+                     long runs, const py_results *py, bool have_py, long py_rounds,
+                     long py_tasks, long py_runs)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "%s: --csv %s: %s\n", prog, path, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "impl,workers,metric,unit,value,min_over_runs,max_over_runs,n,runs\n");
+    fprintf(f, "ppool,%d,rt_median,us,%.3f,%.3f,%.3f,%ld,%ld\n", workers, pp->rt_median_us,
+            pp->rt_median_min, pp->rt_median_max, rounds, runs);
+    fprintf(f, "ppool,%d,rt_p90,us,%.3f,,,%ld,%ld\n", workers, pp->rt_p90_us, rounds, runs);
+    fprintf(f, "ppool,%d,rt_p99,us,%.3f,,,%ld,%ld\n", workers, pp->rt_p99_us, rounds, runs);
+    fprintf(f, "ppool,%d,throughput,tasks/s,%.1f,%.1f,%.1f,%ld,%ld\n", workers, pp->tput,
+            pp->tput_min, pp->tput_max, tasks, runs);
+    if (have_py) {
+        fprintf(f, "python-ppe-%s,%d,rt_median,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+                py->rt_median_us, py_rounds, py_runs);
+        fprintf(f, "python-ppe-%s,%d,rt_p90,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+                py->rt_p90_us, py_rounds, py_runs);
+        fprintf(f, "python-ppe-%s,%d,rt_p99,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+                py->rt_p99_us, py_rounds, py_runs);
+        fprintf(f, "python-ppe-%s,%d,throughput,tasks/s,%.1f,,,%ld,%ld\n", py->version,
+                py->workers, py->tput, py_tasks, py_runs);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "%s: --csv %s: %s\n", prog, path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: %s [options]\n"
+            "  --workers N    worker processes (default: pp_config_init's, the physical cores)\n"
+            "  --rounds R     round trips per run (default 20000)\n"
+            "  --tasks N      tasks per throughput run (default 1000000)\n"
+            "  --runs K       runs; medians over runs are reported (default 5)\n"
+            "  --py-rounds R  python peer's round trips per run (default min(R, 2000))\n"
+            "  --py-tasks N   python peer's tasks per run (default min(N, 20000))\n"
+            "  --peer PATH    the python peer script (default: found from $PPOOL_SRC or the\n"
+            "                 executable's directory: ../bench or ../../bench)\n"
+            "  --csv FILE     also write the results as CSV\n"
+            "  --no-python    measure ppool only\n"
+            "  --quick        small sizes, a smoke run of about a second\n",
+            prog);
+}
+
+int main(int argc, char **argv)
+{
+    long rounds = 20000, tasks = 1000000, runs = 5, warmup = WARMUP_ROUNDS;
+    long py_rounds = -1, py_tasks = -1;
+    int workers_opt = 0;
+    bool no_python = false, quick = false;
+    bool set_rounds = false, set_tasks = false, set_runs = false;
+    const char *csv = NULL, *peer_opt = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--workers")) {
+            workers_opt = (int)parse_long(a, v, 1, 4096);
+            i++;
+        } else if (!strcmp(a, "--rounds")) {
+            rounds = parse_long(a, v, 1, 100000000);
+            set_rounds = true;
+            i++;
+        } else if (!strcmp(a, "--tasks")) {
+            tasks = parse_long(a, v, 1, 1000000000);
+            set_tasks = true;
+            i++;
+        } else if (!strcmp(a, "--runs")) {
+            runs = parse_long(a, v, 1, 1000);
+            set_runs = true;
+            i++;
+        } else if (!strcmp(a, "--py-rounds")) {
+            py_rounds = parse_long(a, v, 1, 100000000);
+            i++;
+        } else if (!strcmp(a, "--py-tasks")) {
+            py_tasks = parse_long(a, v, 1, 1000000000);
+            i++;
+        } else if (!strcmp(a, "--csv")) {
+            if (!v) {
+                fprintf(stderr, "%s: --csv wants a file name\n", prog);
+                return 2;
+            }
+            csv = v;
+            i++;
+        } else if (!strcmp(a, "--peer")) {
+            if (!v) {
+                fprintf(stderr, "%s: --peer wants a path\n", prog);
+                return 2;
+            }
+            peer_opt = v;
+            i++;
+        } else if (!strcmp(a, "--no-python")) {
+            no_python = true;
+        } else if (!strcmp(a, "--quick")) {
+            quick = true;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "%s: unknown option '%s'\n", prog, a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (quick) { /* explicit sizes still win */
+        if (!set_rounds)
+            rounds = 2000;
+        if (!set_tasks)
+            tasks = 100000;
+        if (!set_runs)
+            runs = 2;
+        warmup = 200;
+    }
+    if (py_rounds < 0)
+        py_rounds = quick ? 200 : (rounds < 2000 ? rounds : 2000);
+    if (py_tasks < 0)
+        py_tasks = quick ? 2000 : (tasks < 20000 ? tasks : 20000);
+    long py_runs = quick ? 1 : runs;
+
+    printf("bench_core: ppool no-op task cost (8-byte argument, 8-byte result)%s\n",
+           quick ? " [--quick]" : "");
+    print_machine();
+    fflush(stdout);
+
+    /* Find the peer before measuring, so a missing one is said up front. */
+    char python[PATH_MAX + 16], peer[PATH_MAX + 64];
+    bool can_py = false;
+    if (!no_python) {
+        if (!on_path("python3", python, sizeof python))
+            fprintf(stderr, "%s: python3 not found on PATH: measuring ppool only\n", prog);
+        else if (find_peer(peer_opt, argv[0], peer, sizeof peer))
+            can_py = true;
+        else
+            fprintf(stderr, "%s: measuring ppool only\n", prog);
+    }
+
+    results pp;
+    int workers = 0;
+    run_ppool(workers_opt, rounds, tasks, runs, warmup, &workers, &pp);
+
+    py_results py;
+    memset(&py, 0, sizeof py);
+    bool have_py = false;
+    if (can_py) {
+        printf("\npython: %s %s, ProcessPoolExecutor(max_workers=%d), fork context\n", python,
+               peer, workers);
+        printf("  shapes: round trip %ld rounds after %ld warm-up; throughput %ld tasks; %ld "
+               "run%s\n",
+               py_rounds, py_rounds < 1000 ? py_rounds : 1000, py_tasks, py_runs,
+               py_runs == 1 ? "" : "s");
+        printf("  (fewer rounds and tasks than ppool: a python task costs ~100x more; the "
+               "per-task figures are compared, not totals)\n");
+        fflush(stdout);
+        have_py = run_python(python, peer, workers, py_rounds, py_tasks, py_runs, &py);
+        if (have_py)
+            printf("  python %s, %d workers: round trip median %.1f us, p99 %.1f us; "
+                   "throughput %.0f tasks/s\n",
+                   py.version, py.workers, py.rt_median_us, py.rt_p99_us, py.tput);
+        else
+            fprintf(stderr, "%s: the python peer failed: printing ppool only\n", prog);
+    }
+
+    char b1[64], b2[64];
+    printf("\nresults: medians over %ld runs, %d workers (spread over runs: round trip median "
+           "%.2f..%.2f us, throughput %s..%s tasks/s)\n",
+           runs, workers, pp.rt_median_min, pp.rt_median_max, grouped(pp.tput_min, b1, sizeof b1),
+           grouped(pp.tput_max, b2, sizeof b2));
+    print_table(&pp, &py, have_py);
+    if (no_python)
+        printf("(python peer skipped: --no-python)\n");
+    else if (!have_py)
+        printf("(python peer not run: see the message above)\n");
+    print_targets(&pp, workers);
+
+    if (csv) {
+        if (write_csv(csv, workers, &pp, rounds, tasks, runs, &py, have_py, py_rounds, py_tasks,
+                      py_runs) != 0)
+            return 1;
+        printf("\ncsv: %s\n", csv);
+    }
+    return 0;
+}

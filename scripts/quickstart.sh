@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# ppool quick start. Run as root on Debian 12 (or with the packages present):
+#   bash scripts/quickstart.sh main    install what is missing, build, run the main job
+#   bash scripts/quickstart.sh test    install what is missing, build, run every test
+# Optional second argument for `test`: a preset (release, debug, asan, tsan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev
+      libcriterion-dev libssl-dev libomp-14-dev gnuplot-nox python3)
+
+install_missing() {
+    local missing=()
+    for p in "${PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "== installing: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+build() {
+    local preset=$1
+    cmake --preset "$preset" >/dev/null
+    cmake --build --preset "$preset"
+}
+
+what=${1:-main}
+install_missing
+case "$what" in
+main)
+    build release
+    # The main job: the chunksize sweep of the word-hash workload once map
+    # lands; until then the core latency/throughput benchmark.
+    if [ -x build/release/bench_wordhash ]; then
+        ./build/release/bench_wordhash --out out
+    else
+        ./build/release/bench_core
+    fi
+    ;;
+test)
+    preset=${2:-release}
+    build "$preset"
+    ctest --preset "$preset"
+    ;;
+*)
+    echo "usage: $0 main|test [preset]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,365 @@
+/*
+ * test_payload.c — argument and result bytes: inline and arena sizes at every
+ * boundary, the configured limits, arena exhaustion, many medium payloads
+ * from several threads.
+ */
+#include "pp_testutil.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PPT_FIXTURE .init = pp_test_setup, .fini = pp_test_teardown
+
+#define KiB ((size_t)1024)
+#define MiB (1024 * KiB)
+#define INLINE_DEFAULT ((size_t)192)
+
+static int small_pool_size(void)
+{
+    cpu_set_t s;
+    int n = ppt_allowed_cpus(&s);
+    return n >= 2 ? 2 : 1;
+}
+
+static pp_executor *make_pool_cfg(const pp_config *cfg)
+{
+    pp_executor *ex = NULL;
+    int rc = pp_executor_create(&ex, cfg);
+    cr_assert_eq(rc, 0, "pp_executor_create: %d %s", rc, pp_strerror(rc));
+    cr_assert_not_null(ex);
+    return ex;
+}
+
+static pp_executor *make_pool(void)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    return make_pool_cfg(&cfg);
+}
+
+static pp_future *submit_ok(pp_executor *ex, pp_fn fn, const void *arg, size_t n)
+{
+    pp_future *f = NULL;
+    int rc = pp_submit(ex, fn, arg, n, &f);
+    cr_assert_eq(rc, 0, "pp_submit(%zu bytes): %d %s", n, rc, pp_strerror(rc));
+    cr_assert_not_null(f);
+    return f;
+}
+
+static pp_future *submit_big_result(pp_executor *ex, size_t n)
+{
+    return submit_ok(ex, ppt_task_big_result, &n, sizeof n);
+}
+
+/* Echo of @n bytes: same size, same bytes, 16-byte aligned. */
+static void echo_roundtrip(pp_executor *ex, size_t n, uint64_t seed)
+{
+    unsigned char *buf = n ? malloc(n) : NULL;
+    if (n)
+        cr_assert_not_null(buf, "malloc(%zu)", n);
+    ppt_fill_seeded(buf, n, seed);
+    pp_future *f = submit_ok(ex, ppt_task_echo, buf, n);
+    const void *d = NULL;
+    size_t sz = (size_t)-1;
+    int rc = pp_future_result(f, PP_FOREVER, &d, &sz);
+    cr_assert_eq(rc, 0, "echo(%zu): %d %s", n, rc, pp_strerror(rc));
+    cr_assert_eq(sz, n, "echo(%zu): result size %zu", n, sz);
+    if (n) {
+        cr_assert_not_null(d);
+        cr_expect_eq((uintptr_t)d % 16, 0, "echo(%zu): result not 16-byte aligned", n);
+        cr_assert(memcmp(d, buf, n) == 0, "echo(%zu): result bytes differ", n);
+    }
+    pp_future_release(f);
+    free(buf);
+}
+
+static void big_result_check(pp_executor *ex, size_t n)
+{
+    pp_future *f = submit_big_result(ex, n);
+    const void *d = NULL;
+    size_t sz = (size_t)-1;
+    int rc = pp_future_result(f, PP_FOREVER, &d, &sz);
+    cr_assert_eq(rc, 0, "big_result(%zu): %d %s", n, rc, pp_strerror(rc));
+    cr_assert_eq(sz, n, "big_result(%zu): size %zu", n, sz);
+    if (n) {
+        cr_assert_not_null(d);
+        cr_expect_eq((uintptr_t)d % 16, 0, "big_result(%zu): not 16-byte aligned", n);
+        size_t bad = ppt_check_pattern(d, n);
+        cr_assert_eq(bad, n, "big_result(%zu): first wrong byte at %zu", n, bad);
+    }
+    pp_future_release(f);
+}
+
+/* ------------------------------------------------------------------------ */
+
+Test(payload, echo_sizes, PPT_FIXTURE, .timeout = 120)
+{
+    pp_executor *ex = make_pool();
+    const size_t sizes[] = {0,    1,        INLINE_DEFAULT - 1, INLINE_DEFAULT, INLINE_DEFAULT + 1,
+                            4096, 1 * MiB, 64 * MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        echo_roundtrip(ex, sizes[i], 1000 + i);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* Inline payload sizes are rounded up to 64 (at least 64): check the edges of
+ * a non-default inline size too. */
+Test(payload, echo_sizes_custom_inline, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    cfg.inline_size = 100; /* becomes 128 */
+    pp_executor *ex = make_pool_cfg(&cfg);
+    const size_t sizes[] = {0, 1, 63, 64, 65, 99, 100, 101, 127, 128, 129, 255, 256, 257, 8192};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        echo_roundtrip(ex, sizes[i], 2000 + i);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+Test(payload, big_result_sizes, PPT_FIXTURE, .timeout = 120)
+{
+    pp_executor *ex = make_pool();
+    const size_t sizes[] = {0, 1, 191, 192, 193, 1 * MiB, 64 * MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        big_result_check(ex, sizes[i]);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+Test(payload, argument_over_limit, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    cfg.max_arg_size = 1024;
+    pp_executor *ex = make_pool_cfg(&cfg);
+
+    unsigned char buf[1025];
+    ppt_fill_seeded(buf, sizeof buf, 7);
+    pp_future *f = (pp_future *)(uintptr_t)0x1;
+    int rc = pp_submit(ex, ppt_task_echo, buf, 1025, &f);
+    cr_expect_eq(rc, PP_ETOOBIG, "1025-byte argument, limit 1024: %d %s", rc, pp_strerror(rc));
+    cr_expect_null(f, "*out must be NULL on error");
+
+    /* Nothing was scheduled. */
+    pp_stats st;
+    cr_assert_geq(pp_executor_stats(ex, &st, NULL, 0), 1);
+    cr_expect_eq(st.submitted, 0, "stats.submitted = %llu after a rejected submit",
+                 (unsigned long long)st.submitted);
+    cr_expect_eq(st.queued + st.running + st.backlog, 0);
+
+    /* Exactly the limit works. */
+    echo_roundtrip(ex, 1024, 8);
+    cr_assert_geq(pp_executor_stats(ex, &st, NULL, 0), 1);
+    cr_expect_eq(st.submitted, 1);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+Test(payload, result_over_limit, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    cfg.max_result_size = 1024;
+    pp_executor *ex = make_pool_cfg(&cfg);
+
+    pp_future *f = submit_big_result(ex, 1025);
+    const void *d = NULL;
+    size_t n = 0;
+    int rc = pp_future_result(f, PP_FOREVER, &d, &n);
+    cr_expect_eq(rc, PP_ETOOBIG, "1025-byte result, limit 1024: %d %s", rc, pp_strerror(rc));
+    pp_exception exc;
+    memset(&exc, 0, sizeof exc);
+    cr_expect_eq(pp_future_exception(f, PP_FOREVER, &exc), 0);
+    cr_expect_eq(exc.error, PP_ETOOBIG, "exc.error = %d", exc.error);
+    cr_expect_not_null(exc.message);
+    pp_future_release(f);
+
+    /* An echo with a result over the limit fails the same way. */
+    unsigned char buf[2048];
+    ppt_fill_seeded(buf, sizeof buf, 3);
+    f = submit_ok(ex, ppt_task_echo, buf, sizeof buf);
+    rc = pp_future_result(f, PP_FOREVER, NULL, NULL);
+    cr_expect_eq(rc, PP_ETOOBIG, "echo of 2048 bytes, result limit 1024: %d %s", rc, pp_strerror(rc));
+    pp_future_release(f);
+
+    /* The pool goes on; the limit itself is allowed. */
+    big_result_check(ex, 1024);
+    echo_roundtrip(ex, 1000, 4);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+Test(payload, arena_exhaustion_for_results, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    cfg.arena_size = 8 * MiB;
+    pp_executor *ex = make_pool_cfg(&cfg);
+
+    enum { N = 4 };
+    const size_t big = 6 * MiB;
+    pp_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_big_result(ex, big);
+    int ok = 0, nomem = 0;
+    for (int i = 0; i < N; i++) {
+        const void *d = NULL;
+        size_t n = 0;
+        /* Bounded wait: a future that never resolves is the bug. */
+        int rc = pp_future_result(fs[i], 30.0, &d, &n);
+        cr_assert_neq(rc, -ETIMEDOUT, "future %d did not resolve", i);
+        if (rc == 0) {
+            ok++;
+            cr_expect_eq(n, big);
+            cr_expect_eq(ppt_check_pattern(d, n), n, "future %d: wrong bytes", i);
+        } else if (rc == -ENOMEM) {
+            nomem++;
+            cr_expect(pp_future_done(fs[i]));
+        } else {
+            cr_expect(false, "future %d: %d %s (expected 0 or -ENOMEM)", i, rc, pp_strerror(rc));
+        }
+    }
+    cr_expect_geq(ok, 1, "no 6 MiB result fit an empty 8 MiB arena");
+    cr_expect_geq(nomem, 1, "%d held 6 MiB results in an 8 MiB arena", ok);
+    cr_log_info("arena 8 MiB, 4 x 6 MiB results held: %d ok, %d -ENOMEM", ok, nomem);
+    for (int i = 0; i < N; i++)
+        pp_future_release(fs[i]);
+
+    /* The space comes back once released. */
+    big_result_check(ex, big);
+    /* Small results (inline) never needed the arena. */
+    big_result_check(ex, 100);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* Arguments that do not fit the arena fail at submit or in the future, but
+ * never hang, and the pool goes on. */
+Test(payload, arena_exhaustion_for_arguments, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    cfg.arena_size = 8 * MiB;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    const size_t n = 3 * MiB;
+    unsigned char *buf = malloc(n);
+    cr_assert_not_null(buf);
+    ppt_fill_seeded(buf, n, 5);
+    enum { N = 4 };
+    pp_future *fs[N];
+    int nsub = 0;
+    for (int i = 0; i < N; i++) {
+        fs[i] = NULL;
+        int rc = pp_submit(ex, ppt_task_hash64, buf, n, &fs[i]);
+        cr_expect(rc == 0 || rc == -ENOMEM, "submit %d: %d %s", i, rc, pp_strerror(rc));
+        if (rc == 0)
+            nsub++;
+        else
+            cr_expect_null(fs[i]);
+    }
+    cr_expect_geq(nsub, 1);
+    uint64_t want = ppt_fnv1a64(buf, n);
+    for (int i = 0; i < N; i++) {
+        if (!fs[i])
+            continue;
+        const void *d = NULL;
+        size_t sz = 0;
+        int rc = pp_future_result(fs[i], 30.0, &d, &sz);
+        cr_assert_neq(rc, -ETIMEDOUT, "future %d did not resolve", i);
+        cr_expect(rc == 0 || rc == -ENOMEM, "future %d: %d %s", i, rc, pp_strerror(rc));
+        if (rc == 0) {
+            uint64_t got;
+            cr_assert_eq(sz, sizeof got);
+            memcpy(&got, d, sizeof got);
+            cr_expect_eq(got, want);
+        }
+        pp_future_release(fs[i]);
+    }
+    pp_future *f = submit_ok(ex, ppt_task_hash64, buf, n);
+    const void *d = NULL;
+    size_t sz = 0;
+    cr_assert_eq(pp_future_result(f, 30.0, &d, &sz), 0);
+    pp_future_release(f);
+    free(buf);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* many medium payloads from two client threads                              */
+/* ------------------------------------------------------------------------ */
+
+#define MED_SIZE (4 * KiB)
+#define MED_TASKS 2000
+#define MED_THREADS 2
+
+typedef struct med_ctx {
+    pp_executor *ex;
+    int id;
+    long submit_err, result_err, value_err;
+    int first_rc;
+} med_ctx;
+
+static void *med_client(void *p)
+{
+    med_ctx *c = p;
+    const int per = MED_TASKS / MED_THREADS;
+    pp_future **fs = calloc((size_t)per, sizeof *fs);
+    unsigned char *buf = malloc(MED_SIZE);
+    if (!fs || !buf) {
+        free(fs);
+        free(buf);
+        c->submit_err = per;
+        return NULL;
+    }
+    for (int i = 0; i < per; i++) {
+        ppt_fill_seeded(buf, MED_SIZE, (uint64_t)c->id << 32 | (uint64_t)i);
+        int rc = pp_submit(c->ex, ppt_task_echo, buf, MED_SIZE, &fs[i]);
+        if (rc) {
+            if (!c->first_rc)
+                c->first_rc = rc;
+            c->submit_err++;
+            fs[i] = NULL;
+        }
+    }
+    for (int i = 0; i < per; i++) {
+        if (!fs[i])
+            continue;
+        ppt_fill_seeded(buf, MED_SIZE, (uint64_t)c->id << 32 | (uint64_t)i);
+        const void *d = NULL;
+        size_t n = 0;
+        int rc = pp_future_result(fs[i], PP_FOREVER, &d, &n);
+        if (rc) {
+            if (!c->first_rc)
+                c->first_rc = rc;
+            c->result_err++;
+        } else if (n != MED_SIZE || memcmp(d, buf, MED_SIZE) != 0) {
+            c->value_err++;
+        }
+        pp_future_release(fs[i]);
+    }
+    free(fs);
+    free(buf);
+    return NULL;
+}
+
+Test(payload, many_medium_payloads_two_threads, PPT_FIXTURE, .timeout = 120)
+{
+    pp_executor *ex = make_pool();
+    pthread_t th[MED_THREADS];
+    med_ctx ctx[MED_THREADS];
+    for (int k = 0; k < MED_THREADS; k++) {
+        ctx[k] = (med_ctx){.ex = ex, .id = k};
+        cr_assert_eq(pthread_create(&th[k], NULL, med_client, &ctx[k]), 0);
+    }
+    for (int k = 0; k < MED_THREADS; k++)
+        pthread_join(th[k], NULL);
+    for (int k = 0; k < MED_THREADS; k++) {
+        cr_expect_eq(ctx[k].submit_err, 0, "thread %d: %ld submit errors (first %d %s)", k,
+                     ctx[k].submit_err, ctx[k].first_rc, pp_strerror(ctx[k].first_rc));
+        cr_expect_eq(ctx[k].result_err, 0, "thread %d: %ld failed futures (first %d %s)", k,
+                     ctx[k].result_err, ctx[k].first_rc, pp_strerror(ctx[k].first_rc));
+        cr_expect_eq(ctx[k].value_err, 0, "thread %d: %ld wrong results", k, ctx[k].value_err);
+    }
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
