@@ -309,6 +309,113 @@ PP_API pp_future *pp_future_ref(pp_future *f);
  */
 PP_API void pp_future_release(pp_future *f);
 
+/**
+ * pp_future_add_done_callback - call cb(f, userdata) once @f is done.
+ * Callbacks run in the client process, in registration order: at once in the
+ * calling thread if @f is already done; inside pp_future_cancel / pp_shutdown
+ * when those cancel it; otherwise on the executor's client-side thread as soon
+ * as the task finishes (also when it fails or the pool breaks). A callback
+ * returning non-zero is reported on stderr with the future's identity and the
+ * remaining callbacks still run. A callback may submit new tasks and may
+ * release references it owns; it must not call pp_executor_destroy on its
+ * own executor. The runtime keeps @f alive until its callbacks have run.
+ * Returns 0, -EINVAL or -ENOMEM. Any client thread; never blocks on the pool.
+ */
+typedef int (*pp_callback)(pp_future *f, void *userdata);
+PP_API int pp_future_add_done_callback(pp_future *f, pp_callback cb, void *userdata);
+
+/** Return conditions for pp_wait (Python's FIRST_COMPLETED, ...). */
+typedef enum pp_return_when {
+    PP_ALL_COMPLETED = 0,
+    PP_FIRST_COMPLETED = 1,
+    PP_FIRST_EXCEPTION = 2, /* as ALL_COMPLETED when nothing fails */
+} pp_return_when;
+
+/**
+ * pp_wait - wait for futures (of any executors) until @when holds or
+ * @timeout passes.
+ * @fs, @n: the futures (duplicates and NULL entries are allowed; NULLs are
+ *   ignored).
+ * @done: if non-NULL, receives n flags: done[i] is true when fs[i] is done
+ *   (finished, failed or cancelled) at return. The partition is as it stands
+ *   at return; a timeout is not an error.
+ * Returns the number of done futures (>= 0), or -EINVAL. Blocks up to
+ * @timeout. Any client thread.
+ */
+PP_API int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
+                   bool *done);
+
+/** An as_completed iterator. */
+typedef struct pp_as_completed pp_as_completed;
+
+/**
+ * pp_as_completed_begin - iterate over @fs (any executors) as they finish,
+ * already-finished ones first, each future once (duplicates yielded once),
+ * with one absolute deadline @timeout seconds from now.
+ * Returns 0, -EINVAL or -ENOMEM. The iterator does not take references: keep
+ * the futures alive until pp_as_completed_end.
+ */
+PP_API int pp_as_completed_begin(pp_as_completed **it, pp_future *const *fs, size_t n,
+                                 double timeout);
+/**
+ * pp_as_completed_next - the next finished future into *f.
+ * Returns 0 (*f set), -ENOENT when every future has been yielded, or
+ * -ETIMEDOUT once the deadline passed (pp_as_completed_pending says how many
+ * are unfinished; calling again keeps returning -ETIMEDOUT for them).
+ * Blocks until a future finishes or the deadline.
+ */
+PP_API int pp_as_completed_next(pp_as_completed *it, pp_future **f);
+/** Futures not yet yielded. */
+PP_API size_t pp_as_completed_pending(const pp_as_completed *it);
+/** Free the iterator (NULL is ignored). */
+PP_API void pp_as_completed_end(pp_as_completed *it);
+
+/**
+ * pp_terminate_workers / pp_kill_workers - Python 3.14's terminate_workers()
+ * and kill_workers(): pp_shutdown(ex, false, true), then SIGTERM (resp.
+ * SIGKILL) every live worker. Running futures fail promptly with PP_EBROKEN;
+ * the pool is unusable afterwards; nothing hangs. pp_executor_destroy is still
+ * needed to free the handle. Returns 0 or -EINVAL. Does not block.
+ */
+PP_API int pp_terminate_workers(pp_executor *ex);
+PP_API int pp_kill_workers(pp_executor *ex);
+
+/* ------------------------------------------------------------------------ */
+/* Scope-exit helpers (the `with` statement)                                  */
+/* ------------------------------------------------------------------------ */
+
+/** For __attribute__((cleanup)): destroys *exp if non-NULL. */
+PP_API void pp_executor_cleanup(pp_executor **exp);
+/** For __attribute__((cleanup)): releases *fp if non-NULL. */
+PP_API void pp_future_cleanup(pp_future **fp);
+
+#if defined(__GNUC__)
+/** `PP_SCOPED_EXECUTOR(ex);` declares `pp_executor *ex = NULL` that is
+ *  destroyed (shutdown(wait) + free) when the scope ends, like `with`. */
+#define PP_SCOPED_EXECUTOR(name) \
+    pp_executor *name __attribute__((cleanup(pp_executor_cleanup))) = NULL
+/** `PP_SCOPED_FUTURE(f);` declares a future released when the scope ends. */
+#define PP_SCOPED_FUTURE(name) pp_future *name __attribute__((cleanup(pp_future_cleanup))) = NULL
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Shared memory for large arrays                                            */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * pp_shm_alloc - @size bytes (> 0) of memory visible to every worker, from
+ * the executor's arena (4 KiB aligned, zero-filled on first use). Pass its
+ * offset (pp_shm_offset) in a task's argument and get the pointer back in the
+ * worker with pp_task_shm: no bytes are copied.
+ * Returns 0 with *ptr set, -EINVAL, or -ENOMEM (arena full). Any client thread.
+ */
+PP_API int pp_shm_alloc(pp_executor *ex, size_t size, void **ptr);
+/** Free memory from pp_shm_alloc (NULL ignored). Any client thread. */
+PP_API void pp_shm_free(pp_executor *ex, void *ptr);
+/** The offset of @ptr (inside a pp_shm_alloc block) in the segment, or
+ *  UINT64_MAX if @ptr is not in it. */
+PP_API uint64_t pp_shm_offset(pp_executor *ex, const void *ptr);
+
 /* ------------------------------------------------------------------------ */
 /* Inside a task (worker process only)                                        */
 /* ------------------------------------------------------------------------ */
@@ -340,6 +447,10 @@ PP_API int pp_task_raise(pp_task *t, int code, const char *fmt, ...) PP_PRINTF(3
 /** true when the task should stop early: the pool is shutting down with
  *  cancel_futures, or is broken. Cheap (one shared-memory load). */
 PP_API bool pp_task_should_stop(pp_task *t);
+
+/** The worker-side pointer for an offset from pp_shm_offset, or NULL if the
+ *  offset is outside the segment. */
+PP_API void *pp_task_shm(pp_task *t, uint64_t offset);
 
 /** Index (0..max_workers-1) of the worker running this task. */
 PP_API int pp_task_worker(pp_task *t);

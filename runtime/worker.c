@@ -105,6 +105,13 @@ bool pp_task_should_stop(pp_task *t)
 
 int pp_task_worker(pp_task *t) { return t->widx; }
 
+void *pp_task_shm(pp_task *t, uint64_t offset)
+{
+    if (offset < t->seg->hdr->arena.off_data || offset >= t->seg->size)
+        return NULL;
+    return t->seg->base + offset;
+}
+
 /* Write the outcome fields (slot owned by us: RUNNING(widx)). */
 static void task_write_outcome(pp_task *t, int rc)
 {
