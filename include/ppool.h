@@ -222,6 +222,8 @@ PP_API int pp_max_workers(const pp_executor *ex);
 typedef struct pp_worker_stats {
     pid_t pid;             /* current process (0 before it started) */
     int cpu;               /* first OS PU it is pinned to, -1 when unpinned */
+    int core;              /* logical index of its physical core, -1 unknown */
+    int numa;              /* OS index of its NUMA node, -1 unknown */
     uint64_t tasks;        /* tasks finished by this worker position */
     uint64_t busy_ns;      /* time spent inside task functions */
     uint64_t respawns;     /* times this position got a new process */
@@ -248,6 +250,13 @@ typedef struct pp_stats {
  * not block.
  */
 PP_API int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
+
+/**
+ * pp_executor_topology - one line describing the machine as the pool sees it
+ * (e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)") and the pin
+ * policy. Returns a string owned by the executor, valid until it is freed.
+ */
+PP_API const char *pp_executor_topology(pp_executor *ex);
 
 /* ------------------------------------------------------------------------ */
 /* Futures                                                                   */

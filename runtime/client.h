@@ -77,6 +77,7 @@ struct pp_executor {
     int reaped;                    /* under lock */
     pthread_mutex_t reap_lock;
 
+    char topology[192];            /* pp_executor_topology */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
 };

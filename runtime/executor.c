@@ -74,7 +74,14 @@ static int config_check(pp_config *c)
 }
 
 /* Plan where the workers go. Returns 0 or -EINVAL/-ENOMEM. */
-static int plan_workers(pp_config *c, ppi_place **places, int *nworkers)
+static const char *policy_name(pp_pin_policy p)
+{
+    static const char *names[] = {"compact", "scatter", "none", "pus", "list"};
+    return (unsigned)p <= PP_PIN_LIST ? names[p] : "?";
+}
+
+static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *summary,
+                        size_t summary_len)
 {
     ppi_topo *topo;
     int rc = ppi_topo_load(&topo, NULL);
@@ -87,7 +94,9 @@ static int plan_workers(pp_config *c, ppi_place **places, int *nworkers)
         ppi_topo_destroy(topo);
         return -ENOMEM;
     }
-    char warn[256] = "";
+    char warn[256] = "", line[160];
+    ppi_topo_summary(topo, line, sizeof line);
+    snprintf(summary, summary_len, "%s; %d workers, pin %s", line, n, policy_name(c->pin));
     rc = ppi_topo_plan(topo, n, c->pin, c->pin_cpus, c->n_pin_cpus, c->pin_strict, p, warn,
                        sizeof warn);
     ppi_topo_destroy(topo);
@@ -185,7 +194,8 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         return rc;
     ppi_place *places = NULL;
     int nworkers = 0;
-    rc = plan_workers(&cfg, &places, &nworkers);
+    char summary[192];
+    rc = plan_workers(&cfg, &places, &nworkers, summary, sizeof summary);
     if (rc)
         return rc;
     pp_executor *ex = calloc(1, sizeof *ex);
@@ -193,6 +203,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         free(places);
         return -ENOMEM;
     }
+    snprintf(ex->topology, sizeof ex->topology, "%s", summary);
     ex->cfg = cfg;
     ex->nworkers = nworkers;
     ex->manager_pidfd = -1;
@@ -215,8 +226,11 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         executor_free(ex);
         return rc;
     }
-    for (int i = 0; i < nworkers; i++)
+    for (int i = 0; i < nworkers; i++) {
         ex->seg.workers[i].cpu = places[i].first_cpu;
+        ex->seg.workers[i].core = places[i].core;
+        ex->seg.workers[i].numa = places[i].numa;
+    }
 
     fflush(NULL); /* no stdio buffer is duplicated into the children */
     pid_t pid = fork();
@@ -240,6 +254,11 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     }
     *out = ex;
     return 0;
+}
+
+const char *pp_executor_topology(pp_executor *ex)
+{
+    return ex ? ex->topology : "";
 }
 
 int pp_max_workers(const pp_executor *ex)
@@ -490,6 +509,8 @@ int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
         /* relaxed: statistics; each counter exact on its own. */
         w[i].pid = atomic_load_explicit(&r->pid, memory_order_relaxed);
         w[i].cpu = r->cpu;
+        w[i].core = r->core;
+        w[i].numa = r->numa;
         w[i].tasks = atomic_load_explicit(&r->tasks, memory_order_relaxed);
         w[i].busy_ns = atomic_load_explicit(&r->busy_ns, memory_order_relaxed);
         w[i].respawns = atomic_load_explicit(&r->respawns, memory_order_relaxed);

@@ -105,6 +105,8 @@ _Static_assert(sizeof(ppi_slot) <= 64, "slot header fits a cache line");
 typedef struct ppi_worker {
     alignas(64) _Atomic int32_t pid;
     int32_t cpu;                 /* first OS PU it is pinned to, -1 none */
+    int32_t core;                /* logical core index, -1 unknown */
+    int32_t numa;                /* OS NUMA node index, -1 unknown */
     _Atomic uint32_t ready;      /* 1 once pinned and looping */
     _Atomic uint64_t tasks;      /* tasks finished (ok or failed) */
     _Atomic uint64_t failed;     /* of which failed */
