@@ -47,8 +47,18 @@ struct pp_future {
     void *arg;
     size_t arg_size;
     struct pp_future *next;
+    /* Callbacks (callback.c), guarded by the executor's cb_lock. */
+    struct ppi_cb *cbs;        /* registration order */
+    int cb_fired;              /* 1 once they ran (later ones run at once) */
+    _Atomic uint32_t want_notify; /* 1: bind with PPI_F_NOTIFY */
     alignas(16) unsigned char small[64]; /* small results live here */
 };
+
+typedef struct ppi_cb {
+    pp_callback fn;
+    void *userdata;
+    struct ppi_cb *next;
+} ppi_cb;
 
 struct pp_executor {
     ppi_seg seg;
@@ -61,6 +71,8 @@ struct pp_executor {
 
     ppi_ring *free_slots;          /* indices of FREE slots we own */
     pp_future **slot_owner;        /* future bound to each slot */
+    pp_future **notify_owner;      /* future whose callbacks await slot i's completion
+                                      entry; the slot is freed only once it is seen */
     _Atomic uint32_t *slot_lock;   /* spinlock per slot */
 
     pthread_mutex_t lock;          /* backlog and pump */
@@ -68,8 +80,8 @@ struct pp_executor {
     pp_future *bl_head, *bl_tail;
     _Atomic uint64_t bl_count;
     pthread_t pump;
-    int pump_started;
-    int pump_quit;
+    int pump_started;              /* a thread exists that nobody joined yet */
+    int pump_running;              /* that thread is still in its loop */
 
     _Atomic uint32_t shutdown;     /* no new submissions */
     _Atomic uint32_t in_submit;    /* submissions past the shutdown check */
@@ -78,6 +90,8 @@ struct pp_executor {
     pthread_mutex_t reap_lock;
 
     char topology[192];            /* pp_executor_topology */
+    pthread_mutex_t cb_lock;       /* callback lists of this executor's futures */
+    _Atomic uint64_t cb_pending;   /* futures whose callbacks have not run yet */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
 };
@@ -113,7 +127,13 @@ bool ppi_detach_locked(pp_executor *ex, pp_future *f);
 bool ppi_cancel_bound(pp_executor *ex, uint32_t idx);
 void ppi_harvest(pp_executor *ex);
 
+/* callback.c */
+void ppi_fire_callbacks(pp_future *f);
+void ppi_drain_completions(pp_executor *ex);
+void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen);
+
 /* pump.c */
+void ppi_service_start(pp_executor *ex);
 int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, size_t arg_size);
 bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);

@@ -118,9 +118,11 @@ static void executor_free(pp_executor *ex)
     ppi_seg_unmap(&ex->seg);
     free(ex->free_slots);
     free(ex->slot_owner);
+    free(ex->notify_owner);
     free((void *)ex->slot_lock);
     pthread_mutex_destroy(&ex->lock);
     pthread_mutex_destroy(&ex->reap_lock);
+    pthread_mutex_destroy(&ex->cb_lock);
     pthread_cond_destroy(&ex->pump_cv);
     free(ex);
 }
@@ -137,8 +139,9 @@ static int client_alloc(pp_executor *ex)
     uint32_t n = ex->seg.nslots;
     ex->free_slots = aligned_alloc(64, (ppi_ring_bytes(n) + 63) & ~(size_t)63);
     ex->slot_owner = calloc(n, sizeof *ex->slot_owner);
+    ex->notify_owner = calloc(n, sizeof *ex->notify_owner);
     ex->slot_lock = calloc(n, sizeof *ex->slot_lock);
-    if (!ex->free_slots || !ex->slot_owner || !ex->slot_lock)
+    if (!ex->free_slots || !ex->slot_owner || !ex->notify_owner || !ex->slot_lock)
         return -ENOMEM;
     ppi_ring_init(ex->free_slots, n);
     for (uint32_t i = 0; i < n; i++)
@@ -211,6 +214,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     atomic_init(&ex->refs, 1);
     pthread_mutex_init(&ex->lock, NULL);
     pthread_mutex_init(&ex->reap_lock, NULL);
+    pthread_mutex_init(&ex->cb_lock, NULL);
     pthread_cond_init(&ex->pump_cv, NULL);
     ppi_seg_geom g = {.nslots = cfg.slots,
                       .inline_size = (uint32_t)cfg.inline_size,
@@ -389,13 +393,20 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     f->gen = gen;
     ppi_slot_lock(ex, idx);
     ex->slot_owner[idx] = f;
+    /* seq_cst: with the cstate store below, pairs with the registration's
+     * seq_cst store of want_notify then load of cstate: one of us sees the
+     * other (store-buffer pattern). */
+    uint32_t flags = atomic_load_explicit(&f->want_notify, memory_order_seq_cst) ? PPI_F_NOTIFY : 0;
+    if (flags)
+        ex->notify_owner[idx] = f;
     /* relaxed: BOUND is published with the slot lock's release. */
     atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
-    /* release: a waiter that sees SLOT reads idx/gen written above. */
-    atomic_store_explicit(&f->cstate, PPI_F_SLOT, memory_order_release);
+    /* seq_cst: a waiter that sees SLOT reads idx/gen written above (release),
+     * and see want_notify above for the seq_cst pairing. */
+    atomic_store_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
     /* release: payload and fields above before QUEUED (pairs with the
      * worker's acquire in its claim CAS). */
-    atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, 0, PPI_NO_WORKER),
+    atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, flags, PPI_NO_WORKER),
                           memory_order_release);
     ppi_slot_unlock(ex, idx);
     /* Cannot fail: the ring holds as many cells as there are slots, and each
@@ -537,4 +548,39 @@ int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
         }
     }
     return ex->nworkers;
+}
+
+/* Ask the manager to send @sig to every live worker (after shutdown). */
+static int signal_workers(pp_executor *ex, int sig)
+{
+    if (!ex)
+        return -EINVAL;
+    pp_shutdown(ex, false, true);
+    if (ppi_manager_dead(ex))
+        return 0;
+    /* release: the manager reads the signal after the eventfd wakes it. */
+    atomic_store_explicit(&ex->seg.hdr->kill_signal, sig, memory_order_release);
+    uint64_t one = 1;
+    ssize_t n = write(ex->seg.cmd_fd, &one, sizeof one);
+    (void)n; /* a full counter still wakes the manager */
+    return 0;
+}
+
+int pp_terminate_workers(pp_executor *ex) { return signal_workers(ex, SIGTERM); }
+int pp_kill_workers(pp_executor *ex) { return signal_workers(ex, SIGKILL); }
+
+void pp_executor_cleanup(pp_executor **exp)
+{
+    if (exp && *exp) {
+        pp_executor_destroy(*exp);
+        *exp = NULL;
+    }
+}
+
+void pp_future_cleanup(pp_future **fp)
+{
+    if (fp && *fp) {
+        pp_future_release(*fp);
+        *fp = NULL;
+    }
 }

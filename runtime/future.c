@@ -59,6 +59,8 @@ void ppi_future_finish(pp_future *f, int err, const char *msg)
     /* release: the outcome above before DONE. */
     atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
     ppi_futex_wake(&f->cstate, INT_MAX, false);
+    ppi_ec_notify(&f->ex->seg.hdr->done_ec, INT_MAX); /* pp_wait / as_completed */
+    ppi_fire_callbacks(f);
 }
 
 /* Copy the outcome of terminal slot @sl into @f. */
@@ -110,15 +112,25 @@ bool ppi_detach_locked(pp_executor *ex, pp_future *f)
     ex->slot_owner[f->idx] = NULL;
     /* release: the outcome copied above is visible to whoever sees DONE. */
     atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+    /* relaxed: BOUND is only read under this slot lock or by the owner. */
+    atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+    if (ex->notify_owner[f->idx] == f)
+        return false; /* its completion entry is pending: the service thread frees it */
+    ppi_free_slot_word(ex, f->idx, f->gen);
+    return true;
+}
+
+/* Slot @idx (terminal, detached, use @gen) becomes FREE. Caller holds its
+ * slot lock and pushes it to the free ring after unlocking. */
+void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen)
+{
+    ppi_slot *sl = ppi_slot_at(&ex->seg, idx);
     /* release: our reads of the slot complete before it is reused; exchange
      * so that a WAITERS flag set meanwhile is not lost. */
     uint64_t old = atomic_exchange_explicit(
-        &sl->state, ppi_st_make(f->gen, PPI_S_FREE, 0, PPI_NO_WORKER), memory_order_release);
+        &sl->state, ppi_st_make(gen, PPI_S_FREE, 0, PPI_NO_WORKER), memory_order_release);
     if (ppi_st_flags(old) & PPI_F_WAITERS)
         ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
-    /* relaxed: BOUND is only read under this slot lock or by the owner. */
-    atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
-    return true;
 }
 
 /* Detach @f if possible (takes the slot lock). */
@@ -159,6 +171,7 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
              * marks it RECLAIM, and the client's reclaim scan frees it and its
              * argument block. */
             ex->slot_owner[idx] = NULL;
+            ex->notify_owner[idx] = NULL;
             f->err = -ECANCELED;
             /* release: outcome before DONE. */
             atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
@@ -168,9 +181,15 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
                 ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
             /* relaxed: statistics. */
             atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
+            pp_future_ref(f); /* keep it alive for its callbacks below */
         }
     }
     ppi_slot_unlock(ex, idx);
+    if (done) {
+        ppi_ec_notify(&ex->seg.hdr->done_ec, INT_MAX); /* pp_wait / as_completed */
+        ppi_fire_callbacks(f); /* inside the cancelling call, as in Python */
+        pp_future_release(f);
+    }
     return done;
 }
 

@@ -100,6 +100,9 @@ bool ppi_slot_fail_broken(ppi_seg *seg, uint32_t idx, bool running)
     if (ppi_st_state(nw) == PPI_S_RECLAIM)
         /* release: the reclaim scan reads the slot after this count. */
         atomic_fetch_add_explicit(&h->reclaim, 1, memory_order_release);
+    else
+        ppi_slot_notify(seg, idx, ppi_st_gen(w2), ppi_st_flags(w2));
+    ppi_ec_notify(&h->done_ec, INT_MAX);
     return true;
 }
 
@@ -163,6 +166,20 @@ static _Noreturn void break_and_exit(mgr *m, pid_t pid, int status)
     _exit(0);
 }
 
+/* A command from the client (pp_terminate_workers / pp_kill_workers). */
+static void run_command(mgr *m)
+{
+    uint64_t v;
+    if (read(m->seg->cmd_fd, &v, sizeof v) != (ssize_t)sizeof v)
+        return;
+    /* acquire: pairs with the client's release store before it wrote the fd. */
+    int sig = atomic_load_explicit(&m->seg->hdr->kill_signal, memory_order_acquire);
+    if (sig > 0)
+        for (int i = 0; i < m->nworkers; i++)
+            if (m->pids[i] > 0)
+                kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
+}
+
 static int find_worker(const mgr *m, pid_t pid)
 {
     for (int i = 0; i < m->nworkers; i++)
@@ -223,15 +240,19 @@ _Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
             _exit(0);
         }
 
-    struct pollfd pf[2] = {{.fd = cfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+    struct pollfd pf[3] = {{.fd = cfd, .events = POLLIN},
+                           {.fd = sfd, .events = POLLIN},
+                           {.fd = seg->cmd_fd, .events = POLLIN}};
     for (;;) {
-        int n = poll(pf, 2, 1000);
+        int n = poll(pf, 3, 1000);
         if (n < 0 && errno != EINTR)
             break;
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             kill_and_reap_all(&m); /* the client is gone: nothing may outlive it */
             _exit(0);
         }
+        if (pf[2].revents & POLLIN)
+            run_command(&m);
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             ;

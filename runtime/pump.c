@@ -10,6 +10,11 @@
  * starves the backlog. It sleeps on the segment's done eventcount, which
  * workers notify after each task, with a bounded timeout.
  *
+ * The same thread is the executor's *service thread* for done-callbacks: it
+ * consumes the completion ring (entries of finished slots whose futures have
+ * callbacks) and runs them (callback.c). It lives while there is a backlog or
+ * a pending callback, and exits after shutdown once both are gone.
+ *
  * The backlog holds one reference to each of its futures, dropped once the
  * future is bound to a slot or completed (cancelled, pool broken).
  */
@@ -51,6 +56,30 @@ static void backlog_push_front(pp_executor *ex, pp_future *f)
     atomic_fetch_add_explicit(&ex->bl_count, 1, memory_order_relaxed);
 }
 
+/* Start the service thread if it is not running. Caller holds ex->lock. */
+static int service_start_locked(pp_executor *ex)
+{
+    if (ex->pump_running)
+        return 0;
+    if (ex->pump_started) /* it left its loop (after shutdown): reap it first */
+        pthread_join(ex->pump, NULL);
+    ex->pump_started = 0;
+    int rc = pthread_create(&ex->pump, NULL, pump_main, ex);
+    if (rc)
+        return -rc;
+    ex->pump_started = ex->pump_running = 1;
+    return 0;
+}
+
+void ppi_service_start(pp_executor *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    if (service_start_locked(ex) != 0)
+        fprintf(stderr, "ppool: cannot start the callback thread; callbacks run on the next wait\n");
+    pthread_cond_signal(&ex->pump_cv);
+    pthread_mutex_unlock(&ex->lock);
+}
+
 int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, size_t arg_size)
 {
     if (arg_size) {
@@ -63,16 +92,13 @@ int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, si
     f->arg_size = arg_size;
     pp_future_ref(f); /* the backlog's reference */
     pthread_mutex_lock(&ex->lock);
-    if (!ex->pump_started) {
-        int rc = pthread_create(&ex->pump, NULL, pump_main, ex);
-        if (rc) {
-            pthread_mutex_unlock(&ex->lock);
-            free(f->arg);
-            f->arg = NULL;
-            pp_future_release(f);
-            return -rc;
-        }
-        ex->pump_started = 1;
+    int rc = service_start_locked(ex);
+    if (rc) {
+        pthread_mutex_unlock(&ex->lock);
+        free(f->arg);
+        f->arg = NULL;
+        pp_future_release(f);
+        return rc;
     }
     if (ex->bl_tail)
         ex->bl_tail->next = f;
@@ -166,17 +192,36 @@ static int feed(pp_executor *ex)
 }
 
 /* Sleep until a worker finishes something (or a bounded nap passes). */
-static void pump_nap(pp_executor *ex)
+static void pump_nap(pp_executor *ex, bool need_slots)
 {
     ppi_ec *ec = &ex->seg.hdr->done_ec;
     uint32_t seq = ppi_ec_prepare(ec);
     /* acquire: pairs with the workers' release increments. */
-    if (ppi_ring_nonempty(ex->free_slots) ||
-        atomic_load_explicit(&ex->seg.hdr->reclaim, memory_order_acquire)) {
+    if ((need_slots && (ppi_ring_nonempty(ex->free_slots) ||
+                        atomic_load_explicit(&ex->seg.hdr->reclaim, memory_order_acquire))) ||
+        ppi_ring_nonempty(ex->seg.cring)) {
         ppi_ec_cancel(ec);
         return;
     }
     ppi_ec_sleep(ec, seq, PUMP_NAP_NS);
+}
+
+/* The pool broke: fail what waits client-side, and — if the manager is gone
+ * too, so nobody else will — the slots that still wait on callbacks. */
+static void pump_broken(pp_executor *ex)
+{
+    ppi_backlog_cancel_all(ex, PP_EBROKEN, "the pool is broken");
+    if (!ppi_manager_dead(ex))
+        return;
+    for (uint32_t i = 0; i < ex->seg.nslots; i++)
+        ppi_slot_fail_broken(&ex->seg, i, true);
+}
+
+static bool service_idle(pp_executor *ex)
+{
+    /* relaxed: hints; every sleep below is bounded or signalled. */
+    return !ex->bl_head && atomic_load_explicit(&ex->cb_pending, memory_order_relaxed) == 0 &&
+           !ppi_ring_nonempty(ex->seg.cring);
 }
 
 static void *pump_main(void *arg)
@@ -184,29 +229,38 @@ static void *pump_main(void *arg)
     pp_executor *ex = arg;
     pthread_mutex_lock(&ex->lock);
     for (;;) {
-        while (!ex->bl_head && !ex->pump_quit) {
-            /* acquire: pairs with pp_shutdown's store. */
-            if (atomic_load_explicit(&ex->shutdown, memory_order_acquire) && !ex->stop_sent) {
-                ex->stop_sent = 1; /* the last backlog entry is in: let workers drain */
-                ppi_request_stop(ex);
-            }
-            if (atomic_load_explicit(&ex->shutdown, memory_order_acquire))
-                goto out; /* nothing more can arrive */
-            pthread_cond_wait(&ex->pump_cv, &ex->lock);
+        /* acquire: pairs with pp_shutdown's store. */
+        bool shut = atomic_load_explicit(&ex->shutdown, memory_order_acquire);
+        if (shut && !ex->bl_head && !ex->stop_sent) {
+            ex->stop_sent = 1; /* the last backlog entry is in: let workers drain */
+            ppi_request_stop(ex);
         }
-        if (ex->pump_quit && !ex->bl_head)
-            break;
+        if (service_idle(ex)) {
+            if (shut)
+                break; /* nothing more can arrive */
+            pthread_cond_wait(&ex->pump_cv, &ex->lock);
+            continue;
+        }
+        bool backlog = ex->bl_head != NULL;
         pthread_mutex_unlock(&ex->lock);
+        ppi_drain_completions(ex);
         if (ppi_pool_check(ex) != 0) {
-            ppi_backlog_cancel_all(ex, PP_EBROKEN, "the pool is broken");
-        } else if (feed(ex) == 0) {
-            ppi_harvest(ex);
-            if (feed(ex) == 0)
-                pump_nap(ex);
+            pump_broken(ex);
+            ppi_drain_completions(ex);
+            if (!service_idle(ex))
+                pump_nap(ex, false);
+        } else if (backlog) {
+            if (feed(ex) == 0) {
+                ppi_harvest(ex);
+                if (feed(ex) == 0)
+                    pump_nap(ex, true);
+            }
+        } else {
+            pump_nap(ex, false);
         }
         pthread_mutex_lock(&ex->lock);
     }
-out:
+    ex->pump_running = 0;
     pthread_mutex_unlock(&ex->lock);
     return NULL;
 }
@@ -214,21 +268,14 @@ out:
 void ppi_pump_join(pp_executor *ex)
 {
     pthread_mutex_lock(&ex->lock);
-    int started = ex->pump_started;
     pthread_cond_broadcast(&ex->pump_cv);
+    bool join = ex->pump_started && !pthread_equal(pthread_self(), ex->pump);
+    pthread_t tid = ex->pump;
+    if (join)
+        ex->pump_started = 0;
     pthread_mutex_unlock(&ex->lock);
-    if (started && !pthread_equal(pthread_self(), ex->pump)) {
-        /* The pump exits by itself once shutdown is set and the backlog is
-         * empty (fed, cancelled or failed). Join once. */
-        static pthread_mutex_t join_lock = PTHREAD_MUTEX_INITIALIZER;
-        pthread_mutex_lock(&join_lock);
-        pthread_mutex_lock(&ex->lock);
-        int joinable = ex->pump_started == 1;
-        if (joinable)
-            ex->pump_started = 2;
-        pthread_mutex_unlock(&ex->lock);
-        if (joinable)
-            pthread_join(ex->pump, NULL);
-        pthread_mutex_unlock(&join_lock);
-    }
+    /* It leaves its loop by itself once shutdown is set and neither a backlog
+     * nor a pending callback remains. */
+    if (join)
+        pthread_join(tid, NULL);
 }

@@ -1,6 +1,7 @@
 /* segment.c — create, lay out and map the shared segment (see segment.h). */
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -32,13 +33,15 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     uint64_t units = g->arena_size / PPI_ARENA_UNIT;
     uint64_t off_workers = align64(sizeof(ppi_hdr));
     uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));
-    uint64_t off_slots = align64(off_ring + ppi_ring_bytes(g->nslots));
+    uint64_t off_cring = align64(off_ring + ppi_ring_bytes(g->nslots));
+    uint64_t off_slots = align64(off_cring + ppi_ring_bytes(g->nslots));
     uint64_t off_bitmap = align64(off_slots + (uint64_t)g->nslots * slot_size);
     uint64_t off_runlen = align64(off_bitmap + ((units + 63) / 64) * 8);
     uint64_t off_data = align_unit(off_runlen + units * 4);
     uint64_t total = off_data + units * PPI_ARENA_UNIT;
 
     memset(seg, 0, sizeof *seg);
+    seg->cmd_fd = -1;
     /* memfd: anonymous, never in /dev/shm; it disappears with its last user. */
     int fd = memfd_create("ppool", MFD_CLOEXEC);
     if (fd < 0)
@@ -68,6 +71,7 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     h->max_result = g->max_result;
     h->off_workers = off_workers;
     h->off_ring = off_ring;
+    h->off_cring = off_cring;
     h->off_slots = off_slots;
     h->client_pid = getpid();
     h->arena.units = units;
@@ -82,11 +86,19 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     seg->hdr = h;
     seg->workers = (ppi_worker *)(seg->base + off_workers);
     seg->ring = (ppi_ring *)(seg->base + off_ring);
+    seg->cring = (ppi_ring *)(seg->base + off_cring);
     seg->slots = seg->base + off_slots;
     seg->slot_size = (uint32_t)slot_size;
     seg->inline_size = g->inline_size;
     seg->nslots = g->nslots;
     ppi_ring_init(seg->ring, g->nslots);
+    ppi_ring_init(seg->cring, g->nslots);
+    seg->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (seg->cmd_fd < 0) {
+        rc = -errno;
+        ppi_seg_unmap(seg);
+        return rc;
+    }
     for (uint32_t i = 0; i < g->nworkers; i++)
         seg->workers[i].cpu = -1;
     for (uint32_t i = 0; i < g->nslots; i++)
@@ -102,6 +114,18 @@ void ppi_seg_unmap(ppi_seg *seg)
         munmap(seg->base, seg->size);
     if (seg->fd >= 0)
         close(seg->fd);
+    if (seg->cmd_fd >= 0)
+        close(seg->cmd_fd);
     seg->base = NULL;
     seg->fd = -1;
+    seg->cmd_fd = -1;
+}
+
+void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags)
+{
+    if (!(flags & PPI_F_NOTIFY))
+        return;
+    /* Cannot fail: one cell per slot, and a slot use finishes once. */
+    ppi_ring_push(s->cring, ppi_entry(idx, gen));
+    ppi_ec_notify(&s->hdr->done_ec, INT_MAX);
 }

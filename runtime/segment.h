@@ -4,7 +4,7 @@
  *
  * Layout (all offsets from the segment base, all 64-byte aligned):
  *
- *   [ ppi_hdr | ppi_worker[nworkers] | task ring | slots[nslots] |
+ *   [ ppi_hdr | ppi_worker[nworkers] | task ring | completion ring | slots[nslots] |
  *     arena bitmap | arena run lengths | arena data (4 KiB units) ]
  *
  * Rule: nothing in the segment is a pointer. Slots are named by index,
@@ -55,6 +55,8 @@ enum ppi_slot_state {
 };
 #define PPI_F_WAITERS 0x01u /* a client thread sleeps on this slot's futex */
 #define PPI_F_ORPHAN 0x02u  /* the client dropped its future; the worker recycles */
+#define PPI_F_NOTIFY 0x04u  /* callbacks registered: the finisher pushes the entry
+                               on the completion ring for the client's service thread */
 #define PPI_NO_WORKER 0xffffu
 
 static inline uint32_t ppi_st_state(uint64_t w) { return (uint32_t)(w & 0xff); }
@@ -142,6 +144,7 @@ typedef struct ppi_hdr {
     uint64_t max_result;
     uint64_t off_workers;
     uint64_t off_ring;
+    uint64_t off_cring;
     uint64_t off_slots;
     int32_t client_pid;
     _Atomic int32_t manager_pid;
@@ -154,6 +157,7 @@ typedef struct ppi_hdr {
     _Atomic int32_t broken_pid;
     char broken_msg[128];           /* written once, before pool_state BROKEN */
     _Atomic uint32_t ready;         /* workers started (futex for create) */
+    _Atomic int32_t kill_signal;    /* manager command: signal every live worker */
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
     alignas(64) ppi_ec done_ec;     /* the client's backlog pump sleeps here */
     alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */
@@ -168,7 +172,9 @@ typedef struct ppi_seg {
     ppi_hdr *hdr;
     ppi_worker *workers;
     ppi_ring *ring;
+    ppi_ring *cring;    /* completion ring: entries of finished NOTIFY slots */
     char *slots;
+    int cmd_fd;         /* eventfd: client -> manager commands (same number in both) */
     uint32_t slot_size;
     uint32_t inline_size;
     uint32_t nslots;
@@ -206,6 +212,10 @@ static inline _Atomic uint32_t *ppi_slot_futex(ppi_slot *sl)
 {
     return (_Atomic uint32_t *)(void *)&sl->state; /* low half (little-endian) */
 }
+
+/* Push (idx, gen) on the completion ring if @flags (the slot's flags just
+ * before it finished) asked for it, and wake the client's service thread. */
+void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags);
 
 /* Arena (arena.c). Offsets are from the segment base; 0 means none. */
 uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes);

@@ -179,8 +179,9 @@ static bool slot_claim(ppi_seg *seg, uint64_t e, int widx)
 }
 
 /* Publish the outcome: RUNNING -> DONE/FAILED (or RECLAIM for orphans). */
-static void slot_publish(ppi_seg *seg, ppi_slot *sl, uint32_t gen, int widx)
+static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
 {
+    ppi_slot *sl = ppi_slot_at(seg, idx);
     uint32_t st = sl->err ? PPI_S_FAILED : PPI_S_DONE;
     /* relaxed: the CAS below re-validates. */
     uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
@@ -202,7 +203,9 @@ static void slot_publish(ppi_seg *seg, ppi_slot *sl, uint32_t gen, int widx)
     if (ppi_st_state(nw) == PPI_S_RECLAIM)
         /* release: orders our slot writes before the client's reclaim scan. */
         atomic_fetch_add_explicit(&seg->hdr->reclaim, 1, memory_order_release);
-    ppi_ec_notify(&seg->hdr->done_ec, 1);
+    else if (ppi_st_flags(w) & PPI_F_NOTIFY)
+        ppi_slot_notify(seg, idx, gen, ppi_st_flags(w));
+    ppi_ec_notify(&seg->hdr->done_ec, INT_MAX);
 }
 
 static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
@@ -216,7 +219,7 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
     int rc = fn(&t);
     uint64_t t1 = ppi_now_ns();
     task_write_outcome(&t, rc);
-    slot_publish(seg, sl, ppi_entry_gen(e), widx);
+    slot_publish(seg, ppi_entry_idx(e), ppi_entry_gen(e), widx);
     /* relaxed: statistics with a single writer (this worker). */
     atomic_store_explicit(&me->busy_ns,
                           atomic_load_explicit(&me->busy_ns, memory_order_relaxed) + (t1 - t0),
