@@ -118,7 +118,7 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
     /* seq_cst: read after publishing want_notify, so a concurrent bind either
      * saw want_notify or is visible to us here as SLOT. */
     uint32_t c = atomic_load_explicit(&f->cstate, memory_order_seq_cst);
-    if (c == PPI_F_BACKLOG) {
+    if (ppi_in_backlog(c)) {
         armed = true; /* the bind (or the backlog's completion) takes it from here */
     } else if (c == PPI_F_SLOT) {
         ppi_slot_lock(ex, f->idx);

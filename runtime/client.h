@@ -23,7 +23,12 @@ enum {
     PPI_F_BACKLOG = 0, /* waiting client-side for a slot */
     PPI_F_SLOT = 1,    /* bound to slot (idx, gen); outcome is in the slot */
     PPI_F_DONE = 2,    /* outcome copied into the future */
+    PPI_F_BACKLOG_WAITED = 3, /* BACKLOG, and a thread sleeps on cstate */
 };
+static inline bool ppi_in_backlog(uint32_t c)
+{
+    return c == PPI_F_BACKLOG || c == PPI_F_BACKLOG_WAITED;
+}
 #define PPI_BOUND 0x80000000u /* in pp_future.refs: bound to a slot */
 
 struct pp_future {
@@ -84,6 +89,7 @@ struct pp_executor {
     int pump_running;              /* that thread is still in its loop */
 
     _Atomic uint32_t shutdown;     /* no new submissions */
+    _Atomic uint32_t cancel_req;   /* shutdown(cancel_futures): nothing more may start */
     _Atomic uint32_t in_submit;    /* submissions past the shutdown check */
     int stop_sent;                 /* under lock */
     int reaped;                    /* under lock */

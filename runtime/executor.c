@@ -353,10 +353,9 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
 
 void ppi_release_slot(pp_executor *ex, uint32_t idx)
 {
+    /* The pump polls the free ring on short timed naps while a backlog
+     * exists, so freeing a slot costs no wake-up. */
     ppi_ring_push(ex->free_slots, idx);
-    /* relaxed: a hint; the pump also wakes on its own bounded sleep. */
-    if (atomic_load_explicit(&ex->bl_count, memory_order_relaxed))
-        ppi_ec_notify(&ex->seg.hdr->done_ec, 1);
 }
 
 /*
@@ -402,8 +401,9 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     /* relaxed: BOUND is published with the slot lock's release. */
     atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
     /* seq_cst: a waiter that sees SLOT reads idx/gen written above (release),
-     * and see want_notify above for the seq_cst pairing. */
-    atomic_store_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
+     * and see want_notify above for the seq_cst pairing. Exchange: a backlog
+     * waiter that announced itself is woken below. */
+    uint32_t was = atomic_exchange_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
     /* release: payload and fields above before QUEUED (pairs with the
      * worker's acquire in its claim CAS). */
     atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, flags, PPI_NO_WORKER),
@@ -413,6 +413,8 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
      * slot is in it at most once. */
     ppi_ring_push(s->ring, ppi_entry(idx, gen));
     ppi_ec_notify(&s->hdr->work_ec, 1);
+    if (was == PPI_F_BACKLOG_WAITED)
+        ppi_futex_wake(&f->cstate, INT_MAX, false);
     return 0;
 }
 
@@ -476,9 +478,14 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
     while (atomic_load_explicit(&ex->in_submit, memory_order_seq_cst))
         sched_yield(); /* a submission in flight finishes in microseconds */
     if (cancel_futures) {
+        /* seq_cst: pairs with the pump's fence after each bind: either it sees
+         * this and cancels what it just bound, or our sweep sees its slot. */
+        atomic_store_explicit(&ex->cancel_req, 1, memory_order_seq_cst);
+        /* Sweep before telling running tasks to stop: a task that stops early
+         * frees its worker, which must find nothing left to start. */
+        cancel_pending(ex);
         /* release: running tasks polling pp_task_should_stop see it. */
         atomic_store_explicit(&ex->seg.hdr->cancel_flag, 1, memory_order_release);
-        cancel_pending(ex);
     }
     pthread_mutex_lock(&ex->lock);
     /* The pump sends stop itself once it has fed the last backlog entry. */

@@ -57,8 +57,9 @@ void ppi_future_finish(pp_future *f, int err, const char *msg)
     free(f->arg);
     f->arg = NULL;
     /* release: the outcome above before DONE. */
-    atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
-    ppi_futex_wake(&f->cstate, INT_MAX, false);
+    if (atomic_exchange_explicit(&f->cstate, PPI_F_DONE, memory_order_release) ==
+        PPI_F_BACKLOG_WAITED)
+        ppi_futex_wake(&f->cstate, INT_MAX, false);
     ppi_ec_notify(&f->ex->seg.hdr->done_ec, INT_MAX); /* pp_wait / as_completed */
     ppi_fire_callbacks(f);
 }
@@ -236,11 +237,18 @@ static int future_wait(pp_future *f, uint64_t deadline)
         uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
         if (c == PPI_F_DONE)
             return 0;
-        if (c == PPI_F_BACKLOG) {
+        if (ppi_in_backlog(c)) {
             uint64_t left = ppi_remaining(deadline, NAP_NS);
             if (left == 0)
                 return -ETIMEDOUT;
-            if (ppi_futex_wait(&f->cstate, PPI_F_BACKLOG, left, false) == -ETIMEDOUT)
+            /* acquire on failure: re-read the new state. Announce ourselves so
+             * that the binder wakes us (it skips the system call otherwise). */
+            if (c == PPI_F_BACKLOG &&
+                !atomic_compare_exchange_strong_explicit(&f->cstate, &c, PPI_F_BACKLOG_WAITED,
+                                                         memory_order_acquire,
+                                                         memory_order_acquire))
+                continue;
+            if (ppi_futex_wait(&f->cstate, PPI_F_BACKLOG_WAITED, left, false) == -ETIMEDOUT)
                 ppi_pool_check(ex); /* the pump fails the backlog if broken */
             continue;
         }
@@ -354,7 +362,7 @@ bool pp_future_cancel(pp_future *f)
     pp_executor *ex = f->ex;
     /* acquire: pairs with the release stores of cstate. */
     uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
-    if (c == PPI_F_BACKLOG) {
+    if (ppi_in_backlog(c)) {
         if (ppi_backlog_cancel(ex, f))
             return true;
         c = atomic_load_explicit(&f->cstate, memory_order_acquire);

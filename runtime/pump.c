@@ -27,6 +27,13 @@
 #include "process.h"
 
 #define PUMP_NAP_NS 20000000ull
+/* While a backlog waits for slots the pump polls the free ring every
+ * REFILL_NS instead of being woken per freed slot: a ring of thousands of
+ * queued tasks lasts far longer, and nobody pays a wake-up per task. */
+#define REFILL_NS 100000ull
+/* After this many naps without a free slot, harvest finished slots whose
+ * futures the user still holds (an O(slots) scan). */
+#define STARVED_NAPS 20
 
 static void *pump_main(void *arg);
 
@@ -184,26 +191,34 @@ static int feed(pp_executor *ex)
         }
         free(f->arg);
         f->arg = NULL;
-        /* The waiters that slept on cstate while in the backlog. */
-        ppi_futex_wake(&f->cstate, INT_MAX, false);
+        /* seq_cst: pairs with pp_shutdown's store of cancel_req (see there). */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
+            ppi_cancel_bound(ex, idx);
         pp_future_release(f); /* the backlog's reference */
         moved++;
     }
 }
 
 /* Sleep until a worker finishes something (or a bounded nap passes). */
-static void pump_nap(pp_executor *ex, bool need_slots)
+static void pump_nap(pp_executor *ex)
 {
     ppi_ec *ec = &ex->seg.hdr->done_ec;
     uint32_t seq = ppi_ec_prepare(ec);
-    /* acquire: pairs with the workers' release increments. */
-    if ((need_slots && (ppi_ring_nonempty(ex->free_slots) ||
-                        atomic_load_explicit(&ex->seg.hdr->reclaim, memory_order_acquire))) ||
-        ppi_ring_nonempty(ex->seg.cring)) {
+    if (ppi_ring_nonempty(ex->seg.cring)) {
         ppi_ec_cancel(ec);
         return;
     }
     ppi_ec_sleep(ec, seq, PUMP_NAP_NS);
+}
+
+/* Short timed nap while the backlog waits for slots (see REFILL_NS). */
+static void refill_nap(pp_executor *ex)
+{
+    if (ppi_ring_nonempty(ex->free_slots) || ppi_ring_nonempty(ex->seg.cring))
+        return;
+    struct timespec ts = {0, (long)REFILL_NS};
+    nanosleep(&ts, NULL);
 }
 
 /* The pool broke: fail what waits client-side, and — if the manager is gone
@@ -227,6 +242,8 @@ static bool service_idle(pp_executor *ex)
 static void *pump_main(void *arg)
 {
     pp_executor *ex = arg;
+    int starved = 0;
+    bool napped = true;
     pthread_mutex_lock(&ex->lock);
     for (;;) {
         /* acquire: pairs with pp_shutdown's store. */
@@ -244,19 +261,29 @@ static void *pump_main(void *arg)
         bool backlog = ex->bl_head != NULL;
         pthread_mutex_unlock(&ex->lock);
         ppi_drain_completions(ex);
-        if (ppi_pool_check(ex) != 0) {
+        /* The full check polls the manager's pidfd: do it after naps only. */
+        bool broken = napped ? ppi_pool_check(ex) != 0
+                             /* acquire: pairs with ppi_pool_break's release. */
+                             : atomic_load_explicit(&ex->seg.hdr->pool_state,
+                                                    memory_order_acquire) != PPI_POOL_RUNNING;
+        napped = true;
+        if (broken) {
             pump_broken(ex);
             ppi_drain_completions(ex);
             if (!service_idle(ex))
-                pump_nap(ex, false);
+                pump_nap(ex);
         } else if (backlog) {
-            if (feed(ex) == 0) {
+            if (feed(ex) > 0) {
+                starved = 0;
+                napped = false;
+            } else if (++starved >= STARVED_NAPS) {
                 ppi_harvest(ex);
-                if (feed(ex) == 0)
-                    pump_nap(ex, true);
+                starved = feed(ex) > 0 ? 0 : STARVED_NAPS / 2;
             }
+            if (starved)
+                refill_nap(ex);
         } else {
-            pump_nap(ex, false);
+            pump_nap(ex);
         }
         pthread_mutex_lock(&ex->lock);
     }
