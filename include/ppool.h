@@ -38,6 +38,7 @@
 #ifndef PPOOL_H
 #define PPOOL_H
 
+#include <errno.h> /* the -E* codes returned throughout */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -463,6 +464,8 @@ PP_API void *pp_task_shm(pp_task *t, uint64_t offset);
 
 /** Index (0..max_workers-1) of the worker running this task. */
 PP_API int pp_task_worker(pp_task *t);
+
+#include "ppool/map.h"
 
 #ifdef __cplusplus
 }

@@ -53,8 +53,10 @@ void ppi_fire_callbacks(pp_future *f)
  * (the caller then fires the callbacks itself). Caller holds the slot lock. */
 static bool arm_slot(pp_executor *ex, pp_future *f)
 {
+    if (ex->notify_owner[f->idx] == f)
+        return true; /* bound with NOTIFY: its entry will reach the service thread */
     if (ex->slot_owner[f->idx] != f)
-        return false; /* detached: done */
+        return false; /* detached without NOTIFY: done */
     ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
     /* relaxed: the CAS validates. */
     uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
@@ -120,7 +122,7 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
     uint32_t c = atomic_load_explicit(&f->cstate, memory_order_seq_cst);
     if (ppi_in_backlog(c)) {
         armed = true; /* the bind (or the backlog's completion) takes it from here */
-    } else if (c == PPI_F_SLOT) {
+    } else if (c == PPI_F_SLOT || f->gen != 0) { /* bound once (gen starts at 1) */
         ppi_slot_lock(ex, f->idx);
         armed = arm_slot(ex, f);
         ppi_slot_unlock(ex, f->idx);

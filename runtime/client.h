@@ -121,6 +121,7 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
              size_t arg_size);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);
+void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
 int ppi_pool_check(pp_executor *ex);
 bool ppi_manager_dead(pp_executor *ex);
 void ppi_request_stop(pp_executor *ex);

@@ -342,7 +342,7 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
         ppi_arena_free(s, sl->arg_off);
         ppi_arena_free(s, sl->res_off);
         sl->arg_off = sl->res_off = 0;
-        ppi_ring_push(ex->free_slots, i);
+        ppi_free_ring_push(ex, i);
     }
     if (ppi_ring_pop(ex->free_slots, &v)) {
         *idx = (uint32_t)v;
@@ -351,11 +351,19 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
     return -EAGAIN;
 }
 
+/* Return a FREE slot index to the client's free ring. Its consumers are our
+ * own threads, so waiting for a preempted one always ends. */
+void ppi_free_ring_push(pp_executor *ex, uint32_t idx)
+{
+    while (!ppi_ring_push_wait(ex->free_slots, idx, 1000000000ull))
+        ;
+}
+
 void ppi_release_slot(pp_executor *ex, uint32_t idx)
 {
     /* The pump polls the free ring on short timed naps while a backlog
      * exists, so freeing a slot costs no wake-up. */
-    ppi_ring_push(ex->free_slots, idx);
+    ppi_free_ring_push(ex, idx);
 }
 
 /*
@@ -372,7 +380,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     if (arg_size > s->inline_size) {
         arg_off = ppi_arena_alloc(s, arg_size);
         if (!arg_off) {
-            ppi_ring_push(ex->free_slots, idx);
+            ppi_free_ring_push(ex, idx);
             return -EAGAIN;
         }
         memcpy(s->base + arg_off, arg, arg_size);
@@ -392,26 +400,30 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     f->gen = gen;
     ppi_slot_lock(ex, idx);
     ex->slot_owner[idx] = f;
-    /* seq_cst: with the cstate store below, pairs with the registration's
-     * seq_cst store of want_notify then load of cstate: one of us sees the
-     * other (store-buffer pattern). */
+    /* relaxed: BOUND is published with the slot lock's release. */
+    atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
+    /* seq_cst, then the seq_cst load of want_notify: pairs with the
+     * registration's store of want_notify then load of cstate (store-buffer
+     * pattern): either it sees SLOT and arms the slot itself (under this slot
+     * lock, so after us), or we see want_notify here. Exchange: a backlog
+     * waiter that announced itself is woken below. A waiter seeing SLOT spins
+     * on the slot word until the QUEUED store below (gen check). */
+    uint32_t was = atomic_exchange_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
     uint32_t flags = atomic_load_explicit(&f->want_notify, memory_order_seq_cst) ? PPI_F_NOTIFY : 0;
     if (flags)
         ex->notify_owner[idx] = f;
-    /* relaxed: BOUND is published with the slot lock's release. */
-    atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
-    /* seq_cst: a waiter that sees SLOT reads idx/gen written above (release),
-     * and see want_notify above for the seq_cst pairing. Exchange: a backlog
-     * waiter that announced itself is woken below. */
-    uint32_t was = atomic_exchange_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
     /* release: payload and fields above before QUEUED (pairs with the
      * worker's acquire in its claim CAS). */
     atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, flags, PPI_NO_WORKER),
                           memory_order_release);
     ppi_slot_unlock(ex, idx);
-    /* Cannot fail: the ring holds as many cells as there are slots, and each
-     * slot is in it at most once. */
-    ppi_ring_push(s->ring, ppi_entry(idx, gen));
+    /* The ring has a cell per slot and each slot is in it at most once, so it
+     * is never logically full; wait out a worker preempted inside its pop.
+     * Give up only once the pool is broken (a worker died there): the slot
+     * stays QUEUED and its waiters fail it (fail_if_broken). */
+    while (!ppi_ring_push_wait(s->ring, ppi_entry(idx, gen), 100000000ull))
+        if (ppi_pool_check(ex) != 0)
+            break;
     ppi_ec_notify(&s->hdr->work_ec, 1);
     if (was == PPI_F_BACKLOG_WAITED)
         ppi_futex_wake(&f->cstate, INT_MAX, false);

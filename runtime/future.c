@@ -109,15 +109,18 @@ bool ppi_detach_locked(pp_executor *ex, pp_future *f)
     uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
     if (ppi_st_gen(w) != f->gen || !ppi_st_terminal(ppi_st_state(w)))
         return false;
+    uint32_t idx = f->idx, gen = f->gen;
     copy_outcome(ex, f, sl);
-    ex->slot_owner[f->idx] = NULL;
+    ex->slot_owner[idx] = NULL;
+    bool keep = ex->notify_owner[idx] == f; /* its completion entry is pending */
     /* release: the outcome copied above is visible to whoever sees DONE. */
     atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
-    /* relaxed: BOUND is only read under this slot lock or by the owner. */
-    atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
-    if (ex->notify_owner[f->idx] == f)
-        return false; /* its completion entry is pending: the service thread frees it */
-    ppi_free_slot_word(ex, f->idx, f->gen);
+    /* release: a user whose final pp_future_release reads BOUND clear (with
+     * acquire) may free the future at once: this is our last access to it. */
+    atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_release);
+    if (keep)
+        return false; /* the service thread frees the slot when it sees the entry */
+    ppi_free_slot_word(ex, idx, gen);
     return true;
 }
 
@@ -137,11 +140,12 @@ void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen)
 /* Detach @f if possible (takes the slot lock). */
 static void detach(pp_executor *ex, pp_future *f)
 {
-    ppi_slot_lock(ex, f->idx);
+    uint32_t idx = f->idx;
+    ppi_slot_lock(ex, idx);
     bool freed = ppi_detach_locked(ex, f);
-    ppi_slot_unlock(ex, f->idx);
+    ppi_slot_unlock(ex, idx);
     if (freed)
-        ppi_release_slot(ex, f->idx);
+        ppi_release_slot(ex, idx);
 }
 
 /*
@@ -174,15 +178,16 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
             ex->slot_owner[idx] = NULL;
             ex->notify_owner[idx] = NULL;
             f->err = -ECANCELED;
+            pp_future_ref(f); /* keep it alive for its callbacks below (before
+                                 BOUND goes: a racing last release must not free it) */
             /* release: outcome before DONE. */
             atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
-            /* relaxed: as in ppi_detach_locked. */
-            atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+            /* release: as in ppi_detach_locked. */
+            atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_release);
             if (ppi_st_flags(w) & PPI_F_WAITERS)
                 ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
             /* relaxed: statistics. */
             atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
-            pp_future_ref(f); /* keep it alive for its callbacks below */
         }
     }
     ppi_slot_unlock(ex, idx);
@@ -419,8 +424,8 @@ void pp_future_release(pp_future *f)
                     if (atomic_compare_exchange_weak_explicit(
                             &sl->state, &w, nw, memory_order_release, memory_order_relaxed)) {
                         ex->slot_owner[f->idx] = NULL;
-                        /* relaxed: as in ppi_detach_locked. */
-                        atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_relaxed);
+                        /* release: as in ppi_detach_locked. */
+                        atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_release);
                         break;
                     }
                 }

@@ -180,7 +180,7 @@ static int feed(pp_executor *ex)
         pp_future *f = backlog_pop(ex);
         pthread_mutex_unlock(&ex->lock);
         if (!f) {
-            ppi_release_slot(ex, idx);
+            ppi_free_ring_push(ex, idx);
             return moved;
         }
         if (ppi_bind(ex, f, idx, f->fn, f->arg, f->arg_size) != 0) {

@@ -1,5 +1,8 @@
 /* ring.c — the Vyukov bounded MPMC ring; see ring.h for the synchronisation table. */
+#include <sched.h>
+
 #include "ring.h"
+#include "sync.h"
 
 void ppi_ring_init(ppi_ring *r, uint64_t cap)
 {
@@ -84,4 +87,23 @@ bool ppi_ring_nonempty(ppi_ring *r)
     /* relaxed: a hint only. */
     uint64_t seq = atomic_load_explicit(&r->cells[pos & r->mask].seq, memory_order_relaxed);
     return seq == pos + 1;
+}
+
+bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns)
+{
+    uint64_t give_up = 0;
+    for (unsigned i = 0;; i++) {
+        if (ppi_ring_push(r, v))
+            return true;
+        if (i < 64) {
+            ppi_cpu_relax();
+            continue;
+        }
+        uint64_t now = ppi_now_ns();
+        if (!give_up)
+            give_up = now + max_ns;
+        else if (now > give_up)
+            return false;
+        sched_yield(); /* let the preempted consumer finish its pop */
+    }
 }

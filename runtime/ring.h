@@ -19,8 +19,13 @@
  * A cell is owned exclusively between a successful ticket CAS and the seq
  * store. A process that dies inside that window leaves that one cell stuck
  * (see docs/design.md, "crash safety"); the rest of the ring is undamaged.
- * Capacity is a power of two; the task ring is as large as the slot array, so
- * an enqueue of a slot entry can never find it full.
+ *
+ * Capacity is a power of two. Every ring in ppool holds at most one entry per
+ * slot and has one cell per slot, so it is never *logically* full. But a push
+ * can still find its cell unreleased: the consumer of that cell one lap
+ * earlier may be preempted between its ticket CAS and its release store, and
+ * ppi_ring_push then answers "full" although the ring may be empty. Pushes
+ * that must not fail use ppi_ring_push_wait, which waits for that consumer.
  */
 #ifndef PPOOL_RUNTIME_RING_H
 #define PPOOL_RUNTIME_RING_H
@@ -54,6 +59,14 @@ void ppi_ring_init(ppi_ring *r, uint64_t cap);
 
 /* Enqueue @v. Returns false if full. Lock-free; any thread or process. */
 bool ppi_ring_push(ppi_ring *r, uint64_t v);
+
+/*
+ * ppi_ring_push_wait - push into a ring that cannot be logically full,
+ * waiting (spin, then yield) while the target cell is still held by a
+ * preempted consumer. Returns false only after @max_ns without progress: the
+ * consumer died inside its window (the caller treats that as a broken pool).
+ */
+bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns);
 
 /* Dequeue into *@v. Returns false if empty. Lock-free; any thread or process. */
 bool ppi_ring_pop(ppi_ring *r, uint64_t *v);

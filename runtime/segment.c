@@ -125,7 +125,10 @@ void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags)
 {
     if (!(flags & PPI_F_NOTIFY))
         return;
-    /* Cannot fail: one cell per slot, and a slot use finishes once. */
-    ppi_ring_push(s->cring, ppi_entry(idx, gen));
+    /* One cell per slot and a slot use finishes once, so the ring is never
+     * logically full; wait out a preempted consumer (the client's service
+     * thread). Its only way to stay stuck is the client dying, after which
+     * nobody needs the entry: give up after a few seconds. */
+    ppi_ring_push_wait(s->cring, ppi_entry(idx, gen), 5000000000ull);
     ppi_ec_notify(&s->hdr->done_ec, INT_MAX);
 }
