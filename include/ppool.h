@@ -120,6 +120,26 @@ typedef enum pp_pin_policy {
     PP_PIN_LIST,        /* the OS PU numbers in pp_config.pin_cpus, in order */
 } pp_pin_policy;
 
+/** What happens when a worker process dies unexpectedly (signal, exit(),
+ *  OOM kill) while the pool runs. Killing a task (pp_future_kill, a task
+ *  timeout) and max_tasks_per_child never count as unexpected. */
+typedef enum pp_death_policy {
+    /** Python parity (default): the pool becomes broken. Every pending and
+     *  running future fails with PP_EBROKEN (pp_future_exception gives the
+     *  dead worker's pid and signal (> 0) or exit status (< 0) as pid/code),
+     *  further submits fail with PP_EBROKEN, the other workers are stopped. */
+    PP_DEATH_BREAK = 0,
+    /** Only the future that was running on the dead worker fails, with
+     *  PP_EWORKER and the signal / exit status; a replacement worker is
+     *  started in the same place; everything else goes on. */
+    PP_DEATH_RESPAWN = 1,
+} pp_death_policy;
+
+/** An initializer: runs once in every worker process, before its first task,
+ *  with the bytes of pp_config.initargs. Non-zero (or a crash) breaks the
+ *  pool, as in Python. */
+typedef int (*pp_initializer)(const void *initargs, size_t size);
+
 /**
  * Executor configuration. Always fill it with pp_config_init() first, then
  * change the fields you care about: fields may be added in later versions.
@@ -152,6 +172,17 @@ typedef struct pp_config {
     /** Task slots in shared memory (default 4096; rounded up to a power of
      *  two). More submissions than slots wait in a client-side backlog. */
     unsigned slots;
+    /** See pp_death_policy (default PP_DEATH_BREAK). */
+    pp_death_policy on_worker_death;
+    /** A worker process exits cleanly after this many tasks (between tasks,
+     *  never during one) and is replaced; 0 = never (default). Works with the
+     *  fork start method. */
+    unsigned max_tasks_per_child;
+    /** Run in every worker before its first task (NULL = none). */
+    pp_initializer initializer;
+    /** Bytes passed to the initializer (copied at pp_executor_create). */
+    const void *initargs;
+    size_t initargs_size;
 } pp_config;
 
 /**
@@ -193,6 +224,27 @@ PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
  */
 PP_API int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
                      pp_future **out);
+
+/** Per-submission options; fill with pp_submit_opts_init(). */
+typedef struct pp_submit_opts {
+    /** Run-time limit in seconds, counted from the moment a worker starts the
+     *  task; once over, the task is killed like pp_future_kill(f, kill_grace)
+     *  and its future fails with PP_EKILLED. Negative = none (default). */
+    double timeout;
+    /** Seconds between SIGTERM and SIGKILL when the timeout fires (default 1). */
+    double kill_grace;
+} pp_submit_opts;
+
+/** Fill @o with the defaults (no timeout, 1 s grace). */
+PP_API void pp_submit_opts_init(pp_submit_opts *o);
+
+/**
+ * pp_submit_ex - pp_submit with options (@opts may be NULL for defaults).
+ * Returns as pp_submit, or -EINVAL for bad options (NaN timeout, negative
+ * grace).
+ */
+PP_API int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
+                        const pp_submit_opts *opts, pp_future **out);
 
 /**
  * pp_shutdown - stop accepting work; optionally cancel and/or wait.
@@ -240,6 +292,8 @@ typedef struct pp_stats {
     uint64_t completed;    /* finished with a result */
     uint64_t failed;       /* finished with an error (not cancellations) */
     uint64_t cancelled;
+    uint64_t killed;       /* stopped by pp_future_kill or a task timeout */
+    uint64_t respawns;     /* worker processes replaced (deaths, recycling) */
 } pp_stats;
 
 /**
@@ -306,6 +360,18 @@ PP_API bool pp_future_running(pp_future *f);
  * On success every waiter returns -ECANCELED. Never blocks. Any client thread.
  */
 PP_API bool pp_future_cancel(pp_future *f);
+/**
+ * pp_future_kill - stop the task now. Running: SIGTERM to its worker, SIGKILL
+ * after @grace seconds if it is still alive; the future fails with PP_EKILLED
+ * (exception code: the signal), the worker is replaced, every other task is
+ * unaffected, and pp_task_should_stop() is true inside the task meanwhile.
+ * Not started yet: cancelled instead (-ECANCELED). A task that finishes
+ * before the signal lands still counts as killed: the kill is decided by one
+ * CAS on the slot, so it can never hit the worker's next task.
+ * Returns 0, -EALREADY (already finished), or -EINVAL. Never blocks.
+ */
+PP_API int pp_future_kill(pp_future *f, double grace);
+
 /** true if the future was cancelled. Does not block. */
 PP_API bool pp_future_cancelled(pp_future *f);
 
@@ -455,7 +521,8 @@ PP_API int pp_task_set_result(pp_task *t, const void *data, size_t size);
 PP_API int pp_task_raise(pp_task *t, int code, const char *fmt, ...) PP_PRINTF(3, 4);
 
 /** true when the task should stop early: the pool is shutting down with
- *  cancel_futures, or is broken. Cheap (one shared-memory load). */
+ *  cancel_futures, is broken, or this task is being killed (during the
+ *  grace period of pp_future_kill or a timeout). Cheap (shared-memory loads). */
 PP_API bool pp_task_should_stop(pp_task *t);
 
 /** The worker-side pointer for an offset from pp_shm_offset, or NULL if the

@@ -48,6 +48,7 @@ struct pp_future {
     uint64_t res_arena;        /* arena block owned by this future, 0 = none */
     void *res_heap;            /* malloc'd copy, or NULL */
     /* While in the backlog (owned by the backlog list under ex->lock). */
+    uint64_t timeout_ns, grace_ns; /* pp_submit_opts, in nanoseconds */
     pp_fn fn;
     void *arg;
     size_t arg_size;
@@ -98,6 +99,7 @@ struct pp_executor {
     char topology[192];            /* pp_executor_topology */
     pthread_mutex_t cb_lock;       /* callback lists of this executor's futures */
     _Atomic uint64_t cb_pending;   /* futures whose callbacks have not run yet */
+    _Atomic uint64_t last_check_ns; /* pp_submit's periodic liveness check */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
 };
@@ -120,6 +122,7 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
              size_t arg_size);
+void ppi_poke_manager(pp_executor *ex);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
 int ppi_pool_check(pp_executor *ex);

@@ -40,6 +40,18 @@ void pp_config_init(pp_config *cfg)
     cfg->inline_size = 192;
     cfg->arena_size = 1024 * MiB;
     cfg->slots = 4096;
+    cfg->on_worker_death = PP_DEATH_BREAK;
+    cfg->max_tasks_per_child = 0;
+    cfg->initializer = NULL;
+}
+
+void pp_submit_opts_init(pp_submit_opts *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->timeout = -1.0;
+    o->kill_grace = 1.0;
 }
 
 static uint32_t next_pow2(uint32_t x)
@@ -66,6 +78,10 @@ static int config_check(pp_config *c)
     if (c->inline_size > 64 * 1024)
         return -EINVAL;
     if (c->max_arg_size == 0 && c->max_result_size == 0 && c->arena_size == 0)
+        return -EINVAL;
+    if ((unsigned)c->on_worker_death > PP_DEATH_RESPAWN)
+        return -EINVAL;
+    if ((!c->initargs && c->initargs_size) || (c->initargs_size && !c->initializer))
         return -EINVAL;
     c->slots = next_pow2(c->slots);
     c->inline_size = c->inline_size < 64 ? 64 : (c->inline_size + 63) & ~(size_t)63;
@@ -230,6 +246,20 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         executor_free(ex);
         return rc;
     }
+    ppi_hdr *h = ex->seg.hdr;
+    h->death_policy = (uint32_t)cfg.on_worker_death;
+    h->max_tasks = cfg.max_tasks_per_child;
+    h->initializer = (uint64_t)(uintptr_t)cfg.initializer;
+    if (cfg.initargs_size) {
+        h->initargs_off = ppi_arena_alloc(&ex->seg, cfg.initargs_size);
+        if (!h->initargs_off) {
+            free(places);
+            executor_free(ex);
+            return -ENOMEM;
+        }
+        memcpy(ex->seg.base + h->initargs_off, cfg.initargs, cfg.initargs_size);
+        h->initargs_size = cfg.initargs_size;
+    }
     for (int i = 0; i < nworkers; i++) {
         ex->seg.workers[i].cpu = places[i].first_cpu;
         ex->seg.workers[i].core = places[i].core;
@@ -388,6 +418,10 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
         memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
     }
     sl->fn = (uint64_t)(uintptr_t)fn;
+    sl->timeout_ns = f->timeout_ns;
+    sl->kill_grace_ns = f->grace_ns;
+    sl->kill_reason = PPI_KILL_NONE;
+    sl->started_ns = 0;
     sl->arg_size = arg_size;
     sl->arg_off = arg_off;
     sl->res_size = 0;
@@ -430,14 +464,39 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     return 0;
 }
 
+/* Every few milliseconds a submission checks that the manager lives, so that
+ * submitting into a pool whose manager died fails promptly (costs one coarse
+ * clock read per submission otherwise). */
+static void submit_liveness(pp_executor *ex)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * PPI_NSEC + (uint64_t)ts.tv_nsec;
+    /* relaxed: a rate limiter; a duplicate check is harmless. */
+    uint64_t last = atomic_load_explicit(&ex->last_check_ns, memory_order_relaxed);
+    if (now - last < 10000000ull)
+        return;
+    atomic_store_explicit(&ex->last_check_ns, now, memory_order_relaxed);
+    ppi_pool_check(ex);
+}
+
 int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size, pp_future **out)
+{
+    return pp_submit_ex(ex, fn, arg, arg_size, NULL, out);
+}
+
+int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
+                 const pp_submit_opts *opts, pp_future **out)
 {
     if (out)
         *out = NULL;
     if (!ex || !fn || !out || (!arg && arg_size))
         return -EINVAL;
+    if (opts && (isnan(opts->timeout) || isnan(opts->kill_grace) || opts->kill_grace < 0))
+        return -EINVAL;
     if (arg_size > ex->cfg.max_arg_size)
         return PP_ETOOBIG;
+    submit_liveness(ex);
     /* seq_cst: announce the submission before checking shutdown, so that
      * pp_shutdown (which sets shutdown, then waits for in_submit == 0) never
      * misses a submission that passed the check (Dekker pair). */
@@ -451,6 +510,12 @@ int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size, pp_fu
     pp_future *f = rc ? NULL : ppi_future_new(ex);
     if (!rc && !f)
         rc = -ENOMEM;
+    if (!rc && opts) {
+        f->timeout_ns = opts->timeout < 0 ? 0 : (uint64_t)(opts->timeout * 1e9) + 1;
+        f->grace_ns = (uint64_t)(opts->kill_grace * 1e9);
+    } else if (!rc) {
+        f->grace_ns = PPI_NSEC;
+    }
     if (!rc) {
         uint32_t idx;
         /* relaxed: a hint to keep order behind an existing backlog. */
@@ -552,6 +617,9 @@ int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
         st->submitted = atomic_load_explicit(&ex->submitted, memory_order_relaxed);
         st->backlog = atomic_load_explicit(&ex->bl_count, memory_order_relaxed);
         st->cancelled = atomic_load_explicit(&ex->cancelled, memory_order_relaxed);
+        st->killed = atomic_load_explicit(&s->hdr->killed, memory_order_relaxed);
+        for (int i = 0; i < ex->nworkers; i++)
+            st->respawns += atomic_load_explicit(&s->workers[i].respawns, memory_order_relaxed);
         uint64_t tasks = 0, failed = 0;
         for (int i = 0; i < ex->nworkers; i++) {
             tasks += atomic_load_explicit(&s->workers[i].tasks, memory_order_relaxed);
@@ -569,6 +637,14 @@ int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
     return ex->nworkers;
 }
 
+/* Wake the manager (commands, kill requests). Never blocks. */
+void ppi_poke_manager(pp_executor *ex)
+{
+    uint64_t one = 1;
+    ssize_t n = write(ex->seg.cmd_fd, &one, sizeof one);
+    (void)n; /* a saturated counter still wakes the manager */
+}
+
 /* Ask the manager to send @sig to every live worker (after shutdown). */
 static int signal_workers(pp_executor *ex, int sig)
 {
@@ -579,9 +655,7 @@ static int signal_workers(pp_executor *ex, int sig)
         return 0;
     /* release: the manager reads the signal after the eventfd wakes it. */
     atomic_store_explicit(&ex->seg.hdr->kill_signal, sig, memory_order_release);
-    uint64_t one = 1;
-    ssize_t n = write(ex->seg.cmd_fd, &one, sizeof one);
-    (void)n; /* a full counter still wakes the manager */
+    ppi_poke_manager(ex);
     return 0;
 }
 

@@ -356,8 +356,9 @@ bool pp_future_running(pp_future *f)
     /* relaxed: a snapshot for the caller; RUNNING is set only by a worker. */
     uint64_t w = atomic_load_explicit(&ppi_slot_at(&f->ex->seg, f->idx)->state,
                                       memory_order_relaxed);
-    return ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_RUNNING &&
-           ppi_st_worker(w) < PPI_NO_WORKER - 1;
+    uint32_t st = ppi_st_state(w);
+    return ppi_st_gen(w) == f->gen && (st == PPI_S_RUNNING || st == PPI_S_KILLING) &&
+           ppi_st_worker(w) < PPI_SWEEPER;
 }
 
 bool pp_future_cancel(pp_future *f)
@@ -375,6 +376,43 @@ bool pp_future_cancel(pp_future *f)
     if (c == PPI_F_SLOT && ppi_cancel_bound(ex, f->idx))
         return true;
     return pp_future_cancelled(f);
+}
+
+int pp_future_kill(pp_future *f, double grace)
+{
+    if (!f || isnan(grace) || grace < 0)
+        return -EINVAL;
+    pp_executor *ex = f->ex;
+    if (pp_future_cancel(f))
+        return 0; /* not started: cancelled instead */
+    /* acquire: pairs with the release stores of cstate. */
+    if (atomic_load_explicit(&f->cstate, memory_order_acquire) != PPI_F_SLOT)
+        return f->err == PP_EKILLED ? 0 : -EALREADY;
+    int rc = -EALREADY;
+    ppi_slot_lock(ex, f->idx);
+    if (ex->slot_owner[f->idx] == f) {
+        ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
+        /* relaxed: the CAS validates. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+        while (ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_RUNNING &&
+               ppi_st_worker(w) < PPI_SWEEPER) {
+            sl->kill_grace_ns = (uint64_t)(grace * 1e9);
+            sl->kill_reason = PPI_KILL_REQUEST;
+            uint64_t nw = (w & ~(uint64_t)0xff) | PPI_S_KILLING;
+            /* release: grace and reason before KILLING (the manager acquires). */
+            if (atomic_compare_exchange_weak_explicit(&sl->state, &w, nw, memory_order_release,
+                                                      memory_order_relaxed)) {
+                rc = 0;
+                break;
+            }
+        }
+        if (ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_KILLING)
+            rc = 0;
+    }
+    ppi_slot_unlock(ex, f->idx);
+    if (rc == 0)
+        ppi_poke_manager(ex);
+    return rc;
 }
 
 bool pp_future_cancelled(pp_future *f)

@@ -1,19 +1,31 @@
 /*
  * manager.c — the manager process: parent of every worker.
  *
- * Single-threaded by construction (it is a fresh fork of one client thread and
- * starts none), so it may fork workers at any time without the fork-with-
- * threads hazards. It sleeps in poll() on two descriptors:
- *  - a signalfd for SIGCHLD: a worker exited; reap it and apply the policy;
+ * Single-threaded by construction (a fresh fork of one client thread that
+ * starts none), so it may fork replacement workers at any time without the
+ * fork-with-threads hazards. It sleeps in poll() on three descriptors, with a
+ * timeout set by the nearest task deadline or kill escalation:
  *  - a pidfd of the client: the client died; kill the workers and exit, so
- *    nothing outlives the client (the memfd goes with its last mapping).
+ *    nothing outlives the client (the memfd goes with its last mapping);
+ *  - a signalfd for SIGCHLD: a worker exited; reap it, attribute the death to
+ *    the slot it held, apply the policy, replace it;
+ *  - an eventfd for commands: the client asked to signal every worker
+ *    (terminate/kill), or to kill one task, or a worker started a task that
+ *    has a timeout.
  * It runs in its own process group so that a terminal's Ctrl-C reaches only
- * the client, which decides the pool's fate.
+ * the client, which decides the pool's fate. It runs no user code, so it
+ * cannot stall in a task: timeouts are enforced even if tasks spin.
  *
- * Worker death policy so far: BREAK (Python parity). An exit that was not
- * asked for (any exit before `stop`, a signal, a non-zero status) breaks the
- * pool: the cause is recorded, the other workers are killed and reaped, every
- * queued or running slot fails with PP_EBROKEN, and every sleeper is woken.
+ * Deaths, by the phase the worker recorded (enum ppi_phase):
+ *  - RETIRING + exit 75: max_tasks_per_child reached between tasks: replace.
+ *  - START / INIT / INIT_FAILED: the pool could not start (initializer
+ *    failed or crashed): break, whatever the policy (Python parity).
+ *  - a slot KILLING(w): the task was killed on request or by its timeout:
+ *    fail it with PP_EKILLED, replace the worker. Never breaks the pool.
+ *  - stop requested and exit 0: orderly end.
+ *  - anything else is unexpected: BREAK breaks the pool; RESPAWN fails the
+ *    slot RUNNING(w) with PP_EWORKER, finishes a dequeue the worker died in
+ *    (re-queueing the entry), and replaces the worker.
  */
 #include <poll.h>
 #include <signal.h>
@@ -26,105 +38,44 @@
 #include "ppool.h"
 #include "process.h"
 
+#define MAX_WORKERS 4096
+#define RECOVER_WAIT_NS 200000000ull /* a live consumer's ticket race resolves in far less */
+
 static int pidfd_open_compat(pid_t pid)
 {
     return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-bool ppi_pool_break(ppi_seg *seg, int code, pid_t pid, const char *msg)
-{
-    ppi_hdr *h = seg->hdr;
-    uint32_t expect = PPI_POOL_RUNNING;
-    /* Two-step publication: the cause first, then the state with release. A
-     * loser of the CAS below may have written the cause concurrently only if
-     * it also won... so writers serialise on broken_pid first. */
-    int32_t zero = 0;
-    /* acq_rel: the first breaker owns the cause fields. */
-    if (!atomic_compare_exchange_strong_explicit(&h->broken_pid, &zero, pid > 0 ? pid : -1,
-                                                 memory_order_acq_rel, memory_order_acquire))
-        return false;
-    /* relaxed: published by the release of pool_state below. */
-    atomic_store_explicit(&h->broken_code, code, memory_order_relaxed);
-    snprintf(h->broken_msg, sizeof h->broken_msg, "%s", msg);
-    /* release: cause fields visible to whoever acquires BROKEN. */
-    atomic_compare_exchange_strong_explicit(&h->pool_state, &expect, PPI_POOL_BROKEN,
-                                            memory_order_release, memory_order_relaxed);
-    /* Wake every class of sleeper: workers, the client's pump, and slot
-     * waiters (woken by the slot sweeps that follow). */
-    atomic_fetch_add_explicit(&h->work_ec.seq, 1, memory_order_release);
-    ppi_futex_wake(&h->work_ec.seq, INT_MAX, true);
-    atomic_fetch_add_explicit(&h->done_ec.seq, 1, memory_order_release);
-    ppi_futex_wake(&h->done_ec.seq, INT_MAX, true);
-    ppi_futex_wake(&h->ready, INT_MAX, true);
-    return true;
-}
-
-bool ppi_slot_fail_broken(ppi_seg *seg, uint32_t idx, bool running)
-{
-    ppi_slot *sl = ppi_slot_at(seg, idx);
-    ppi_hdr *h = seg->hdr;
-    /* acquire: see the last owner's writes before we overwrite the outcome. */
-    uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
-    for (;;) {
-        uint32_t st = ppi_st_state(w), fl = ppi_st_flags(w);
-        if (st != PPI_S_QUEUED && !(running && st == PPI_S_RUNNING))
-            return false;
-        /* Claim the slot with an intermediate RUNNING(NO_WORKER) so that the
-         * outcome fields are ours before we publish FAILED. */
-        uint64_t claim = ppi_st_make(ppi_st_gen(w), PPI_S_RUNNING, fl, PPI_NO_WORKER - 1);
-        /* acquire: as above; the claim makes a racing worker's publish fail. */
-        if (atomic_compare_exchange_weak_explicit(&sl->state, &w, claim, memory_order_acquire,
-                                                  memory_order_acquire))
-            break;
-    }
-    sl->err = PP_EBROKEN;
-    /* relaxed: published by pool_state's release, which we acquired. */
-    sl->code = atomic_load_explicit(&h->broken_code, memory_order_relaxed);
-    sl->pid = atomic_load_explicit(&h->broken_pid, memory_order_relaxed);
-    sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(seg, sl), seg->inline_size, "%s",
-                                     h->broken_msg);
-    if (sl->msg_len >= seg->inline_size)
-        sl->msg_len = seg->inline_size - 1;
-    sl->res_size = 0;
-    uint64_t w2 = atomic_load_explicit(&sl->state, memory_order_relaxed);
-    uint64_t nw;
-    do {
-        uint32_t fl = ppi_st_flags(w2);
-        nw = (fl & PPI_F_ORPHAN) ? ppi_st_make(ppi_st_gen(w2), PPI_S_RECLAIM, 0, PPI_NO_WORKER)
-                                 : ppi_st_make(ppi_st_gen(w2), PPI_S_FAILED, 0, PPI_NO_WORKER);
-        /* release: publishes the outcome; pairs with the waiter's acquire. */
-    } while (!atomic_compare_exchange_weak_explicit(&sl->state, &w2, nw, memory_order_release,
-                                                    memory_order_relaxed));
-    if (ppi_st_flags(w2) & PPI_F_WAITERS)
-        ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
-    if (ppi_st_state(nw) == PPI_S_RECLAIM)
-        /* release: the reclaim scan reads the slot after this count. */
-        atomic_fetch_add_explicit(&h->reclaim, 1, memory_order_release);
-    else
-        ppi_slot_notify(seg, idx, ppi_st_gen(w2), ppi_st_flags(w2));
-    ppi_ec_notify(&h->done_ec, INT_MAX);
-    return true;
 }
 
 typedef struct mgr {
     ppi_seg *seg;
     const ppi_place *places;
     int nworkers;
-    pid_t *pids;      /* live worker pid per position, 0 = none */
+    pid_t pids[MAX_WORKERS];        /* live worker pid per position, 0 = none */
+    uint64_t term_entry[MAX_WORKERS]; /* the KILLING entry we sent SIGTERM for */
+    uint64_t kill_at[MAX_WORKERS];  /* when to escalate to SIGKILL, 0 = never */
     int live;
 } mgr;
 
 static pid_t spawn_worker(mgr *m, int widx)
 {
     pid_t me = getpid();
+    ppi_worker *rec = &m->seg->workers[widx];
+    /* relaxed: the child is forked after these stores (fork orders them). */
+    atomic_store_explicit(&rec->phase, PPI_PH_START, memory_order_relaxed);
+    atomic_store_explicit(&rec->deq_claim, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->deq_entry, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->current, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->deadline_ns, 0, memory_order_relaxed);
     pid_t pid = fork();
     if (pid == 0)
         ppi_worker_main(m->seg, widx, &m->places[widx], me);
     if (pid > 0) {
         m->pids[widx] = pid;
+        m->term_entry[widx] = 0;
+        m->kill_at[widx] = 0;
         m->live++;
         /* release: statistics readers see pid with its position. */
-        atomic_store_explicit(&m->seg->workers[widx].pid, pid, memory_order_release);
+        atomic_store_explicit(&rec->pid, pid, memory_order_release);
     }
     return pid;
 }
@@ -152,12 +103,15 @@ static void describe_exit(char *buf, size_t len, pid_t pid, int status)
         snprintf(buf, len, "worker %d exited with status %d", (int)pid, WEXITSTATUS(status));
 }
 
-/* Break the pool after worker @pid ended with @status; never returns. */
-static _Noreturn void break_and_exit(mgr *m, pid_t pid, int status)
+/* signal (> 0) or exit status (< 0): the code futures report for a death. */
+static int exit_code(int status)
 {
-    char msg[128];
-    describe_exit(msg, sizeof msg, pid, status);
-    int code = WIFSIGNALED(status) ? WTERMSIG(status) : -WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : -WEXITSTATUS(status);
+}
+
+/* Break the pool because of @msg; never returns. */
+static _Noreturn void break_and_exit(mgr *m, int code, pid_t pid, const char *msg)
+{
     ppi_pool_break(m->seg, code, pid, msg);
     kill_and_reap_all(m);
     /* With every worker gone, no RUNNING slot can finish: fail them all. */
@@ -166,18 +120,130 @@ static _Noreturn void break_and_exit(mgr *m, pid_t pid, int status)
     _exit(0);
 }
 
-/* A command from the client (pp_terminate_workers / pp_kill_workers). */
-static void run_command(mgr *m)
+/* The slot worker @widx held when it died, failed with the right error.
+ * Returns true if one was KILLING (so the death was a kill, not a crash). */
+static bool attribute_death(mgr *m, int widx, pid_t pid, int status, bool policy_respawn)
 {
-    uint64_t v;
-    if (read(m->seg->cmd_fd, &v, sizeof v) != (ssize_t)sizeof v)
+    ppi_seg *s = m->seg;
+    bool killed = false;
+    for (uint32_t i = 0; i < s->nslots; i++) {
+        ppi_slot *sl = ppi_slot_at(s, i);
+        /* relaxed: a filter; ppi_slot_fail re-validates with a CAS. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+        uint32_t st = ppi_st_state(w);
+        if ((st != PPI_S_RUNNING && st != PPI_S_KILLING) || ppi_st_worker(w) != (uint32_t)widx)
+            continue;
+        char msg[160];
+        if (st == PPI_S_KILLING) {
+            if (sl->kill_reason == PPI_KILL_TIMEOUT)
+                snprintf(msg, sizeof msg, "timed out after %.3g s (worker %d)",
+                         (double)sl->timeout_ns / 1e9, (int)pid);
+            else
+                snprintf(msg, sizeof msg, "killed on request (worker %d)", (int)pid);
+            int code = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+            if (ppi_slot_fail(s, i, 1u << PPI_S_KILLING, widx, PP_EKILLED, code, pid, msg)) {
+                killed = true;
+                /* relaxed: statistics. */
+                atomic_fetch_add_explicit(&s->hdr->killed, 1, memory_order_relaxed);
+            }
+        } else if (policy_respawn) {
+            describe_exit(msg, sizeof msg, pid, status);
+            ppi_slot_fail(s, i, (1u << PPI_S_RUNNING) | (1u << PPI_S_KILLING), widx, PP_EWORKER,
+                          exit_code(status), pid, msg);
+        }
+    }
+    return killed;
+}
+
+/* The dead worker may have died inside a dequeue: finish it and put the
+ * entry it took (but never started) back on the ring. */
+static void recover_dequeue(mgr *m, int widx)
+{
+    ppi_seg *s = m->seg;
+    ppi_worker *rec = &s->workers[widx];
+    _Atomic uint64_t *others[MAX_WORKERS];
+    int n = 0;
+    for (int i = 0; i < m->nworkers; i++)
+        if (i != widx && m->pids[i] > 0)
+            others[n++] = &s->workers[i].deq_claim;
+    uint64_t requeue[2];
+    int nr = 0;
+    /* relaxed: the dead worker's last stores, all visible after its death. */
+    uint64_t claim = atomic_load_explicit(&rec->deq_claim, memory_order_relaxed);
+    uint64_t e;
+    if (ppi_ring_recover(s->ring, claim, others, n, RECOVER_WAIT_NS, &e))
+        requeue[nr++] = e;
+    e = atomic_load_explicit(&rec->deq_entry, memory_order_relaxed);
+    if (e && (nr == 0 || requeue[0] != e))
+        requeue[nr++] = e;
+    for (int i = 0; i < nr; i++) {
+        ppi_slot *sl = ppi_slot_at(s, ppi_entry_idx(requeue[i]));
+        /* acquire: the slot's current state decides whether it still waits. */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
+        uint32_t st = ppi_st_state(w);
+        if (ppi_st_gen(w) == ppi_entry_gen(requeue[i]) &&
+            (st == PPI_S_QUEUED || st == PPI_S_CANCELLED)) {
+            ppi_ring_push_wait(s->ring, requeue[i], 1000000000ull);
+            ppi_ec_notify(&s->hdr->work_ec, 1);
+        }
+    }
+    /* relaxed: the record restarts with the replacement. */
+    atomic_store_explicit(&rec->deq_claim, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->deq_entry, 0, memory_order_relaxed);
+}
+
+static void respawn(mgr *m, int widx)
+{
+    /* acquire: pairs with the client's release of pool_state / stop. */
+    if (atomic_load_explicit(&m->seg->hdr->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
         return;
-    /* acquire: pairs with the client's release store before it wrote the fd. */
-    int sig = atomic_load_explicit(&m->seg->hdr->kill_signal, memory_order_acquire);
-    if (sig > 0)
-        for (int i = 0; i < m->nworkers; i++)
-            if (m->pids[i] > 0)
-                kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
+    if (spawn_worker(m, widx) < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "could not fork a replacement worker: %s", strerror(errno));
+        break_and_exit(m, -errno, getpid(), msg);
+    }
+    /* relaxed: statistics, single writer (us). */
+    atomic_fetch_add_explicit(&m->seg->workers[widx].respawns, 1, memory_order_relaxed);
+}
+
+static void on_death(mgr *m, int widx, pid_t pid, int status)
+{
+    ppi_seg *s = m->seg;
+    ppi_worker *rec = &s->workers[widx];
+    /* acquire: pairs with the worker's release stores of its phase. */
+    uint32_t phase = atomic_load_explicit(&rec->phase, memory_order_acquire);
+    bool stopping = atomic_load_explicit(&s->hdr->stop, memory_order_acquire);
+    bool exited = WIFEXITED(status);
+    int st = exited ? WEXITSTATUS(status) : -1;
+    m->pids[widx] = 0;
+    m->live--;
+    char msg[160];
+
+    if (phase == PPI_PH_RETIRING && st == PPI_EXIT_RETIRED) {
+        respawn(m, widx); /* it exits again at once if the pool is stopping */
+        return;
+    }
+    if (phase == PPI_PH_START || phase == PPI_PH_INIT || phase == PPI_PH_INIT_FAILED) {
+        if (phase == PPI_PH_INIT_FAILED && st == PPI_EXIT_INIT)
+            snprintf(msg, sizeof msg, "the initializer failed in worker %d", (int)pid);
+        else {
+            char why[120];
+            describe_exit(why, sizeof why, pid, status);
+            snprintf(msg, sizeof msg, "%s while starting%s", why,
+                     phase == PPI_PH_START ? "" : " (in the initializer)");
+        }
+        break_and_exit(m, exit_code(status), pid, msg);
+    }
+    if (stopping && exited && st == 0 && phase == PPI_PH_LOOP)
+        return; /* orderly end */
+    bool respawn_policy = s->hdr->death_policy == PP_DEATH_RESPAWN;
+    bool killed = attribute_death(m, widx, pid, status, respawn_policy);
+    if (!killed && !respawn_policy) {
+        describe_exit(msg, sizeof msg, pid, status);
+        break_and_exit(m, exit_code(status), pid, msg);
+    }
+    recover_dequeue(m, widx);
+    respawn(m, widx);
 }
 
 static int find_worker(const mgr *m, pid_t pid)
@@ -196,16 +262,83 @@ static void reap(mgr *m)
         if (pid <= 0)
             return;
         int widx = find_worker(m, pid);
-        if (widx < 0)
-            continue;
-        m->pids[widx] = 0;
-        m->live--;
-        /* acquire: pairs with the client's release of stop. */
-        bool stopping = atomic_load_explicit(&m->seg->hdr->stop, memory_order_acquire);
-        bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (!(stopping && clean))
-            break_and_exit(m, pid, status);
+        if (widx >= 0)
+            on_death(m, widx, pid, status);
     }
+}
+
+/*
+ * Kill enforcement, run on every wake-up. For each live worker: a task past
+ * its deadline is switched RUNNING -> KILLING (the CAS decides: a task that
+ * just finished is left alone); a KILLING task (ours or the client's
+ * pp_future_kill) gets SIGTERM once, then SIGKILL after its grace period.
+ * Returns the nearest time something is due (UINT64_MAX: nothing).
+ */
+static uint64_t enforce_kills(mgr *m)
+{
+    ppi_seg *s = m->seg;
+    uint64_t now = ppi_now_ns(), next = UINT64_MAX;
+    for (int i = 0; i < m->nworkers; i++) {
+        if (m->pids[i] <= 0)
+            continue;
+        ppi_worker *rec = &s->workers[i];
+        /* relaxed: the worker's records; the slot CAS below re-validates. */
+        uint64_t cur = atomic_load_explicit(&rec->current, memory_order_relaxed);
+        uint64_t dl = atomic_load_explicit(&rec->deadline_ns, memory_order_relaxed);
+        if (!cur) {
+            m->kill_at[i] = 0;
+            continue;
+        }
+        ppi_slot *sl = ppi_slot_at(s, ppi_entry_idx(cur));
+        uint32_t gen = ppi_entry_gen(cur);
+        /* acquire: pairs with the killer's release CAS (kill_reason visible). */
+        uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if (ppi_st_gen(w) != gen || ppi_st_worker(w) != (uint32_t)i)
+            continue;
+        if (ppi_st_state(w) == PPI_S_RUNNING && dl) {
+            if (now < dl) {
+                next = dl < next ? dl : next;
+                continue;
+            }
+            sl->kill_reason = PPI_KILL_TIMEOUT;
+            uint64_t nw = (w & ~(uint64_t)0xff) | PPI_S_KILLING;
+            /* release: kill_reason before KILLING; the worker's publish CAS
+             * fails from now on, so it can never start another task. */
+            if (!atomic_compare_exchange_strong_explicit(&sl->state, &w, nw,
+                                                         memory_order_release,
+                                                         memory_order_acquire))
+                continue; /* finished (or killed by the client) meanwhile */
+            w = nw;
+        }
+        if (ppi_st_state(w) != PPI_S_KILLING)
+            continue;
+        if (m->term_entry[i] != cur) {
+            m->term_entry[i] = cur;
+            m->kill_at[i] = now + sl->kill_grace_ns;
+            kill(m->pids[i], SIGTERM); /* our unreaped child: its pid is not reused */
+        } else if (m->kill_at[i] && now >= m->kill_at[i]) {
+            kill(m->pids[i], SIGKILL);
+            m->kill_at[i] = 0;
+        }
+        if (m->kill_at[i])
+            next = m->kill_at[i] < next ? m->kill_at[i] : next;
+    }
+    return next;
+}
+
+/* A command from the client: signal every live worker (pp_terminate_workers,
+ * pp_kill_workers). Kill requests and timed tasks only need the wake-up. */
+static void run_command(mgr *m)
+{
+    uint64_t v;
+    if (read(m->seg->cmd_fd, &v, sizeof v) != (ssize_t)sizeof v)
+        return;
+    /* acquire: pairs with the client's release store before it wrote the fd. */
+    int sig = atomic_exchange_explicit(&m->seg->hdr->kill_signal, 0, memory_order_acquire);
+    if (sig > 0)
+        for (int i = 0; i < m->nworkers; i++)
+            if (m->pids[i] > 0)
+                kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
 }
 
 _Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
@@ -228,23 +361,28 @@ _Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
     /* relaxed: published to the client by the ready count's release. */
     atomic_store_explicit(&seg->hdr->manager_pid, getpid(), memory_order_relaxed);
 
-    pid_t pids[4096];
-    mgr m = {.seg = seg, .places = places, .nworkers = (int)seg->hdr->nworkers, .pids = pids};
-    memset(pids, 0, sizeof pids);
+    static mgr m; /* large (per-worker arrays): not on the stack */
+    m.seg = seg;
+    m.places = places;
+    m.nworkers = (int)seg->hdr->nworkers;
     for (int i = 0; i < m.nworkers; i++)
         if (spawn_worker(&m, i) < 0) {
             char msg[128];
             snprintf(msg, sizeof msg, "could not fork worker %d: %s", i, strerror(errno));
-            ppi_pool_break(seg, -errno, getpid(), msg);
-            kill_and_reap_all(&m);
-            _exit(0);
+            break_and_exit(&m, -errno, getpid(), msg);
         }
 
     struct pollfd pf[3] = {{.fd = cfd, .events = POLLIN},
                            {.fd = sfd, .events = POLLIN},
                            {.fd = seg->cmd_fd, .events = POLLIN}};
+    uint64_t next_due = UINT64_MAX;
     for (;;) {
-        int n = poll(pf, 3, 1000);
+        int timeout_ms = 1000;
+        if (next_due != UINT64_MAX) {
+            uint64_t left = ppi_remaining(next_due, 1000000000ull);
+            timeout_ms = (int)((left + 999999) / 1000000);
+        }
+        int n = poll(pf, 3, timeout_ms);
         if (n < 0 && errno != EINTR)
             break;
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -257,6 +395,7 @@ _Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             ;
         reap(&m);
+        next_due = enforce_kills(&m);
         /* acquire: pairs with the client's release of stop. */
         if (m.live == 0 && atomic_load_explicit(&seg->hdr->stop, memory_order_acquire))
             _exit(0);

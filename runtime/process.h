@@ -33,7 +33,16 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, p
  * true if this call broke it. Any process. */
 bool ppi_pool_break(ppi_seg *seg, int code, pid_t pid, const char *msg);
 
-/* Fail slot @idx if it is still QUEUED (or RUNNING when @running too) with
+/* The worker index a sweeper claims a slot under (never a real worker). */
+#define PPI_SWEEPER (PPI_NO_WORKER - 1)
+
+/* Fail slot @idx with (@err, @code, @pid, @msg) if its state is in @accept (a
+ * mask of 1 << PPI_S_*) and, unless @worker < 0, a non-queued slot belongs
+ * to @worker. Returns true if it did. Any process. */
+bool ppi_slot_fail(ppi_seg *seg, uint32_t idx, unsigned accept, int worker, int err, int code,
+                   pid_t pid, const char *msg);
+
+/* Fail slot @idx if it is still QUEUED (or RUNNING/KILLING when @running) with
  * PP_EBROKEN and the pool's cause; recycles orphans. Returns true if it
  * changed the slot. Any process. */
 bool ppi_slot_fail_broken(ppi_seg *seg, uint32_t idx, bool running);

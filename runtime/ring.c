@@ -107,3 +107,77 @@ bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns)
         sched_yield(); /* let the preempted consumer finish its pop */
     }
 }
+
+void (*ppi_ring_test_hook)(void);
+
+bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic uint64_t *entry)
+{
+    /* relaxed: the ticket is validated against the cell's seq below. */
+    uint64_t pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+    ppi_ring_cell *cell;
+    for (;;) {
+        cell = &r->cells[pos & r->mask];
+        /* acquire: pairs with the producer's release of seq = pos+1. */
+        uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - (pos + 1));
+        if (dif == 0) {
+            /* relaxed: ordered before the CAS by the CAS's release. */
+            atomic_store_explicit(claim, pos + 1, memory_order_relaxed);
+            /* release: the claim record is written before we may own the
+             * cell (read by the manager only after we died). */
+            if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1,
+                                                      memory_order_release,
+                                                      memory_order_relaxed)) {
+                if (ppi_ring_test_hook)
+                    ppi_ring_test_hook();
+                break;
+            }
+        } else if (dif < 0) {
+            /* relaxed: our own record; nobody reads it while we live. */
+            atomic_store_explicit(claim, 0, memory_order_relaxed);
+            return false;
+        } else {
+            pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
+        }
+    }
+    *v = atomic_load_explicit(&cell->val, memory_order_relaxed);
+    /* relaxed: read by the manager only after our death. */
+    atomic_store_explicit(entry, *v, memory_order_relaxed);
+    /* release: our val load completes before a producer reuses the cell. */
+    atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
+    /* relaxed: as above. */
+    atomic_store_explicit(claim, 0, memory_order_relaxed);
+    return true;
+}
+
+bool ppi_ring_recover(ppi_ring *r, uint64_t claim, _Atomic uint64_t *const *others, int nothers,
+                      uint64_t wait_ns, uint64_t *v)
+{
+    if (claim == 0)
+        return false;
+    uint64_t pos = claim - 1;
+    ppi_ring_cell *cell = &r->cells[pos & r->mask];
+    uint64_t until = ppi_now_ns() + wait_ns;
+    for (;;) {
+        /* acquire: pairs with the consumers' release of deq and seq. */
+        uint64_t deq = atomic_load_explicit(&r->deq, memory_order_acquire);
+        uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
+        if (deq <= pos || seq != pos + 1)
+            return false; /* not taken, or released: nothing held */
+        bool contested = false;
+        for (int i = 0; i < nothers; i++)
+            /* acquire: a live consumer naming the same ticket may own it. */
+            if (atomic_load_explicit(others[i], memory_order_acquire) == claim)
+                contested = true;
+        if (!contested)
+            break; /* the dead consumer holds it */
+        if (ppi_now_ns() > until)
+            return false;
+        sched_yield();
+    }
+    /* relaxed: ordered by the release store of seq below. */
+    *v = atomic_load_explicit(&cell->val, memory_order_relaxed);
+    /* release: frees the cell for producers, as the dead consumer would have. */
+    atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
+    return true;
+}

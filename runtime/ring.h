@@ -71,6 +71,28 @@ bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns);
 /* Dequeue into *@v. Returns false if empty. Lock-free; any thread or process. */
 bool ppi_ring_pop(ppi_ring *r, uint64_t *v);
 
+/*
+ * ppi_ring_pop_rec - ppi_ring_pop that leaves a trail for crash recovery:
+ * *@claim = ticket + 1 before the ticket CAS, *@entry = the value once taken,
+ * *@claim = 0 once the cell is released. A process that dies in between
+ * leaves enough for ppi_ring_recover (run by its parent) to finish the pop.
+ */
+bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic uint64_t *entry);
+
+/*
+ * ppi_ring_recover - after the consumer that left @claim died: if it held
+ * ticket claim-1 (the cell is still unreleased although the dequeue position
+ * passed it, and @others — the live consumers' claim words — do not name it
+ * for longer than @wait_ns), release that cell and return its value in *@v
+ * (the caller re-queues it). Returns true when a value was recovered.
+ */
+bool ppi_ring_recover(ppi_ring *r, uint64_t claim, _Atomic uint64_t *const *others, int nothers,
+                      uint64_t wait_ns, uint64_t *v);
+
+/* Fault-injection hook for tests: called by ppi_ring_pop_rec right after a
+ * successful ticket CAS (NULL in production). Process-local. */
+extern void (*ppi_ring_test_hook)(void);
+
 /* true if a pop would likely find a value now (a hint, for spinning). */
 bool ppi_ring_nonempty(ppi_ring *r);
 

@@ -29,7 +29,7 @@ static int arena_init(ppi_arena *a)
 
 int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
 {
-    uint64_t slot_size = 64 + 2 * (uint64_t)g->inline_size;
+    uint64_t slot_size = PPI_SLOT_HDR + 2 * (uint64_t)g->inline_size;
     uint64_t units = g->arena_size / PPI_ARENA_UNIT;
     uint64_t off_workers = align64(sizeof(ppi_hdr));
     uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));

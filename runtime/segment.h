@@ -39,6 +39,9 @@
  *                      +--client CAS--> CANCELLED --worker pops it--> RECLAIM
  *   DONE/FAILED --client detaches--> FREE        (client owns the slot again)
  *   RUNNING+ORPHAN --worker--> RECLAIM --client CAS--> FREE
+ *   RUNNING(w) --client (kill) or manager (timeout) CAS--> KILLING(w)
+ *   KILLING(w) --manager, after w died--> FAILED (PP_EKILLED)
+ *   RUNNING(w) --manager, after w died (RESPAWN)--> FAILED (PP_EWORKER)
  *   QUEUED/RUNNING --manager or waiter, pool broken--> FAILED
  *
  * The generation increases on FREE -> QUEUED; ring entries carry it, so an
@@ -52,6 +55,8 @@ enum ppi_slot_state {
     PPI_S_FAILED = 4,
     PPI_S_CANCELLED = 5,
     PPI_S_RECLAIM = 6,
+    PPI_S_KILLING = 7,  /* RUNNING(w) asked to die (kill request or timeout);
+                           the worker may no longer publish or take work */
 };
 #define PPI_F_WAITERS 0x01u /* a client thread sleeps on this slot's futex */
 #define PPI_F_ORPHAN 0x02u  /* the client dropped its future; the worker recycles */
@@ -99,8 +104,34 @@ typedef struct ppi_slot {
     int32_t code;       /* task's code, or signal / exit status */
     int32_t pid;        /* worker that ran it */
     uint32_t msg_len;
+    /* Set by the client at submit (owned with the slot while FREE). */
+    uint64_t timeout_ns;     /* run-time limit from start, 0 = none */
+    uint64_t kill_grace_ns;  /* SIGTERM -> SIGKILL delay for timeout/kill */
+    /* Written by the worker right after its claim CAS. */
+    uint64_t started_ns;     /* CLOCK_MONOTONIC (system-wide) */
+    /* Written by the killer before its RUNNING -> KILLING CAS. */
+    int32_t kill_reason;     /* enum ppi_kill_reason */
+    uint32_t pad_;
 } ppi_slot;
-_Static_assert(sizeof(ppi_slot) <= 64, "slot header fits a cache line");
+#define PPI_SLOT_HDR 128u
+_Static_assert(sizeof(ppi_slot) <= PPI_SLOT_HDR, "slot header size");
+
+enum ppi_kill_reason { PPI_KILL_NONE = 0, PPI_KILL_REQUEST = 1, PPI_KILL_TIMEOUT = 2 };
+
+/* A worker's phase, written only by that worker, read by the manager after
+ * it died: it tells a retirement or a failed initializer from a crash, even
+ * if a task calls exit() with any status. */
+enum ppi_phase {
+    PPI_PH_START = 0,     /* forked, binding */
+    PPI_PH_INIT = 1,      /* running the initializer */
+    PPI_PH_LOOP = 2,      /* taking tasks */
+    PPI_PH_RETIRING = 3,  /* max_tasks_per_child reached: exiting cleanly */
+    PPI_PH_KILLED = 4,    /* found its slot KILLING: exiting */
+    PPI_PH_INIT_FAILED = 5,
+};
+#define PPI_EXIT_RETIRED 75
+#define PPI_EXIT_KILLED 76
+#define PPI_EXIT_INIT 77
 
 /* Per worker position (the process in it may be replaced). Single writer:
  * the worker process in that position, except pid/respawns (manager). */
@@ -114,6 +145,16 @@ typedef struct ppi_worker {
     _Atomic uint64_t failed;     /* of which failed */
     _Atomic uint64_t busy_ns;
     _Atomic uint64_t respawns;
+    _Atomic uint32_t phase;      /* enum ppi_phase */
+    /* Ring-claim record (crash attribution inside the dequeue): the ticket
+     * being claimed (pos + 1, 0 = none), stored before the ticket CAS, and
+     * the entry taken but not yet marked RUNNING (0 = none). */
+    _Atomic uint64_t deq_claim;
+    _Atomic uint64_t deq_entry;
+    /* The slot entry it runs (0 = none) and, when that task has a timeout,
+     * its deadline; read by the manager to enforce timeouts. */
+    _Atomic uint64_t current;
+    _Atomic uint64_t deadline_ns;
 } ppi_worker;
 
 /* Pool life-cycle, in ppi_hdr.pool_state. */
@@ -158,6 +199,12 @@ typedef struct ppi_hdr {
     char broken_msg[128];           /* written once, before pool_state BROKEN */
     _Atomic uint32_t ready;         /* workers started (futex for create) */
     _Atomic int32_t kill_signal;    /* manager command: signal every live worker */
+    uint32_t death_policy;          /* pp_death_policy */
+    uint32_t max_tasks;             /* per worker process, 0 = unlimited */
+    uint64_t initializer;           /* function address, 0 = none */
+    uint64_t initargs_off;          /* arena block with the initializer's bytes */
+    uint64_t initargs_size;
+    _Atomic uint64_t killed;        /* tasks killed (statistics) */
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
     alignas(64) ppi_ec done_ec;     /* the client's backlog pump sleeps here */
     alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */
@@ -202,11 +249,11 @@ static inline ppi_slot *ppi_slot_at(const ppi_seg *s, uint32_t idx)
 static inline char *ppi_slot_arg_inline(const ppi_seg *s, ppi_slot *sl)
 {
     (void)s;
-    return (char *)sl + 64;
+    return (char *)sl + PPI_SLOT_HDR;
 }
 static inline char *ppi_slot_res_inline(const ppi_seg *s, ppi_slot *sl)
 {
-    return (char *)sl + 64 + s->inline_size;
+    return (char *)sl + PPI_SLOT_HDR + s->inline_size;
 }
 static inline _Atomic uint32_t *ppi_slot_futex(ppi_slot *sl)
 {

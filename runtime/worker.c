@@ -9,6 +9,7 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -98,9 +99,11 @@ int pp_task_raise(pp_task *t, int code, const char *fmt, ...)
 bool pp_task_should_stop(pp_task *t)
 {
     ppi_hdr *h = t->seg->hdr;
-    /* relaxed: a polled hint; a late answer costs one more poll. */
+    /* relaxed: polled hints; a late answer costs one more poll. */
     return atomic_load_explicit(&h->cancel_flag, memory_order_relaxed) ||
-           atomic_load_explicit(&h->pool_state, memory_order_relaxed) != PPI_POOL_RUNNING;
+           atomic_load_explicit(&h->pool_state, memory_order_relaxed) != PPI_POOL_RUNNING ||
+           ppi_st_state(atomic_load_explicit(&t->slot->state, memory_order_relaxed)) ==
+               PPI_S_KILLING;
 }
 
 int pp_task_worker(pp_task *t) { return t->widx; }
@@ -178,6 +181,24 @@ static bool slot_claim(ppi_seg *seg, uint64_t e, int widx)
     }
 }
 
+static void set_phase(ppi_worker *me, uint32_t phase)
+{
+    /* release: the manager reads the phase after our death (all our stores
+     * are visible by then); release keeps it after the work it describes. */
+    atomic_store_explicit(&me->phase, phase, memory_order_release);
+}
+
+/* Our slot was switched to KILLING (kill request or timeout): we may not
+ * publish nor take another task. Exit; the manager fails the future with
+ * PP_EKILLED and starts a replacement. */
+static _Noreturn void exit_killed(ppi_worker *me)
+{
+    set_phase(me, PPI_PH_KILLED);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(PPI_EXIT_KILLED);
+}
+
 /* Publish the outcome: RUNNING -> DONE/FAILED (or RECLAIM for orphans). */
 static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
 {
@@ -187,6 +208,9 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
     uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
     uint64_t nw;
     do {
+        if (ppi_st_gen(w) == gen && ppi_st_state(w) == PPI_S_KILLING &&
+            ppi_st_worker(w) == (uint32_t)widx)
+            exit_killed(&seg->workers[widx]);
         if (ppi_st_gen(w) != gen || ppi_st_state(w) != PPI_S_RUNNING ||
             ppi_st_worker(w) != (uint32_t)widx)
             return; /* a broken-pool sweep failed it first */
@@ -208,18 +232,39 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
     ppi_ec_notify(&seg->hdr->done_ec, INT_MAX);
 }
 
+/* A task with a timeout started: tell the manager when it must end. */
+static void arm_timeout(ppi_seg *seg, ppi_worker *me, ppi_slot *sl, uint64_t t0)
+{
+    /* relaxed: the eventfd write below orders it for the manager's poll. */
+    atomic_store_explicit(&me->deadline_ns, t0 + sl->timeout_ns, memory_order_relaxed);
+    uint64_t one = 1;
+    ssize_t n = write(seg->cmd_fd, &one, sizeof one);
+    (void)n; /* a saturated counter still wakes the manager */
+}
+
 static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
 {
-    if (!slot_claim(seg, e, widx))
+    bool claimed = slot_claim(seg, e, widx);
+    /* relaxed: crash-attribution records, read by the manager after death. */
+    if (claimed)
+        atomic_store_explicit(&me->current, e, memory_order_relaxed);
+    atomic_store_explicit(&me->deq_entry, 0, memory_order_relaxed);
+    if (!claimed)
         return;
     ppi_slot *sl = ppi_slot_at(seg, ppi_entry_idx(e));
     pp_task t = {.seg = seg, .slot = sl, .widx = widx};
     pp_fn fn = (pp_fn)(uintptr_t)sl->fn;
     uint64_t t0 = ppi_now_ns();
+    sl->started_ns = t0; /* RUNNING(us): the start time is ours to write */
+    if (sl->timeout_ns)
+        arm_timeout(seg, me, sl, t0);
     int rc = fn(&t);
     uint64_t t1 = ppi_now_ns();
     task_write_outcome(&t, rc);
     slot_publish(seg, ppi_entry_idx(e), ppi_entry_gen(e), widx);
+    /* relaxed: our own records (see above). */
+    atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&me->current, 0, memory_order_relaxed);
     /* relaxed: statistics with a single writer (this worker). */
     atomic_store_explicit(&me->busy_ns,
                           atomic_load_explicit(&me->busy_ns, memory_order_relaxed) + (t1 - t0),
@@ -261,6 +306,41 @@ static bool wait_for_work(ppi_seg *seg, pid_t manager)
     return false;
 }
 
+static void run_initializer(ppi_seg *seg, ppi_worker *me)
+{
+    ppi_hdr *h = seg->hdr;
+    if (!h->initializer)
+        return;
+    set_phase(me, PPI_PH_INIT);
+    pp_initializer init = (pp_initializer)(uintptr_t)h->initializer;
+    const void *args = h->initargs_off ? seg->base + h->initargs_off : NULL;
+    if (init(args, h->initargs_size) != 0) {
+        set_phase(me, PPI_PH_INIT_FAILED);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(PPI_EXIT_INIT);
+    }
+}
+
+/* Test hook (fault injection, used by the test suite only): with
+ * PPOOL_TEST_DIE_IN_POP=N in the environment, a worker SIGKILLs itself inside
+ * its N-th dequeue, after taking the ring ticket and before releasing the
+ * cell — the worst place for a consumer to die. */
+static long die_in_pop = -1;
+static void die_in_pop_hook(void)
+{
+    if (die_in_pop > 0 && --die_in_pop == 0)
+        raise(SIGKILL);
+}
+static void install_test_hooks(void)
+{
+    const char *v = getenv("PPOOL_TEST_DIE_IN_POP");
+    if (v && *v) {
+        die_in_pop = atol(v);
+        ppi_ring_test_hook = die_in_pop_hook;
+    }
+}
+
 _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, pid_t manager)
 {
     /* The manager is single-threaded, so "parent thread died" = manager died. */
@@ -275,6 +355,9 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, p
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     ppi_worker *me = &seg->workers[widx];
+    set_phase(me, PPI_PH_START);
+    atomic_store_explicit(&me->current, 0, memory_order_relaxed); /* relaxed: own record */
+    atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
     if (ppi_topo_bind_self(place) != 0)
         _exit(101);
     /* release: the client reads ready then the record (pid, cpu). */
@@ -282,11 +365,22 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, p
     /* release: counts ready workers for pp_executor_create's wait. */
     atomic_fetch_add_explicit(&seg->hdr->ready, 1, memory_order_release);
     ppi_futex_wake(&seg->hdr->ready, INT_MAX, true);
+    run_initializer(seg, me);
+    set_phase(me, PPI_PH_LOOP);
+    install_test_hooks();
 
+    uint64_t done = 0, max_tasks = seg->hdr->max_tasks;
     for (;;) {
         uint64_t e;
-        if (ppi_ring_pop(seg->ring, &e)) {
+        if (ppi_ring_pop_rec(seg->ring, &e, &me->deq_claim, &me->deq_entry)) {
             run_entry(seg, me, widx, e);
+            if (max_tasks && ++done >= max_tasks) {
+                /* Between tasks: retire cleanly, the manager replaces us. */
+                set_phase(me, PPI_PH_RETIRING);
+                fflush(stdout);
+                fflush(stderr);
+                _exit(PPI_EXIT_RETIRED);
+            }
             continue;
         }
         if (wait_for_work(seg, manager))
