@@ -76,6 +76,10 @@ extern "C" {
 #define PP_EKILLED  (-10004)
 /** An argument or result is larger than the configured limit. */
 #define PP_ETOOBIG  (-10005)
+/** The function cannot be called in the workers: it is not in a module that
+ *  was loaded when the pool started (e.g. dlopen'ed later), or the worker's
+ *  copy of its module differs (build-id). */
+#define PP_ENOFUNC  (-10006)
 
 /** Wait without a time limit. Any negative timeout means the same. */
 #define PP_FOREVER  (-1.0)
@@ -104,10 +108,29 @@ typedef struct pp_task pp_task;
  */
 typedef int (*pp_fn)(pp_task *t);
 
-/** How workers are started. Only fork is available so far: the manager (a
- *  single-threaded process) forks every worker, so respawning is safe. */
+/**
+ * How the manager and the workers are started (Python's mp_context).
+ * Whatever the method, the same pp_fn pointers work: they cross as (module,
+ * offset) tokens checked by build-id, and a function whose module the workers
+ * cannot have (a library dlopen'ed after pp_executor_create) is refused at
+ * submit with PP_ENOFUNC.
+ */
 typedef enum pp_start_method {
-    PP_START_FORK = 0,
+    /** Default: FORK when the creating process runs a single thread, else
+     *  FORKSERVER (forking a process that runs threads — OpenMP, MPI, a BLAS
+     *  pool — can deadlock the child). The environment variable
+     *  PPOOL_START_METHOD=fork|spawn|forkserver overrides it at
+     *  pp_config_init. */
+    PP_START_AUTO = 0,
+    /** The manager is a fork of the client; workers are forks of the manager
+     *  (a single-threaded process, so respawning is always safe). Cheapest. */
+    PP_START_FORK = 1,
+    /** The manager and every worker are fresh execs of the program: nothing
+     *  of the client's state is inherited but the shared segment. */
+    PP_START_SPAWN = 2,
+    /** The manager is a fresh exec of the program (single-threaded) and forks
+     *  the workers: spawn's isolation, fork's worker start cost. */
+    PP_START_FORKSERVER = 3,
 } pp_start_method;
 
 /** Where workers are pinned. The plan is a pure function of (topology,
@@ -148,6 +171,7 @@ typedef struct pp_config {
     /** Workers; 0 = the number of physical cores this process may use
      *  (cgroups and inherited affinity honoured). Must be 0..4096. */
     int max_workers;
+    /** See pp_start_method (default PP_START_AUTO). */
     pp_start_method start_method;
     pp_pin_policy pin;
     /** With PP_PIN_LIST: OS PU numbers, one per worker (cycled if shorter). */
@@ -203,9 +227,9 @@ PP_API void pp_config_init(pp_config *cfg);
  * Returns 0, -EINVAL (bad configuration), -ENOMEM, or another negated errno
  * from the system calls involved. Blocks until every worker has started and
  * pinned itself (so a pool that cannot start fails here, not later).
- * Call from the client; forks, so call it before starting threads that must
- * not be duplicated into the manager (the fork start method's limitation,
- * as in Python). Thread-safe with respect to other executors.
+ * Call from the client, any thread. With PP_START_FORK the manager is a fork
+ * of the calling process (see pp_start_method for the others). Thread-safe
+ * with respect to other executors.
  */
 PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
 
@@ -219,7 +243,8 @@ PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
  * Never blocks on the pool: when every slot is in use, the call is held in a
  * client-side backlog (memory O(arg_size)) and fed in as slots free up.
  * Returns 0, -EINVAL, -ENOMEM, PP_ETOOBIG (arg_size > max_arg_size),
- * -ESHUTDOWN (after pp_shutdown), PP_EBROKEN (pool broken). On error *out is
+ * PP_ENOFUNC (@fn cannot be called in the workers), -ESHUTDOWN (after
+ * pp_shutdown), PP_EBROKEN (pool broken). On error *out is
  * NULL and nothing was scheduled. Any client thread.
  */
 PP_API int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
@@ -270,6 +295,8 @@ PP_API int pp_executor_destroy(pp_executor *ex);
 
 /** pp_max_workers - the number of worker processes (>= 1), or -EINVAL. */
 PP_API int pp_max_workers(const pp_executor *ex);
+/** pp_start_method_used - the method actually used (never PP_START_AUTO). */
+PP_API pp_start_method pp_start_method_used(const pp_executor *ex);
 
 /** Per-worker statistics, read from shared memory while the pool runs. */
 typedef struct pp_worker_stats {

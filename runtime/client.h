@@ -49,7 +49,7 @@ struct pp_future {
     void *res_heap;            /* malloc'd copy, or NULL */
     /* While in the backlog (owned by the backlog list under ex->lock). */
     uint64_t timeout_ns, grace_ns; /* pp_submit_opts, in nanoseconds */
-    pp_fn fn;
+    uint64_t fn_token;         /* the task function as a token (fnmap.h) */
     void *arg;
     size_t arg_size;
     struct pp_future *next;
@@ -120,8 +120,7 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
 
 /* executor.c */
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
-int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
-             size_t arg_size);
+int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);
 void ppi_poke_manager(pp_executor *ex);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
@@ -133,6 +132,8 @@ void ppi_executor_unref(pp_executor *ex);
 /* future.c */
 pp_future *ppi_future_new(pp_executor *ex);
 void ppi_future_finish(pp_future *f, int err, const char *msg);
+uint32_t ppi_future_complete(pp_future *f, int err, const char *msg);
+void ppi_future_completed(pp_future *f, uint32_t was);
 bool ppi_detach_locked(pp_executor *ex, pp_future *f);
 bool ppi_cancel_bound(pp_executor *ex, uint32_t idx);
 void ppi_harvest(pp_executor *ex);
@@ -144,7 +145,7 @@ void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen);
 
 /* pump.c */
 void ppi_service_start(pp_executor *ex);
-int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, size_t arg_size);
+int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size);
 bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
 void ppi_pump_join(pp_executor *ex);

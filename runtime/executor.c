@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "client.h"
+#include "fnmap.h"
 #include "process.h"
 #include "topology.h"
 
@@ -33,7 +34,14 @@ void pp_config_init(pp_config *cfg)
         return;
     memset(cfg, 0, sizeof *cfg);
     cfg->max_workers = 0;
-    cfg->start_method = PP_START_FORK;
+    cfg->start_method = PP_START_AUTO;
+    const char *m = getenv("PPOOL_START_METHOD"); /* lets a test run parameterise suites */
+    if (m && !strcmp(m, "fork"))
+        cfg->start_method = PP_START_FORK;
+    else if (m && !strcmp(m, "spawn"))
+        cfg->start_method = PP_START_SPAWN;
+    else if (m && !strcmp(m, "forkserver"))
+        cfg->start_method = PP_START_FORKSERVER;
     cfg->pin = PP_PIN_COMPACT;
     cfg->max_arg_size = 64 * MiB;
     cfg->max_result_size = 64 * MiB;
@@ -67,7 +75,7 @@ static int config_check(pp_config *c)
 {
     if (c->max_workers < 0 || c->max_workers > 4096)
         return -EINVAL;
-    if (c->start_method != PP_START_FORK)
+    if ((unsigned)c->start_method > PP_START_FORKSERVER)
         return -EINVAL;
     if ((unsigned)c->pin > PP_PIN_LIST)
         return -EINVAL;
@@ -176,6 +184,9 @@ static int wait_ready(pp_executor *ex)
         if (r >= h->nworkers)
             return 0;
         int rc = ppi_pool_check(ex);
+        /* acquire: pairs with the manager's release (set before breaking). */
+        if (rc && atomic_load_explicit(&h->broken_started, memory_order_acquire))
+            return 0; /* started, then broke (initializer): a broken pool */
         if (rc)
             return rc;
         uint64_t left = ppi_remaining(deadline, 50000000ull);
@@ -196,6 +207,62 @@ static void reap_manager(pp_executor *ex)
         atomic_store_explicit(&ex->manager_gone, 1, memory_order_release);
     }
     pthread_mutex_unlock(&ex->reap_lock);
+}
+
+/* Everything the manager and workers read from the segment: policies, the
+ * initializer, the module table for function tokens, the placements. */
+static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *places)
+{
+    ppi_hdr *h = ex->seg.hdr;
+    h->start_method = (uint32_t)ppi_resolve_start_method(cfg->start_method);
+    const char *bad = getenv("PPOOL_TEST_BAD_FD"); /* fault injection (tests) */
+    h->test_bad_fd = !bad ? 0 : !strcmp(bad, "manager") ? 1 : !strcmp(bad, "worker") ? 2 : 0;
+    h->death_policy = (uint32_t)cfg->on_worker_death;
+    h->max_tasks = cfg->max_tasks_per_child;
+    int rc = ppi_modtab_build(ex->seg.modtab);
+    if (rc)
+        return rc;
+    if (cfg->initializer) {
+        h->initializer = ppi_fn_encode(ex->seg.modtab, (uintptr_t)cfg->initializer);
+        if (!h->initializer)
+            return PP_ENOFUNC;
+    }
+    if (cfg->initargs_size) {
+        h->initargs_off = ppi_arena_alloc(&ex->seg, cfg->initargs_size);
+        if (!h->initargs_off)
+            return -ENOMEM;
+        memcpy(ex->seg.base + h->initargs_off, cfg->initargs, cfg->initargs_size);
+        h->initargs_size = cfg->initargs_size;
+    }
+    for (int i = 0; i < ex->nworkers; i++) {
+        ppi_worker *w = &ex->seg.workers[i];
+        w->place = places[i];
+        w->cpu = places[i].first_cpu;
+        w->core = places[i].core;
+        w->numa = places[i].numa;
+    }
+    return 0;
+}
+
+/* Start the manager by the configured method. Returns 0 or -errno. */
+static int start_manager(pp_executor *ex)
+{
+    fflush(NULL); /* no stdio buffer is duplicated into the children */
+    pid_t pid;
+    if (ex->seg.hdr->start_method == PP_START_FORK) {
+        pid = fork();
+        if (pid < 0)
+            return -errno;
+        if (pid == 0)
+            ppi_manager_main(&ex->seg);
+    } else {
+        int rc = ppi_exec_spawn(&ex->seg, "manager", -1, &pid);
+        if (rc)
+            return rc;
+    }
+    ex->manager_pid = pid;
+    ex->manager_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return 0;
 }
 
 int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
@@ -241,47 +308,17 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     rc = ppi_seg_create(&ex->seg, &g);
     if (!rc)
         rc = client_alloc(ex);
-    if (rc) {
-        free(places);
-        executor_free(ex);
-        return rc;
-    }
-    ppi_hdr *h = ex->seg.hdr;
-    h->death_policy = (uint32_t)cfg.on_worker_death;
-    h->max_tasks = cfg.max_tasks_per_child;
-    h->initializer = (uint64_t)(uintptr_t)cfg.initializer;
-    if (cfg.initargs_size) {
-        h->initargs_off = ppi_arena_alloc(&ex->seg, cfg.initargs_size);
-        if (!h->initargs_off) {
-            free(places);
-            executor_free(ex);
-            return -ENOMEM;
-        }
-        memcpy(ex->seg.base + h->initargs_off, cfg.initargs, cfg.initargs_size);
-        h->initargs_size = cfg.initargs_size;
-    }
-    for (int i = 0; i < nworkers; i++) {
-        ex->seg.workers[i].cpu = places[i].first_cpu;
-        ex->seg.workers[i].core = places[i].core;
-        ex->seg.workers[i].numa = places[i].numa;
-    }
-
-    fflush(NULL); /* no stdio buffer is duplicated into the children */
-    pid_t pid = fork();
-    if (pid < 0) {
-        rc = -errno;
-        free(places);
-        executor_free(ex);
-        return rc;
-    }
-    if (pid == 0)
-        ppi_manager_main(&ex->seg, places);
+    rc = fill_segment(ex, &cfg, places);
     free(places);
-    ex->manager_pid = pid;
-    ex->manager_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (!rc)
+        rc = start_manager(ex);
+    if (rc) {
+        executor_free(ex);
+        return rc;
+    }
     rc = wait_ready(ex);
     if (rc) {
-        kill(pid, SIGKILL);
+        kill(ex->manager_pid, SIGKILL);
         reap_manager(ex);
         executor_free(ex);
         return rc;
@@ -293,6 +330,16 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
 const char *pp_executor_topology(pp_executor *ex)
 {
     return ex ? ex->topology : "";
+}
+
+uint64_t ppi_executor_fn_token(pp_executor *ex, uintptr_t fn)
+{
+    return ppi_fn_encode(ex->seg.modtab, fn);
+}
+
+pp_start_method pp_start_method_used(const pp_executor *ex)
+{
+    return ex ? (pp_start_method)ex->seg.hdr->start_method : PP_START_AUTO;
 }
 
 int pp_max_workers(const pp_executor *ex)
@@ -401,8 +448,7 @@ void ppi_release_slot(pp_executor *ex, uint32_t idx)
  * Returns 0, or -EAGAIN when a large argument finds no arena room (the slot
  * goes back to the free ring; the caller keeps the call in the backlog).
  */
-int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *arg,
-             size_t arg_size)
+int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size)
 {
     ppi_seg *s = &ex->seg;
     ppi_slot *sl = ppi_slot_at(s, idx);
@@ -417,7 +463,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, pp_fn fn, const void *
     } else if (arg_size) {
         memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
     }
-    sl->fn = (uint64_t)(uintptr_t)fn;
+    sl->fn = f->fn_token;
     sl->timeout_ns = f->timeout_ns;
     sl->kill_grace_ns = f->grace_ns;
     sl->kill_reason = PPI_KILL_NONE;
@@ -510,6 +556,17 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
     pp_future *f = rc ? NULL : ppi_future_new(ex);
     if (!rc && !f)
         rc = -ENOMEM;
+    uint64_t token = rc ? 0 : ppi_fn_encode(ex->seg.modtab, (uintptr_t)fn);
+    if (!rc && !token)
+        rc = PP_ENOFUNC;
+    if (!rc && !f)
+        rc = -ENOMEM;
+    if (rc && f) {
+        pp_future_release(f);
+        f = NULL;
+    }
+    if (!rc)
+        f->fn_token = token;
     if (!rc && opts) {
         f->timeout_ns = opts->timeout < 0 ? 0 : (uint64_t)(opts->timeout * 1e9) + 1;
         f->grace_ns = (uint64_t)(opts->kill_grace * 1e9);
@@ -521,9 +578,9 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
         /* relaxed: a hint to keep order behind an existing backlog. */
         bool direct = atomic_load_explicit(&ex->bl_count, memory_order_relaxed) == 0 &&
                       ppi_acquire_slot(ex, &idx) == 0 &&
-                      ppi_bind(ex, f, idx, fn, arg, arg_size) == 0;
+                      ppi_bind(ex, f, idx, arg, arg_size) == 0;
         if (!direct)
-            rc = ppi_backlog_add(ex, f, fn, arg, arg_size);
+            rc = ppi_backlog_add(ex, f, arg, arg_size);
         if (rc) {
             pp_future_release(f);
             f = NULL;

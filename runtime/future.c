@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,13 +53,25 @@ static void future_free(pp_future *f)
  * (it is off the backlog list). Wakes its waiters. */
 void ppi_future_finish(pp_future *f, int err, const char *msg)
 {
+    ppi_future_completed(f, ppi_future_complete(f, err, msg));
+}
+
+/* First half of ppi_future_finish: record the outcome and publish DONE (may
+ * run under the backlog lock). Returns the previous cstate. */
+uint32_t ppi_future_complete(pp_future *f, int err, const char *msg)
+{
     f->err = err;
     f->msg = msg ? strdup(msg) : NULL;
     free(f->arg);
     f->arg = NULL;
     /* release: the outcome above before DONE. */
-    if (atomic_exchange_explicit(&f->cstate, PPI_F_DONE, memory_order_release) ==
-        PPI_F_BACKLOG_WAITED)
+    return atomic_exchange_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+}
+
+/* Second half (no lock held): wake waiters, notify, run callbacks. */
+void ppi_future_completed(pp_future *f, uint32_t was)
+{
+    if (was == PPI_F_BACKLOG_WAITED)
         ppi_futex_wake(&f->cstate, INT_MAX, false);
     ppi_ec_notify(&f->ex->seg.hdr->done_ec, INT_MAX); /* pp_wait / as_completed */
     ppi_fire_callbacks(f);
@@ -260,9 +273,11 @@ static int future_wait(pp_future *f, uint64_t deadline)
         ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
         /* acquire: pairs with the worker's release of DONE/FAILED. */
         uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
-        if (ppi_st_gen(w) != f->gen)
-            continue; /* detached meanwhile: cstate is DONE now */
         uint32_t st = ppi_st_state(w);
+        /* Another generation, or FREE/RECLAIM of ours: the future was detached
+         * or cancelled meanwhile, and cstate (set first) says DONE now. */
+        if (ppi_st_gen(w) != f->gen || st == PPI_S_FREE || st == PPI_S_RECLAIM)
+            continue;
         if (ppi_st_terminal(st) || st == PPI_S_CANCELLED)
             return 0;
         uint64_t now = ppi_now_ns();
@@ -366,16 +381,24 @@ bool pp_future_cancel(pp_future *f)
     if (!f)
         return false;
     pp_executor *ex = f->ex;
-    /* acquire: pairs with the release stores of cstate. */
-    uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
-    if (ppi_in_backlog(c)) {
-        if (ppi_backlog_cancel(ex, f))
+    for (;;) {
+        /* acquire: pairs with the release stores of cstate. */
+        uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
+        if (ppi_in_backlog(c)) {
+            if (ppi_backlog_cancel(ex, f))
+                return true;
+            /* Not on the list but not bound yet: the pump is binding it right
+             * now (it never keeps one off the list for long). Cancel it in its
+             * slot once bound; a concurrent cancel that won has completed it
+             * under the backlog lock, which we took. */
+            if (ppi_in_backlog(atomic_load_explicit(&f->cstate, memory_order_acquire)))
+                sched_yield();
+            continue;
+        }
+        if (c == PPI_F_SLOT && ppi_cancel_bound(ex, f->idx))
             return true;
-        c = atomic_load_explicit(&f->cstate, memory_order_acquire);
+        return pp_future_cancelled(f);
     }
-    if (c == PPI_F_SLOT && ppi_cancel_bound(ex, f->idx))
-        return true;
-    return pp_future_cancelled(f);
 }
 
 int pp_future_kill(pp_future *f, double grace)

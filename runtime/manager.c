@@ -48,7 +48,6 @@ static int pidfd_open_compat(pid_t pid)
 
 typedef struct mgr {
     ppi_seg *seg;
-    const ppi_place *places;
     int nworkers;
     pid_t pids[MAX_WORKERS];        /* live worker pid per position, 0 = none */
     uint64_t term_entry[MAX_WORKERS]; /* the KILLING entry we sent SIGTERM for */
@@ -66,9 +65,18 @@ static pid_t spawn_worker(mgr *m, int widx)
     atomic_store_explicit(&rec->deq_entry, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->current, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->deadline_ns, 0, memory_order_relaxed);
-    pid_t pid = fork();
-    if (pid == 0)
-        ppi_worker_main(m->seg, widx, &m->places[widx], me);
+    pid_t pid;
+    if (m->seg->hdr->start_method == PP_START_SPAWN) {
+        int rc = ppi_exec_spawn(m->seg, "worker", widx, &pid);
+        if (rc) {
+            errno = -rc;
+            pid = -1;
+        }
+    } else {
+        pid = fork(); /* we are single-threaded: always safe */
+        if (pid == 0)
+            ppi_worker_main(m->seg, widx, me);
+    }
     if (pid > 0) {
         m->pids[widx] = pid;
         m->term_entry[widx] = 0;
@@ -224,6 +232,11 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
         return;
     }
     if (phase == PPI_PH_START || phase == PPI_PH_INIT || phase == PPI_PH_INIT_FAILED) {
+        /* release: read by pp_executor_create with the broken state. The
+         * initializer runs after the worker said ready: such a pool did start
+         * (Python parity: submits and futures then fail with PP_EBROKEN). */
+        if (phase != PPI_PH_START)
+            atomic_store_explicit(&s->hdr->broken_started, 1, memory_order_release);
         if (phase == PPI_PH_INIT_FAILED && st == PPI_EXIT_INIT)
             snprintf(msg, sizeof msg, "the initializer failed in worker %d", (int)pid);
         else {
@@ -341,7 +354,7 @@ static void run_command(mgr *m)
                 kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
 }
 
-_Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
+_Noreturn void ppi_manager_main(ppi_seg *seg)
 {
     pid_t client = seg->hdr->client_pid;
     int cfd = pidfd_open_compat(client);
@@ -363,7 +376,6 @@ _Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places)
 
     static mgr m; /* large (per-worker arrays): not on the stack */
     m.seg = seg;
-    m.places = places;
     m.nworkers = (int)seg->hdr->nworkers;
     for (int i = 0; i < m.nworkers; i++)
         if (spawn_worker(&m, i) < 0) {

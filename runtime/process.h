@@ -15,19 +15,29 @@
 #define PPI_LIVENESS_NS 100000000ull
 
 /*
- * ppi_manager_main - run the manager: fork the workers, reap them, apply the
+ * ppi_manager_main - run the manager: start the workers, reap them, apply the
  * death policy, and exit when the pool stops or the client dies.
- * @seg: the segment, inherited mapping. @places: nworkers placements.
- * Called in the child of the client's fork(); never returns.
+ * @seg: the segment (inherited mapping, or attached after exec); the workers'
+ * placements are in it. Called in the child of the client's fork() or in the
+ * exec'd manager; never returns.
  */
-_Noreturn void ppi_manager_main(ppi_seg *seg, const ppi_place *places);
+_Noreturn void ppi_manager_main(ppi_seg *seg);
 
 /*
- * ppi_worker_main - run worker @widx: bind to @place, then take entries from
- * the task ring until the pool stops. Called in the child of the manager's
- * fork(); never returns.
+ * ppi_worker_main - run worker @widx: bind to its place (in the segment),
+ * resolve function tokens, run the initializer, then take entries from the
+ * task ring until the pool stops. Called in the child of the manager's fork()
+ * or in an exec'd worker; never returns.
  */
-_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, pid_t manager);
+_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager);
+
+/* start.c: start methods. */
+#define PPI_EXIT_ATTACH 78 /* an exec'd process could not attach its segment */
+int ppi_count_threads(void);
+pp_start_method ppi_resolve_start_method(pp_start_method m);
+/* Start a fresh exec of this program as @role ("manager" or "worker" @widx),
+ * inheriting the segment; *pid_out receives its pid. Returns 0 or -errno. */
+int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_out);
 
 /* Mark the pool broken (first caller wins) and wake every sleeper. Returns
  * true if this call broke it. Any process. */

@@ -87,7 +87,7 @@ void ppi_service_start(pp_executor *ex)
     pthread_mutex_unlock(&ex->lock);
 }
 
-int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, size_t arg_size)
+int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size)
 {
     if (arg_size) {
         f->arg = malloc(arg_size);
@@ -95,7 +95,6 @@ int ppi_backlog_add(pp_executor *ex, pp_future *f, pp_fn fn, const void *arg, si
             return -ENOMEM;
         memcpy(f->arg, arg, arg_size);
     }
-    f->fn = fn;
     f->arg_size = arg_size;
     pp_future_ref(f); /* the backlog's reference */
     pthread_mutex_lock(&ex->lock);
@@ -137,9 +136,13 @@ bool ppi_backlog_cancel(pp_executor *ex, pp_future *f)
         /* relaxed: a hint. */
         atomic_fetch_sub_explicit(&ex->bl_count, 1, memory_order_relaxed);
     }
+    uint32_t was = 0;
+    if (found) /* complete it under the lock: a racing canceller that does not
+                  find it on the list then sees it DONE */
+        was = ppi_future_complete(f, -ECANCELED, NULL);
     pthread_mutex_unlock(&ex->lock);
     if (found) {
-        ppi_future_finish(f, -ECANCELED, NULL);
+        ppi_future_completed(f, was);
         /* relaxed: statistics. */
         atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
         pp_future_release(f); /* the backlog's reference */
@@ -183,7 +186,7 @@ static int feed(pp_executor *ex)
             ppi_free_ring_push(ex, idx);
             return moved;
         }
-        if (ppi_bind(ex, f, idx, f->fn, f->arg, f->arg_size) != 0) {
+        if (ppi_bind(ex, f, idx, f->arg, f->arg_size) != 0) {
             pthread_mutex_lock(&ex->lock); /* no arena room: retry later */
             backlog_push_front(ex, f);
             pthread_mutex_unlock(&ex->lock);

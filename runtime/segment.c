@@ -3,8 +3,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fnmap.h"
 #include "segment.h"
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
@@ -27,6 +29,21 @@ static int arena_init(ppi_arena *a)
     return -rc;
 }
 
+/* Point the process-local view at the parts of a mapped segment. */
+static void seg_view(ppi_seg *seg)
+{
+    ppi_hdr *h = (ppi_hdr *)(void *)seg->base;
+    seg->hdr = h;
+    seg->workers = (ppi_worker *)(seg->base + h->off_workers);
+    seg->ring = (ppi_ring *)(seg->base + h->off_ring);
+    seg->cring = (ppi_ring *)(seg->base + h->off_cring);
+    seg->modtab = (ppi_modtab *)(seg->base + h->off_modtab);
+    seg->slots = seg->base + h->off_slots;
+    seg->slot_size = h->slot_size;
+    seg->inline_size = h->inline_size;
+    seg->nslots = h->nslots;
+}
+
 int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
 {
     uint64_t slot_size = PPI_SLOT_HDR + 2 * (uint64_t)g->inline_size;
@@ -34,7 +51,8 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     uint64_t off_workers = align64(sizeof(ppi_hdr));
     uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));
     uint64_t off_cring = align64(off_ring + ppi_ring_bytes(g->nslots));
-    uint64_t off_slots = align64(off_cring + ppi_ring_bytes(g->nslots));
+    uint64_t off_modtab = align64(off_cring + ppi_ring_bytes(g->nslots));
+    uint64_t off_slots = align64(off_modtab + sizeof(ppi_modtab));
     uint64_t off_bitmap = align64(off_slots + (uint64_t)g->nslots * slot_size);
     uint64_t off_runlen = align64(off_bitmap + ((units + 63) / 64) * 8);
     uint64_t off_data = align_unit(off_runlen + units * 4);
@@ -72,6 +90,7 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     h->off_workers = off_workers;
     h->off_ring = off_ring;
     h->off_cring = off_cring;
+    h->off_modtab = off_modtab;
     h->off_slots = off_slots;
     h->client_pid = getpid();
     h->arena.units = units;
@@ -83,14 +102,7 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
         ppi_seg_unmap(seg);
         return rc;
     }
-    seg->hdr = h;
-    seg->workers = (ppi_worker *)(seg->base + off_workers);
-    seg->ring = (ppi_ring *)(seg->base + off_ring);
-    seg->cring = (ppi_ring *)(seg->base + off_cring);
-    seg->slots = seg->base + off_slots;
-    seg->slot_size = (uint32_t)slot_size;
-    seg->inline_size = g->inline_size;
-    seg->nslots = g->nslots;
+    seg_view(seg);
     ppi_ring_init(seg->ring, g->nslots);
     ppi_ring_init(seg->cring, g->nslots);
     seg->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -105,6 +117,27 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
         atomic_store_explicit(&ppi_slot_at(seg, i)->state,
                               ppi_st_make(0, PPI_S_FREE, 0, PPI_NO_WORKER),
                               memory_order_relaxed); /* relaxed: before sharing */
+    return 0;
+}
+
+int ppi_seg_attach(ppi_seg *seg, int fd, int cmd_fd)
+{
+    memset(seg, 0, sizeof *seg);
+    seg->fd = seg->cmd_fd = -1;
+    ppi_hdr probe;
+    if (pread(fd, &probe, sizeof probe, 0) != (ssize_t)sizeof probe)
+        return errno ? -errno : -EINVAL;
+    struct stat st;
+    if (probe.magic != PPI_MAGIC || fstat(fd, &st) < 0 || (uint64_t)st.st_size != probe.total_size)
+        return -EINVAL;
+    void *base = mmap(NULL, probe.total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED)
+        return -errno;
+    seg->base = base;
+    seg->size = probe.total_size;
+    seg->fd = fd;
+    seg->cmd_fd = cmd_fd;
+    seg_view(seg);
     return 0;
 }
 

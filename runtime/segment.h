@@ -25,6 +25,7 @@
 
 #include "ring.h"
 #include "sync.h"
+#include "topology.h"
 
 #define PPI_MAGIC 0x6c6f6f7070ull /* "ppool" */
 #define PPI_ARENA_UNIT 4096u
@@ -136,6 +137,7 @@ enum ppi_phase {
 /* Per worker position (the process in it may be replaced). Single writer:
  * the worker process in that position, except pid/respawns (manager). */
 typedef struct ppi_worker {
+    ppi_place place;             /* where it runs: written by the client at create */
     alignas(64) _Atomic int32_t pid;
     int32_t cpu;                 /* first OS PU it is pinned to, -1 none */
     int32_t core;                /* logical core index, -1 unknown */
@@ -186,7 +188,10 @@ typedef struct ppi_hdr {
     uint64_t off_workers;
     uint64_t off_ring;
     uint64_t off_cring;
+    uint64_t off_modtab;    /* ppi_modtab: modules for function tokens */
     uint64_t off_slots;
+    uint32_t start_method;  /* pp_start_method actually used */
+    uint32_t test_bad_fd;   /* fault injection: spawn workers with a bad fd */
     int32_t client_pid;
     _Atomic int32_t manager_pid;
     /* Life-cycle words. Written with release, read with acquire. */
@@ -196,6 +201,8 @@ typedef struct ppi_hdr {
     _Atomic int32_t broken_err;     /* why broken: PP_EBROKEN cause code */
     _Atomic int32_t broken_code;    /* signal (>0) or exit status (<0) */
     _Atomic int32_t broken_pid;
+    _Atomic uint32_t broken_started; /* 1: broke after the workers had started
+                                        (e.g. the initializer failed) */
     char broken_msg[128];           /* written once, before pool_state BROKEN */
     _Atomic uint32_t ready;         /* workers started (futex for create) */
     _Atomic int32_t kill_signal;    /* manager command: signal every live worker */
@@ -220,6 +227,7 @@ typedef struct ppi_seg {
     ppi_worker *workers;
     ppi_ring *ring;
     ppi_ring *cring;    /* completion ring: entries of finished NOTIFY slots */
+    struct ppi_modtab *modtab;
     char *slots;
     int cmd_fd;         /* eventfd: client -> manager commands (same number in both) */
     uint32_t slot_size;
@@ -239,6 +247,9 @@ typedef struct ppi_seg_geom {
 
 /* Create and initialise a segment (client). Returns 0 or -errno. */
 int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g);
+/* Map an existing segment from an inherited descriptor (a freshly exec'd
+ * manager or worker). Returns 0 or -errno (-EINVAL: not a ppool segment). */
+int ppi_seg_attach(ppi_seg *seg, int fd, int cmd_fd);
 /* Unmap and close (any process). */
 void ppi_seg_unmap(ppi_seg *seg);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
 
@@ -107,6 +108,11 @@ bool pp_task_should_stop(pp_task *t)
 }
 
 int pp_task_worker(pp_task *t) { return t->widx; }
+
+uintptr_t ppi_task_fn(pp_task *t, uint64_t token, const char **why)
+{
+    return ppi_fn_decode(t->seg->modtab, token, why);
+}
 
 void *pp_task_shm(pp_task *t, uint64_t offset)
 {
@@ -253,14 +259,17 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
         return;
     ppi_slot *sl = ppi_slot_at(seg, ppi_entry_idx(e));
     pp_task t = {.seg = seg, .slot = sl, .widx = widx};
-    pp_fn fn = (pp_fn)(uintptr_t)sl->fn;
+    const char *why = NULL;
+    pp_fn fn = (pp_fn)ppi_fn_decode(seg->modtab, sl->fn, &why); /* 0 -> NULL */
     uint64_t t0 = ppi_now_ns();
     sl->started_ns = t0; /* RUNNING(us): the start time is ours to write */
     if (sl->timeout_ns)
         arm_timeout(seg, me, sl, t0);
-    int rc = fn(&t);
+    int rc = fn ? fn(&t) : pp_task_raise(&t, PP_ENOFUNC, "cannot call the task function: %s", why);
     uint64_t t1 = ppi_now_ns();
     task_write_outcome(&t, rc);
+    if (!fn)
+        sl->err = PP_ENOFUNC; /* not the task's own error: it never ran */
     slot_publish(seg, ppi_entry_idx(e), ppi_entry_gen(e), widx);
     /* relaxed: our own records (see above). */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
@@ -312,7 +321,13 @@ static void run_initializer(ppi_seg *seg, ppi_worker *me)
     if (!h->initializer)
         return;
     set_phase(me, PPI_PH_INIT);
-    pp_initializer init = (pp_initializer)(uintptr_t)h->initializer;
+    const char *why = NULL;
+    pp_initializer init = (pp_initializer)ppi_fn_decode(seg->modtab, h->initializer, &why);
+    if (!init) {
+        fprintf(stderr, "ppool: worker cannot call the initializer: %s\n", why);
+        set_phase(me, PPI_PH_INIT_FAILED);
+        _exit(PPI_EXIT_INIT);
+    }
     const void *args = h->initargs_off ? seg->base + h->initargs_off : NULL;
     if (init(args, h->initargs_size) != 0) {
         set_phase(me, PPI_PH_INIT_FAILED);
@@ -341,7 +356,7 @@ static void install_test_hooks(void)
     }
 }
 
-_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, pid_t manager)
+_Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
 {
     /* The manager is single-threaded, so "parent thread died" = manager died. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -358,8 +373,9 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, const ppi_place *place, p
     set_phase(me, PPI_PH_START);
     atomic_store_explicit(&me->current, 0, memory_order_relaxed); /* relaxed: own record */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
-    if (ppi_topo_bind_self(place) != 0)
+    if (ppi_topo_bind_self(&me->place) != 0)
         _exit(101);
+    ppi_modtab_resolve(seg->modtab);
     /* release: the client reads ready then the record (pid, cpu). */
     atomic_store_explicit(&me->ready, 1, memory_order_release);
     /* release: counts ready workers for pp_executor_create's wait. */

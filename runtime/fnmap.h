@@ -1,0 +1,69 @@
+/*
+ * fnmap.h — calling the same function pointer in another process image.
+ *
+ * Under fork a worker's image is a copy of the client's, so a pointer is
+ * valid as is. Under spawn and forkserver the worker is a fresh exec of the
+ * program: with ASLR every module (the executable and each shared library)
+ * sits at another address. So a function pointer crosses as a *token*:
+ * (index of its module in the segment's module table, offset in that module).
+ *
+ *  - The client fills the module table at pp_executor_create (dl_iterate_phdr):
+ *    path, GNU build-id, and the address ranges of its loaded segments.
+ *  - Encoding (client, at submit): find the module whose range holds the
+ *    pointer; none = the function is not callable in the workers (e.g. its
+ *    library was dlopen'ed after the pool started): PP_ENOFUNC at submit.
+ *  - Decoding (worker): base of the same module in this process + offset. A
+ *    worker resolves the table once at start: modules it lacks (the client
+ *    had dlopen'ed them before creating the pool) it dlopen()s; a module whose
+ *    build-id differs is unusable, and a task that needs it fails cleanly
+ *    (PP_ENOFUNC) instead of jumping to a wrong address.
+ */
+#ifndef PPOOL_RUNTIME_FNMAP_H
+#define PPOOL_RUNTIME_FNMAP_H
+
+#include <stdint.h>
+
+#include "segment.h"
+
+#define PPI_MAX_MODULES 256
+#define PPI_BUILD_ID_MAX 32
+
+typedef struct ppi_module {
+    uint64_t lo, hi;          /* client address range (client use only) */
+    uint64_t base;            /* client load bias (dlpi_addr) */
+    uint32_t path_off;        /* offset of the NUL-terminated path in the string area */
+    uint32_t build_id_len;
+    uint8_t build_id[PPI_BUILD_ID_MAX];
+} ppi_module;
+
+typedef struct ppi_modtab {
+    uint32_t n;
+    uint32_t strings_used;
+    ppi_module mod[PPI_MAX_MODULES];
+    char strings[PPI_MAX_MODULES * 256];
+} ppi_modtab;
+
+/* Client: fill @t from this process's loaded modules. Returns 0 or -ENOMEM
+ * (too many modules or paths too long). */
+int ppi_modtab_build(ppi_modtab *t);
+
+/* Client: the token for function address @fn (a function pointer cast to
+ * uintptr_t), or 0 if no module of the table holds it. */
+uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn);
+
+/* Worker: resolve every module of @t in this process (once, at start). */
+void ppi_modtab_resolve(const ppi_modtab *t);
+
+/* Worker: the address for @token in this process, or 0 if its module is
+ * not usable here (@why receives a reason). */
+uintptr_t ppi_fn_decode(const ppi_modtab *t, uint64_t token, const char **why);
+
+/* For runtime modules built on pp_submit (map.c) that pass further user
+ * function pointers inside task arguments: encode in the client (0 = not
+ * callable in the workers: report PP_ENOFUNC), decode in the task. */
+struct pp_executor;
+struct pp_task;
+uint64_t ppi_executor_fn_token(struct pp_executor *ex, uintptr_t fn);
+uintptr_t ppi_task_fn(struct pp_task *t, uint64_t token, const char **why);
+
+#endif

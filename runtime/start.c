@@ -1,0 +1,155 @@
+/*
+ * start.c — start methods: launching the manager (spawn, forkserver) and the
+ * workers (spawn) as fresh execs of the program, and the entry point by which
+ * such an exec becomes a manager or a worker *before main() runs*.
+ *
+ * The marker is a set of environment variables (role, the segment's and the
+ * command eventfd's descriptor numbers, the expected parent pid, the worker
+ * index). The descriptors are inherited across exec (their close-on-exec flag
+ * is cleared only in the child, by posix_spawn's dup2 file actions). A
+ * library constructor reads the marker, removes it from the environment (so
+ * that programs the user's tasks start do not inherit it), maps the segment
+ * and runs the role's loop; it never returns to the program, so user code in
+ * main() never runs in a manager or worker.
+ *
+ * Anything wrong with the marker (a descriptor that is not a ppool segment, a
+ * parent that is not the expected one) makes the process exit with
+ * PPI_EXIT_ATTACH; its parent then sees a worker that died while starting and
+ * breaks the pool — never a hang.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fnmap.h"
+#include "ppool.h"
+#include "process.h"
+
+extern char **environ;
+
+#define ENV_ROLE "PPOOL_ROLE"
+#define ENV_FD "PPOOL_SEG_FD"
+#define ENV_CMD "PPOOL_CMD_FD"
+#define ENV_PARENT "PPOOL_PARENT"
+#define ENV_WIDX "PPOOL_WORKER"
+#define BAD_FD 987 /* fault injection: a descriptor number nobody has open */
+
+int ppi_count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+pp_start_method ppi_resolve_start_method(pp_start_method m)
+{
+    if (m != PP_START_AUTO)
+        return m;
+    return ppi_count_threads() == 1 ? PP_START_FORK : PP_START_FORKSERVER;
+}
+
+/* Does @s begin with the name @name followed by '='? */
+static bool env_is(const char *s, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(s, name, n) == 0 && s[n] == '=';
+}
+
+int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_out)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 6, sizeof *env);
+    if (!env)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!env_is(environ[i], ENV_ROLE) && !env_is(environ[i], ENV_FD) &&
+            !env_is(environ[i], ENV_CMD) && !env_is(environ[i], ENV_PARENT) &&
+            !env_is(environ[i], ENV_WIDX))
+            env[k++] = environ[i];
+    bool worker = strcmp(role, "worker") == 0;
+    uint32_t bad = seg->hdr->test_bad_fd; /* 1: manager, 2: workers */
+    int fd = (bad == 1 && !worker) || (bad == 2 && worker) ? BAD_FD : seg->fd;
+    char v_role[32], v_fd[32], v_cmd[32], v_parent[32], v_widx[32];
+    snprintf(v_role, sizeof v_role, ENV_ROLE "=%s", role);
+    snprintf(v_fd, sizeof v_fd, ENV_FD "=%d", fd);
+    snprintf(v_cmd, sizeof v_cmd, ENV_CMD "=%d", seg->cmd_fd);
+    snprintf(v_parent, sizeof v_parent, ENV_PARENT "=%d", (int)getpid());
+    snprintf(v_widx, sizeof v_widx, ENV_WIDX "=%d", widx);
+    env[k++] = v_role;
+    env[k++] = v_fd;
+    env[k++] = v_cmd;
+    env[k++] = v_parent;
+    env[k++] = v_widx;
+    env[k] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&at);
+    /* dup2 onto itself clears close-on-exec in the child only (glibc >= 2.29). */
+    posix_spawn_file_actions_adddup2(&fa, seg->fd, seg->fd);
+    posix_spawn_file_actions_adddup2(&fa, seg->cmd_fd, seg->cmd_fd);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &all);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    char name[32];
+    snprintf(name, sizeof name, worker ? "ppool-w%d" : "ppool-manager", widx);
+    char *argv[] = {name, NULL};
+    int rc = posix_spawn(pid_out, "/proc/self/exe", &fa, &at, argv, env);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    return -rc;
+}
+
+static long env_long(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 10) : dflt;
+}
+
+/*
+ * The exec entry. Runs as a constructor of libppool, before main(), in every
+ * process that links it; returns at once unless the marker is present.
+ */
+__attribute__((constructor)) static void ppi_exec_entry(void)
+{
+    const char *role = getenv(ENV_ROLE);
+    if (!role)
+        return;
+    bool manager = strcmp(role, "manager") == 0;
+    int fd = (int)env_long(ENV_FD, -1), cmd = (int)env_long(ENV_CMD, -1);
+    pid_t parent = (pid_t)env_long(ENV_PARENT, -1);
+    int widx = (int)env_long(ENV_WIDX, -1);
+    unsetenv(ENV_ROLE);
+    unsetenv(ENV_FD);
+    unsetenv(ENV_CMD);
+    unsetenv(ENV_PARENT);
+    unsetenv(ENV_WIDX);
+    ppi_seg seg;
+    if (getppid() != parent || ppi_seg_attach(&seg, fd, cmd) != 0)
+        _exit(PPI_EXIT_ATTACH);
+    if (manager)
+        ppi_manager_main(&seg);
+    if (widx < 0 || (uint32_t)widx >= seg.hdr->nworkers)
+        _exit(PPI_EXIT_ATTACH);
+    ppi_worker_main(&seg, widx, parent);
+}
