@@ -13,6 +13,7 @@ const char *pp_strerror(int err)
     case PP_EWORKER: return "the worker running the task died";
     case PP_EKILLED: return "the task was killed (on request or by its timeout)";
     case PP_ETOOBIG: return "payload larger than the configured limit";
+    case PP_ENOFUNC: return "the function cannot be called in the workers (its module was not loaded when the pool started, or differs)";
     case -EINVAL: return "invalid argument";
     case -ENOMEM: return "out of memory";
     case -ETIMEDOUT: return "timed out";

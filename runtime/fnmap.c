@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <link.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,10 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
 
 int ppi_modtab_build(ppi_modtab *t)
 {
+    /* relaxed: only uniqueness matters. */
+    static _Atomic uint64_t next_id = 1;
     memset(t, 0, sizeof *t);
+    t->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     build_ctx c = {.t = t};
     dl_iterate_phdr(add_module, &c);
     return c.err;
@@ -102,18 +106,21 @@ int ppi_modtab_build(ppi_modtab *t)
 
 uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn)
 {
-    /* One-entry cache per thread: submitting loops call the same function. */
-    static __thread const ppi_modtab *last_t;
+    /* One-entry cache per thread: submitting loops call the same function.
+     * Keyed by the table's id, not its address: a later pool's segment may be
+     * mapped where an earlier one was, and a library loaded where another was
+     * unloaded. */
+    static __thread uint64_t last_id;
     static __thread uintptr_t last_fn;
     static __thread uint64_t last_token;
-    if (last_t == t && last_fn == fn && fn)
+    if (last_id == t->id && last_fn == fn && fn)
         return last_token;
     uint64_t a = (uint64_t)fn;
     for (uint32_t i = 0; i < t->n; i++) {
         const ppi_module *m = &t->mod[i];
         if (a >= m->lo && a < m->hi && a - m->base <= TOKEN_OFF_MASK) {
             uint64_t token = ((uint64_t)(i + 1) << TOKEN_OFF_BITS) | (a - m->base);
-            last_t = t;
+            last_id = t->id;
             last_fn = fn;
             last_token = token;
             return token;

@@ -37,6 +37,7 @@ typedef struct ppi_module {
 } ppi_module;
 
 typedef struct ppi_modtab {
+    uint64_t id;              /* unique per table in this process (encode cache key) */
     uint32_t n;
     uint32_t strings_used;
     ppi_module mod[PPI_MAX_MODULES];

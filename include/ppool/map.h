@@ -56,8 +56,10 @@
  * few cache-line transfers, not a task submission; see docs/map.md.
  *
  * Calling conventions are those of ppool.h. The item function runs in a
- * worker process and is called through its address, valid there because
- * workers are forked (the only start method so far).
+ * worker process; like a pp_fn it crosses as a (module, offset) token, so it
+ * works with every start method, and one the workers cannot call fails the
+ * map with PP_ENOFUNC (at pp_map_begin / pp_map when the client already
+ * knows, else at the first chunk).
  */
 #ifndef PPOOL_MAP_H
 #define PPOOL_MAP_H
@@ -261,7 +263,8 @@ typedef struct pp_map_iter pp_map_iter;
  * Submits the first window of chunks before returning (eager, as Python),
  * reading generator inputs for it. Returns 0, -EINVAL (bad argument or
  * option), -ENOMEM (client memory or no room in the shared arena),
- * -ESHUTDOWN or PP_EBROKEN (executor not usable). Blocks only while reading
+ * PP_ENOFUNC (@fn cannot be called in the workers), -ESHUTDOWN or
+ * PP_EBROKEN (executor not usable). Blocks only while reading
  * generator inputs. Any client thread; then only one thread at a time may
  * use the map.
  */
