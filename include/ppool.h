@@ -362,8 +362,11 @@ PP_API int pp_future_result(pp_future *f, double timeout, const void **data, siz
  *  released. */
 typedef struct pp_exception {
     int error;             /* 0 when the task succeeded, else as pp_future_result */
-    int code;              /* PP_ETASK: the task's code; PP_EWORKER: signal number
-                              (positive) or exit status (negative); else 0 */
+    int code;              /* PP_ETASK: the task's code; PP_EWORKER and PP_EBROKEN
+                              (a worker died): its signal number (> 0) or exit
+                              status (< 0); PP_EKILLED: the signal that ended
+                              it (0 if it ended during the grace period);
+                              else 0 */
     pid_t pid;             /* worker that ran it, 0 if none did */
     const char *message;   /* the task's message or a description; never NULL */
 } pp_exception;
@@ -442,7 +445,8 @@ typedef enum pp_return_when {
  * @done: if non-NULL, receives n flags: done[i] is true when fs[i] is done
  *   (finished, failed or cancelled) at return. The partition is as it stands
  *   at return; a timeout is not an error.
- * Returns the number of done futures (>= 0), or -EINVAL. Blocks up to
+ * Returns the number of distinct done futures (>= 0; duplicates count once,
+ * as in Python's sets), -EINVAL or -ENOMEM. Blocks up to
  * @timeout. Any client thread.
  */
 PP_API int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,

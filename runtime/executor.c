@@ -104,18 +104,55 @@ static const char *policy_name(pp_pin_policy p)
     return (unsigned)p <= PP_PIN_LIST ? names[p] : "?";
 }
 
+/*
+ * The machine's topology, loaded once per process (hwloc takes milliseconds)
+ * and again only when this thread's allowed CPUs change (taskset, cgroups,
+ * sched_setaffinity). Returns it with topo_lock held; release with
+ * topo_unlock(). Never freed: it lives as long as the process.
+ */
+static pthread_mutex_t topo_lock = PTHREAD_MUTEX_INITIALIZER;
+static ppi_topo *topo_cached;
+static cpu_set_t topo_mask;
+
+static int topo_get(ppi_topo **out)
+{
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    sched_getaffinity(0, sizeof mask, &mask);
+    pthread_mutex_lock(&topo_lock);
+    if (!topo_cached || !CPU_EQUAL(&mask, &topo_mask)) {
+        ppi_topo *t;
+        int rc = ppi_topo_load(&t, NULL);
+        if (rc) {
+            pthread_mutex_unlock(&topo_lock);
+            return rc;
+        }
+        if (topo_cached)
+            ppi_topo_destroy(topo_cached);
+        topo_cached = t;
+        topo_mask = mask;
+    }
+    *out = topo_cached;
+    return 0;
+}
+
+static void topo_unlock(void)
+{
+    pthread_mutex_unlock(&topo_lock);
+}
+
 static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *summary,
                         size_t summary_len)
 {
     ppi_topo *topo;
-    int rc = ppi_topo_load(&topo, NULL);
+    int rc = topo_get(&topo);
     if (rc)
         return rc;
     int n = c->max_workers ? c->max_workers
                            : (c->pin == PP_PIN_PUS ? ppi_topo_pus(topo) : ppi_topo_cores(topo));
     ppi_place *p = calloc((size_t)n, sizeof *p);
     if (!p) {
-        ppi_topo_destroy(topo);
+        topo_unlock();
         return -ENOMEM;
     }
     char warn[256] = "", line[160];
@@ -123,7 +160,7 @@ static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *s
     snprintf(summary, summary_len, "%s; %d workers, pin %s", line, n, policy_name(c->pin));
     rc = ppi_topo_plan(topo, n, c->pin, c->pin_cpus, c->n_pin_cpus, c->pin_strict, p, warn,
                        sizeof warn);
-    ppi_topo_destroy(topo);
+    topo_unlock();
     if (rc) {
         free(p);
         return rc;

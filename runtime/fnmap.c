@@ -180,12 +180,13 @@ static int resolve_one(const ppi_modtab *t, uint32_t i)
     return -1;
 }
 
-void ppi_modtab_resolve(const ppi_modtab *t)
+void ppi_modtab_resolve(const ppi_modtab *t, bool same_image)
 {
     for (uint32_t i = 0; i < t->n; i++) {
-        local_base[i] = 0;
+        local_base[i] = same_image ? t->mod[i].base : 0;
         local_why[i] = NULL;
-        resolve_one(t, i);
+        if (!same_image)
+            resolve_one(t, i);
     }
 }
 

@@ -21,6 +21,7 @@
 #ifndef PPOOL_RUNTIME_FNMAP_H
 #define PPOOL_RUNTIME_FNMAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "segment.h"
@@ -52,8 +53,10 @@ int ppi_modtab_build(ppi_modtab *t);
  * uintptr_t), or 0 if no module of the table holds it. */
 uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn);
 
-/* Worker: resolve every module of @t in this process (once, at start). */
-void ppi_modtab_resolve(const ppi_modtab *t);
+/* Worker: resolve every module of @t in this process (once, at start).
+ * @same_image: this process is a fork of the client (fork start method), so
+ * every module is where the client had it: nothing to look up. */
+void ppi_modtab_resolve(const ppi_modtab *t, bool same_image);
 
 /* Worker: the address for @token in this process, or 0 if its module is
  * not usable here (@why receives a reason). */

@@ -46,7 +46,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fnmap.h"
 #include "ppool.h"
+#include "segment.h"
 #include "sync.h"
 
 #if defined(__x86_64__) && defined(__SSE2__)
@@ -108,7 +110,7 @@ typedef struct mi_in {
 
 typedef struct mi_hdr {
     uint64_t magic;
-    uint64_t fn;
+    uint64_t fn;                   /* the item function as a token (fnmap.h) */
     uint64_t cs;                   /* items per chunk */
     uint32_t n_in, nrec, nb, bc;   /* inputs, done words, batch slots, chunks per batch */
     uint32_t nrun, nwork, out_var, out_shm;
@@ -158,10 +160,14 @@ int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...)
     if (!it || !it->internal_)
         return PP_ETASK;
     mi_itemstate *s = it->internal_;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(s->es->msg, sizeof s->es->msg, fmt ? fmt : "", ap);
-    va_end(ap);
+    int n = 0;
+    s->es->msg[0] = '\0';
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        n = vsnprintf(s->es->msg, sizeof s->es->msg, fmt, ap);
+        va_end(ap);
+    }
     if (n < 0)
         n = 0;
     if ((size_t)n >= sizeof s->es->msg)
@@ -199,7 +205,9 @@ typedef struct mi_run {
     const void *ctx;
 } mi_run;
 
-/* Wake the client if it sleeps waiting for chunk @c. */
+/* Wake the client if it sleeps waiting for chunk @c (any chunk: @c ==
+ * UINT64_MAX, used after a failure, which changes what the client waits
+ * for). */
 static void mi_notify(mi_hdr *h, uint64_t c)
 {
     /* seq_cst fence: orders our done store before the load of cwait (pairs
@@ -209,7 +217,7 @@ static void mi_notify(mi_hdr *h, uint64_t c)
     if (!atomic_load_explicit(&h->cwait, memory_order_acquire))
         return;
     /* relaxed: ordered by the acquire load of cwait above. */
-    if (c != atomic_load_explicit(&h->wake_at, memory_order_relaxed))
+    if (c != UINT64_MAX && c != atomic_load_explicit(&h->wake_at, memory_order_relaxed))
         return;
     /* relaxed: only one waker needs to bump the word; cword carries the order. */
     if (!atomic_exchange_explicit(&h->cwait, 0, memory_order_relaxed))
@@ -285,7 +293,7 @@ static void mi_fail_chunk(mi_run *r, uint64_t c, uint64_t n_ok, int err, int cod
     /* release: publishes the error slot and the results before it. */
     atomic_store_explicit(&r->done[c % r->h->nrec], mi_dw(c, (uint32_t)r->widx, MI_FAIL),
                           memory_order_release);
-    mi_notify(r->h, c);
+    mi_notify(r->h, UINT64_MAX);
 }
 
 static void mi_run_chunk(mi_run *r, uint64_t c)
@@ -412,6 +420,14 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
     mi_notify(h, c);
 }
 
+/* The segment's module table, from a pointer @p at segment offset @off
+ * (any process: the segment header sits at the base of every mapping). */
+static const ppi_modtab *mi_modtab(const void *p, uint64_t off)
+{
+    const char *base = (const char *)p - off;
+    return (const ppi_modtab *)(const void *)(base + ((const ppi_hdr *)(const void *)base)->off_modtab);
+}
+
 /* The runner task: claim and run chunks until none is left. */
 static int mi_runner(pp_task *t)
 {
@@ -427,15 +443,30 @@ static int mi_runner(pp_task *t)
     if (widx < 0 || (uint32_t)widx >= h->nwork || a->rid >= h->nrun)
         return pp_task_raise(t, -EINVAL, "map runner: worker %d / runner %u out of range", widx,
                              a->rid);
+    const char *why = "?";
     mi_run r = {.t = t,
                 .h = h,
                 .done = (_Atomic uint64_t *)((char *)h + h->done_rel),
                 .batch = (const uint64_t *)((char *)h + h->batch_rel),
                 .me = (mi_rslot *)((char *)h + h->run_rel) + a->rid,
                 .es = (mi_errslot *)((char *)h + h->errs_rel) + widx,
-                .fn = (pp_map_fn)(uintptr_t)h->fn,
+                .fn = (pp_map_fn)ppi_fn_decode(mi_modtab(h, a->block), h->fn, &why),
                 .widx = widx,
                 .ctx = h->ctx_size ? (char *)h + h->ctx_rel : NULL};
+    if (!r.fn) {
+        /* Not callable here (its module differs or is missing): fail the
+         * next chunk with PP_ENOFUNC, which ends the map at that position. */
+        uint64_t c;
+        if (mi_claim(&r, &c) > 0) {
+            int n = snprintf(r.es->msg, sizeof r.es->msg, "cannot call the item function: %s",
+                             why);
+            r.es->len = (uint32_t)(n < 0 ? 0 : n);
+            mi_fail_chunk(&r, c, 0, PP_ENOFUNC, 0);
+        }
+        /* relaxed: read by the client only for a dead runner. */
+        atomic_store_explicit(&r.me->cur, 0, memory_order_relaxed);
+        return 0;
+    }
     for (uint32_t j = 0; j < h->n_in; j++) {
         if (h->in[j].how == MI_IN_SHM_FIXED || h->in[j].how == MI_IN_SHM_PACKED) {
             r.base[j] = pp_task_shm(t, h->in[j].off);
@@ -1167,20 +1198,22 @@ static int stage_batch(pp_map_iter *m)
 static int refill(pp_map_iter *m)
 {
     int n = 0, rc;
-    while ((rc = stage_batch(m)) > 0)
-        n++;
-    if (n) {
+    while ((rc = stage_batch(m)) > 0) {
+        /* Publish each batch at once, so that runners start on it while the
+         * next one is being copied (it matters for large chunks). */
         /* relaxed: published by the seq_cst store of avail below. */
         atomic_store_explicit(&m->h->items_pub, m->items_staged, memory_order_relaxed);
-        /* seq_cst: publishes the batches (runners acquire avail), and is
-         * the client's half of the runner-exit Dekker pair. */
+        /* seq_cst: publishes the batch (runners acquire avail), and is the
+         * client's half of the runner-exit Dekker pair. */
         atomic_store_explicit(&m->h->avail, m->published, memory_order_seq_cst);
+        if (++n == 1)
+            ensure_runners(m);
     }
     if (rc < 0 && m->published == m->consumed) {
         set_final(m, rc, m->items_staged, 0, 0, "no room in the shared arena for a chunk");
         stop_map(m);
     }
-    if (n)
+    if (n > 1)
         ensure_runners(m);
     return rc < 0 ? rc : 0;
 }
@@ -1232,7 +1265,9 @@ static int wait_chunk(pp_map_iter *m, uint64_t x, bool spin)
             return 0;
         reap(m, 0);
         ensure_runners(m);
-        if (chunk_done(m, x))
+        /* relaxed: a hint; past a failure nothing is claimed: let the
+         * caller look at the earlier chunks. */
+        if (chunk_done(m, x) || x >= atomic_load_explicit(&h->limit, memory_order_relaxed))
             return 0;
         uint64_t left = ppi_remaining(m->deadline, MI_NAP_NS);
         if (left == 0)
@@ -1456,10 +1491,17 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
         map_free(m);
         return rc;
     }
+    /* The item function crosses to the workers as a token, like a pp_fn. */
+    uint64_t token = ppi_fn_encode(mi_modtab(m->block, pp_shm_offset(ex, m->block)),
+                                   (uintptr_t)fn);
+    if (!token) {
+        map_free(m);
+        return PP_ENOFUNC;
+    }
     memset(m->block, 0, total);
     mi_hdr *h = m->h = m->block;
     h->magic = MI_MAGIC;
-    h->fn = (uint64_t)(uintptr_t)fn;
+    h->fn = token;
     h->cs = m->cs;
     h->n_in = (uint32_t)n_in;
     h->nrec = m->nrec;
@@ -1622,6 +1664,8 @@ int pp_map_next(pp_map_iter *m, const void **res, size_t *res_size)
             timed_out(m);
             return m->final_err;
         }
+        if (!chunk_done(m, m->consumed))
+            continue;
         m->cur_valid = true;
         m->cur_k = 0;
     }
@@ -1760,7 +1804,8 @@ int pp_map(pp_executor *ex, pp_map_fn fn, const pp_map_input *in, int n_in, void
          * finish nearly in order); if that one is done already, an earlier
          * chunk is late: wait for it. */
         uint64_t x = m->consumed + (m->published - m->consumed) / 2;
-        if (chunk_done(m, x))
+        /* relaxed: a hint; chunks at or past a failure never run. */
+        if (chunk_done(m, x) || x >= atomic_load_explicit(&m->h->limit, memory_order_relaxed))
             x = m->consumed;
         if (wait_chunk(m, x, false) == -ETIMEDOUT)
             expired = true;

@@ -113,10 +113,9 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     }
     for (uint32_t i = 0; i < g->nworkers; i++)
         seg->workers[i].cpu = -1;
-    for (uint32_t i = 0; i < g->nslots; i++)
-        atomic_store_explicit(&ppi_slot_at(seg, i)->state,
-                              ppi_st_make(0, PPI_S_FREE, 0, PPI_NO_WORKER),
-                              memory_order_relaxed); /* relaxed: before sharing */
+    /* Slots need no initialisation: the zero-filled file reads as FREE,
+     * generation 0 (the worker field of a FREE slot means nothing), and not
+     * touching them keeps the pages unallocated until used. */
     return 0;
 }
 

@@ -375,7 +375,7 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
     if (ppi_topo_bind_self(&me->place) != 0)
         _exit(101);
-    ppi_modtab_resolve(seg->modtab);
+    ppi_modtab_resolve(seg->modtab, seg->hdr->start_method == PP_START_FORK);
     /* release: the client reads ready then the record (pid, cpu). */
     atomic_store_explicit(&me->ready, 1, memory_order_release);
     /* release: counts ready workers for pp_executor_create's wait. */

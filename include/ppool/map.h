@@ -183,8 +183,10 @@ PP_API void pp_map_opts_init(pp_map_opts *o);
 typedef struct pp_map_item {
     size_t index;              /* position of the item in the map (0-based) */
     int n_in;                  /* number of inputs */
-    const void *const *in;     /* in[j]: this item of input j (read-only; 16-byte
-                                  aligned when copied, as placed when in shared memory) */
+    const void *const *in;     /* in[j]: this item of input j (read-only). Copied
+                                  fixed-size items sit at multiples of their size from
+                                  a 16-byte aligned start; copied variable-size items
+                                  are packed (no alignment); shared ones are in place */
     const size_t *in_size;     /* in_size[j]: its size in bytes */
     void *out;                 /* where to write the result: out_cap bytes
                                   (NULL when the map has no result) */

@@ -489,3 +489,47 @@ void ppt_config(pp_config *cfg, int max_workers)
     pp_config_init(cfg);
     cfg->max_workers = max_workers;
 }
+
+/* ========================================================================== */
+/* task functions for the futures / patterns / stress suites                   */
+/* ========================================================================== */
+
+#include <sys/resource.h>
+
+static double ppt_arg_seconds(pp_task *t)
+{
+    size_t n = 0;
+    const void *a = pp_task_arg(t, &n);
+    double s = 0;
+    if (n >= sizeof s)
+        memcpy(&s, a, sizeof s);
+    return s;
+}
+
+int ppt_task_abort(pp_task *t)
+{
+    struct rlimit rl = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &rl);
+    ppt_sleep(ppt_arg_seconds(t));
+    abort();
+}
+
+int ppt_task_sigkill(pp_task *t)
+{
+    ppt_sleep(ppt_arg_seconds(t));
+    raise(SIGKILL);
+    return 0;
+}
+
+int ppt_task_sleep_echo(pp_task *t)
+{
+    size_t n = 0;
+    const unsigned char *a = pp_task_arg(t, &n);
+    double s = 0;
+    if (n >= sizeof s)
+        memcpy(&s, a, sizeof s);
+    ppt_sleep(s);
+    if (n > sizeof s)
+        (void)pp_task_set_result(t, a + sizeof s, n - sizeof s);
+    return 0;
+}

@@ -128,4 +128,15 @@ int ppt_task_affinity(pp_task *t);
 /** pp_config_init + max_workers. */
 void ppt_config(pp_config *cfg, int max_workers);
 
+/* ---- task functions added for the futures / patterns / stress suites ----- */
+/** Optional argument = double seconds to sleep first; then abort() (SIGABRT),
+ *  with core dumps disabled (RLIMIT_CORE 0) so no core file is left. */
+int ppt_task_abort(pp_task *t);
+/** Optional argument = double seconds to sleep first; then raise(SIGKILL). */
+int ppt_task_sigkill(pp_task *t);
+/** Argument = double seconds, then any payload bytes; sleeps that long, then
+ *  result = a copy of the payload (the bytes after the double; size 0 if
+ *  none). */
+int ppt_task_sleep_echo(pp_task *t);
+
 #endif /* PP_TESTUTIL_H */
