@@ -486,13 +486,13 @@ static int mi_runner(pp_task *t)
             /* relaxed: read by the client only for a dead runner. */
             atomic_store_explicit(&r.me->progress, 0, memory_order_relaxed);
             mi_run_chunk(&r, c);
-            /* relaxed: as above. */
-            atomic_store_explicit(&r.me->cur, 0, memory_order_relaxed);
+            /* release: a client that sees cur == 0 also sees the done word. */
+            atomic_store_explicit(&r.me->cur, 0, memory_order_release);
             idle_since = 0;
             continue;
         }
-        /* relaxed: as above. */
-        atomic_store_explicit(&r.me->cur, 0, memory_order_relaxed);
+        /* release: as above. */
+        atomic_store_explicit(&r.me->cur, 0, memory_order_release);
         if (k < 0)
             break;
         uint64_t now = ppi_now_ns();
@@ -592,6 +592,7 @@ struct pp_map_iter {
     bool saw_cancel;
     uint64_t last_probe;
     mi_cerr *cerrs;
+    mi_cerr *suspects; /* chunks a dead runner may have held (see check_suspects) */
     /* scratch for gathering a batch */
     size_t g_cap;
     const char **g_ptr; /* [j * g_cap + k]; generator items: NULL (bytes in tmp) */
@@ -707,22 +708,6 @@ static void stop_map(pp_map_iter *m)
     m->closed_at = close_next(m);
 }
 
-static void add_cerr(pp_map_iter *m, uint64_t c, uint64_t n_ok, int err, int code, pid_t pid,
-                     const char *msg)
-{
-    mi_cerr *e = calloc(1, sizeof *e);
-    if (!e)
-        return;
-    e->seq = c;
-    e->n_ok = n_ok;
-    e->err = err;
-    e->code = code;
-    e->pid = pid;
-    snprintf(e->msg, sizeof e->msg, "%s", msg ? msg : pp_strerror(err));
-    e->next = m->cerrs;
-    m->cerrs = e;
-}
-
 /* No runner can ever take the chunks not claimed yet: close the ticket and
  * fail them all with @err. */
 static void fail_unclaimed(pp_map_iter *m, int err)
@@ -751,20 +736,16 @@ static void reap_one(pp_map_iter *m, uint32_t rid, double wait)
         uint64_t n_ok = atomic_load_explicit(&rs->progress, memory_order_acquire);
         if (cur && cur - 1 < nx && cur - 1 >= m->consumed && cur - 1 < m->published &&
             !chunk_done(m, cur - 1)) {
-            uint64_t c = cur - 1;
-            /* The claim may have failed (another runner holds c): then a live
-             * runner says so in its own slot. */
-            bool other = false;
-            for (uint32_t o = 0; o < m->nrun; o++)
-                if (o != rid && m->rf[o] &&
-                    /* acquire: as above */
-                    atomic_load_explicit(&m->rs[o].cur, memory_order_acquire) == cur)
-                    other = true;
-            if (!other) {
-                add_cerr(m, c, n_ok, exc.error, exc.code, exc.pid, exc.message);
-                /* release: like a runner's; our own later acquire reads it. */
-                atomic_store_explicit(&m->done[c % m->nrec], mi_dw(c, MI_CLIENT_W, MI_FAIL),
-                                      memory_order_release);
+            mi_cerr *e = calloc(1, sizeof *e);
+            if (e) {
+                e->seq = cur - 1;
+                e->n_ok = n_ok;
+                e->err = exc.error;
+                e->code = exc.code;
+                e->pid = exc.pid;
+                snprintf(e->msg, sizeof e->msg, "%s", exc.message);
+                e->next = m->suspects;
+                m->suspects = e;
             }
         }
     }
@@ -783,6 +764,41 @@ static void reap(pp_map_iter *m, double wait)
     for (uint32_t rid = 0; rid < m->nrun; rid++)
         if (m->rf[rid] && (wait != 0 || pp_future_done(m->rf[rid])))
             reap_one(m, rid, wait);
+}
+
+/*
+ * A dead runner's slot said it held chunk c (cur = c + 1, stored just before
+ * its claim CAS). If it did, nobody else will finish c: fail it. But the CAS
+ * may have failed (another runner took c): then a live runner's slot says
+ * c + 1 for as long as it runs c. So fail c only once it is not done and no
+ * live runner shows it; re-check on every wait until one or the other holds.
+ */
+static void check_suspects(pp_map_iter *m)
+{
+    mi_cerr **pp = &m->suspects;
+    while (*pp) {
+        mi_cerr *e = *pp;
+        uint64_t c = e->seq;
+        bool held = false;
+        for (uint32_t o = 0; o < m->nrun && !held; o++)
+            /* acquire: pairs with the runner's release of cur = 0 (after its
+             * done store), so "not held" and "not done" below agree. */
+            held = m->rf[o] && atomic_load_explicit(&m->rs[o].cur, memory_order_acquire) == c + 1;
+        if (held) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        if (c < m->consumed || chunk_done(m, c)) {
+            free(e);
+            continue;
+        }
+        e->next = m->cerrs; /* it becomes the chunk's error report */
+        m->cerrs = e;
+        /* release: like a runner's; our own later acquire reads it. */
+        atomic_store_explicit(&m->done[c % m->nrec], mi_dw(c, MI_CLIENT_W, MI_FAIL),
+                              memory_order_release);
+    }
 }
 
 static int unclaimed_error(pp_map_iter *m)
@@ -1245,6 +1261,7 @@ static void probe(pp_map_iter *m)
     for (uint32_t rid = 0; rid < m->nrun; rid++)
         if (m->rf[rid])
             reap_one(m, rid, 0.0005);
+    check_suspects(m);
 }
 
 /* Wait until chunk @x is finished. Returns 0 or -ETIMEDOUT. */
@@ -1264,6 +1281,7 @@ static int wait_chunk(pp_map_iter *m, uint64_t x, bool spin)
         if (chunk_done(m, x))
             return 0;
         reap(m, 0);
+        check_suspects(m);
         ensure_runners(m);
         /* relaxed: a hint; past a failure nothing is claimed: let the
          * caller look at the earlier chunks. */
@@ -1385,6 +1403,11 @@ static void map_free(pp_map_iter *m)
     while (m->cerrs) {
         mi_cerr *e = m->cerrs;
         m->cerrs = e->next;
+        free(e);
+    }
+    while (m->suspects) {
+        mi_cerr *e = m->suspects;
+        m->suspects = e->next;
         free(e);
     }
     free(m->rf);

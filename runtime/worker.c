@@ -9,6 +9,7 @@
  */
 #include <signal.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
+
+static pid_t worker_pid; /* getpid() is a system call; ours never changes */
 
 struct pp_task {
     ppi_seg *seg;
@@ -125,7 +128,7 @@ void *pp_task_shm(pp_task *t, uint64_t offset)
 static void task_write_outcome(pp_task *t, int rc)
 {
     ppi_slot *sl = t->slot;
-    sl->pid = getpid();
+    sl->pid = worker_pid;
     if (t->raised) {
         sl->err = PP_ETASK;
         sl->code = t->code;
@@ -290,12 +293,21 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
 static bool wait_for_work(ppi_seg *seg, pid_t manager)
 {
     ppi_hdr *h = seg->hdr;
-    uint64_t until = ppi_now_ns() + PPI_WORKER_SPIN_NS;
+    /* Spin with pause for a few microseconds (the round trip's fast path),
+     * then spin with sched_yield: a client or pump thread that shares our
+     * core then gets it at once (on a machine with as many workers as cores
+     * they always do), while new work is still seen within microseconds. */
+    uint64_t t0 = ppi_now_ns();
     for (unsigned i = 1;; i++) {
         if (ppi_ring_nonempty(seg->ring))
             return false;
-        if ((i & 63) == 0 && ppi_now_ns() > until)
-            break;
+        if ((i & 63) == 0) {
+            uint64_t now = ppi_now_ns();
+            if (now - t0 > PPI_WORKER_SPIN_NS)
+                break;
+            if (now - t0 > PPI_WORKER_PAUSE_NS)
+                sched_yield();
+        }
         ppi_cpu_relax();
     }
     uint32_t seq = ppi_ec_prepare(&h->work_ec);
@@ -370,6 +382,7 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     ppi_worker *me = &seg->workers[widx];
+    worker_pid = getpid();
     set_phase(me, PPI_PH_START);
     atomic_store_explicit(&me->current, 0, memory_order_relaxed); /* relaxed: own record */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
