@@ -126,6 +126,7 @@ void ppi_release_slot(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
 int ppi_pool_check(pp_executor *ex);
 bool ppi_manager_dead(pp_executor *ex);
+int ppi_liveness_tick(pp_executor *ex);
 void ppi_request_stop(pp_executor *ex);
 void ppi_executor_unref(pp_executor *ex);
 

@@ -547,10 +547,11 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     return 0;
 }
 
-/* Every few milliseconds a submission checks that the manager lives, so that
- * submitting into a pool whose manager died fails promptly (costs one coarse
- * clock read per submission otherwise). */
-static void submit_liveness(pp_executor *ex)
+/* Every few milliseconds a submission or a non-blocking poll checks that the
+ * manager lives, so that a pool whose manager died is noticed promptly even
+ * by callers that never sleep (costs one coarse clock read otherwise).
+ * Returns ppi_pool_check's answer when it ran, else 0. */
+int ppi_liveness_tick(pp_executor *ex)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -558,9 +559,9 @@ static void submit_liveness(pp_executor *ex)
     /* relaxed: a rate limiter; a duplicate check is harmless. */
     uint64_t last = atomic_load_explicit(&ex->last_check_ns, memory_order_relaxed);
     if (now - last < 10000000ull)
-        return;
+        return 0;
     atomic_store_explicit(&ex->last_check_ns, now, memory_order_relaxed);
-    ppi_pool_check(ex);
+    return ppi_pool_check(ex);
 }
 
 int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size, pp_future **out)
@@ -579,7 +580,7 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
         return -EINVAL;
     if (arg_size > ex->cfg.max_arg_size)
         return PP_ETOOBIG;
-    submit_liveness(ex);
+    ppi_liveness_tick(ex);
     /* seq_cst: announce the submission before checking shutdown, so that
      * pp_shutdown (which sets shutdown, then waits for in_submit == 0) never
      * misses a submission that passed the check (Dekker pair). */

@@ -289,8 +289,18 @@ static int future_wait(pp_future *f, uint64_t deadline)
             continue;
         }
         uint64_t left = ppi_remaining(deadline, NAP_NS);
-        if (left == 0)
+        if (left == 0) {
+            /* A caller that only polls (pp_future_done, timeout 0) still
+             * notices a dead pool within milliseconds. */
+            if (ppi_liveness_tick(ex) != 0) {
+                fail_if_broken(ex, f);
+                deadline = 0; /* re-check once, then report */
+                if (ppi_st_state(atomic_load_explicit(&sl->state, memory_order_acquire)) !=
+                    ppi_st_state(w))
+                    continue;
+            }
             return -ETIMEDOUT;
+        }
         uint64_t ww = w | ((uint64_t)PPI_F_WAITERS << 8);
         /* relaxed: the flag only asks the publisher for a wake; the futex
          * compare re-validates the word. */

@@ -1561,6 +1561,8 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
             d->off2 = s->kind == PP_MAP_IN_PACKED ? pp_shm_offset(ex, s->offsets) : 0;
         }
     }
+    /* init (plain): no runner exists yet; the first pp_submit's release
+     * publishes the whole block. */
     atomic_init(&h->next, 0);
     atomic_init(&h->avail, 0);
     atomic_init(&h->items_pub, 0);
@@ -1571,7 +1573,7 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
     m->errs = (mi_errslot *)((char *)h + off_errs);
     /* A done word must never match a chunk it does not belong to: start
      * every word one lap behind. */
-    for (uint32_t i = 0; i < m->nrec; i++)
+    for (uint32_t i = 0; i < m->nrec; i++) /* init: as above */
         atomic_init(&m->done[i], mi_dw((uint64_t)i - m->nrec, 0, MI_DONE));
     for (uint32_t i = 0; i < m->nrun; i++)
         m->rid_free[m->n_rid_free++] = m->nrun - 1 - i;

@@ -86,10 +86,15 @@ int pp_task_raise(pp_task *t, int code, const char *fmt, ...)
 {
     task_drop_result(t);
     char *msg = ppi_slot_res_inline(t->seg, t->slot);
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, t->seg->inline_size, fmt ? fmt : "", ap);
-    va_end(ap);
+    int n = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        n = vsnprintf(msg, t->seg->inline_size, fmt, ap);
+        va_end(ap);
+    } else {
+        msg[0] = 0;
+    }
     if (n < 0)
         n = 0;
     if ((uint32_t)n >= t->seg->inline_size)

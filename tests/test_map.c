@@ -1,0 +1,1009 @@
+/*
+ * test_map.c — pp_map / pp_map_begin: order, zip, empty inputs, chunksizes,
+ * timeout, early stop, errors inside a chunk, buffersize and endless
+ * generators, shared arrays used in place, variable-size items, the
+ * word-hash workload against a serial run, a worker crash mid-map.
+ */
+#include "pp_testutil.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PPT_FIXTURE .init = pp_test_setup, .fini = pp_test_teardown
+
+static pp_executor *make_pool(int workers)
+{
+    pp_config cfg;
+    cpu_set_t s;
+    int n = ppt_allowed_cpus(&s);
+    ppt_config(&cfg, workers ? workers : (n >= 2 ? 2 : 1));
+    pp_executor *ex = NULL;
+    int rc = pp_executor_create(&ex, &cfg);
+    cr_assert_eq(rc, 0, "pp_executor_create: %s", pp_strerror(rc));
+    return ex;
+}
+
+static pp_map_opts opts(size_t chunksize, size_t out_size)
+{
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.chunksize = chunksize;
+    o.out_size = out_size;
+    return o;
+}
+
+/* ---- item functions (run in workers) ------------------------------------ */
+
+/* out = in0 * in0 + 1 (uint64). */
+static int sq1(pp_map_item *it)
+{
+    uint64_t x;
+    memcpy(&x, it->in[0], 8);
+    x = x * x + 1;
+    memcpy(it->out, &x, 8);
+    return 0;
+}
+
+/* out = sum of the inputs: the first two are uint64 arrays, any third is a
+ * generator item (uint64 too); also checks index and sizes. */
+static int sum_inputs(pp_map_item *it)
+{
+    uint64_t s = 0;
+    for (int j = 0; j < it->n_in; j++) {
+        if (it->in_size[j] != 8)
+            return pp_map_raise(it, 1, "input %d has size %zu", j, it->in_size[j]);
+        uint64_t v;
+        memcpy(&v, it->in[j], 8);
+        s += v;
+    }
+    memcpy(it->out, &s, 8);
+    return 0;
+}
+
+/* Fails item ctx.fail_at with code 42 (raise) or returns 7 (ctx.plain). */
+typedef struct fail_ctx {
+    uint64_t fail_at;
+    int plain;
+} fail_ctx;
+
+static int fail_at(pp_map_item *it)
+{
+    const fail_ctx *c = it->ctx;
+    if (it->index == c->fail_at) {
+        if (c->plain)
+            return 7;
+        return pp_map_raise(it, 42, "bad item %zu", it->index);
+    }
+    return sq1(it);
+}
+
+/* ctx: offset of a shared counter; counts the items started, then sleeps
+ * ctx.sleep_s seconds; out = index. */
+typedef struct count_ctx {
+    uint64_t counter_off;
+    double sleep_s;
+} count_ctx;
+
+static int counted_sleep(pp_map_item *it)
+{
+    const count_ctx *c = it->ctx;
+    _Atomic uint64_t *cnt = pp_task_shm(it->task, c->counter_off);
+    if (!cnt)
+        return pp_map_raise(it, 1, "no counter");
+    /* relaxed: a statistic read by the client after the map ended. */
+    atomic_fetch_add_explicit(cnt, 1, memory_order_relaxed);
+    ppt_sleep(c->sleep_s);
+    uint64_t i = it->index;
+    memcpy(it->out, &i, 8);
+    return 0;
+}
+
+/* Shared arrays: checks that the input and output pointers are the shared
+ * arrays themselves (nothing was copied). ctx = {in_off, out_off}. */
+typedef struct shm_ctx {
+    uint64_t in_off, out_off;
+} shm_ctx;
+
+static int shm_identity(pp_map_item *it)
+{
+    const shm_ctx *c = it->ctx;
+    const char *in_base = pp_task_shm(it->task, c->in_off);
+    char *out_base = pp_task_shm(it->task, c->out_off);
+    if (it->in[0] != in_base + it->index * 8)
+        return pp_map_raise(it, 1, "input %zu was copied", it->index);
+    if (it->out != out_base + it->index * 8)
+        return pp_map_raise(it, 2, "output %zu is not in place", it->index);
+    return sq1(it);
+}
+
+/* Packed shared input: out = byte length. Checks pointer identity too. */
+static int packed_len(pp_map_item *it)
+{
+    const shm_ctx *c = it->ctx;
+    const char *data = pp_task_shm(it->task, c->in_off);
+    if ((const char *)it->in[0] < data || (const char *)it->in[0] > data + (1 << 20))
+        return pp_map_raise(it, 1, "packed item %zu was copied", it->index);
+    uint64_t n = it->in_size[0];
+    memcpy(it->out, &n, 8);
+    return 0;
+}
+
+/* Variable-size result: the input string reversed. */
+static int reverse(pp_map_item *it)
+{
+    const char *s = it->in[0];
+    size_t n = it->in_size[0];
+    char *o = it->out;
+    for (size_t i = 0; i < n; i++)
+        o[i] = s[n - 1 - i];
+    it->out_size = n;
+    return 0;
+}
+
+/* Claims a result larger than out_size at item 3. */
+static int too_big(pp_map_item *it)
+{
+    it->out_size = it->index == 3 ? it->out_cap + 1 : 1;
+    ((char *)it->out)[0] = 'x';
+    return 0;
+}
+
+static int noop8(pp_map_item *it)
+{
+    memcpy(it->out, it->in[0], 8);
+    return 0;
+}
+
+/* ctx: an int added to every item. */
+static int add_ctx(pp_map_item *it)
+{
+    int32_t add;
+    if (it->ctx_size != sizeof add)
+        return pp_map_raise(it, 1, "ctx of %zu bytes", it->ctx_size);
+    memcpy(&add, it->ctx, sizeof add);
+    uint64_t x;
+    memcpy(&x, it->in[0], 8);
+    x += (uint64_t)add;
+    memcpy(it->out, &x, 8);
+    return 0;
+}
+
+/* Crashes the worker at item ctx (abort). */
+static int crash_at(pp_map_item *it)
+{
+    if (it->index == *(const uint64_t *)it->ctx)
+        abort();
+    return sq1(it);
+}
+
+/* ---- SHA-512 (FIPS 180-4), hex, for the word workload -------------------- */
+
+static const uint64_t K512[80] = {
+    0x428a2f98d728ae22ull, 0x7137449123ef65cdull, 0xb5c0fbcfec4d3b2full, 0xe9b5dba58189dbbcull,
+    0x3956c25bf348b538ull, 0x59f111f1b605d019ull, 0x923f82a4af194f9bull, 0xab1c5ed5da6d8118ull,
+    0xd807aa98a3030242ull, 0x12835b0145706fbeull, 0x243185be4ee4b28cull, 0x550c7dc3d5ffb4e2ull,
+    0x72be5d74f27b896full, 0x80deb1fe3b1696b1ull, 0x9bdc06a725c71235ull, 0xc19bf174cf692694ull,
+    0xe49b69c19ef14ad2ull, 0xefbe4786384f25e3ull, 0x0fc19dc68b8cd5b5ull, 0x240ca1cc77ac9c65ull,
+    0x2de92c6f592b0275ull, 0x4a7484aa6ea6e483ull, 0x5cb0a9dcbd41fbd4ull, 0x76f988da831153b5ull,
+    0x983e5152ee66dfabull, 0xa831c66d2db43210ull, 0xb00327c898fb213full, 0xbf597fc7beef0ee4ull,
+    0xc6e00bf33da88fc2ull, 0xd5a79147930aa725ull, 0x06ca6351e003826full, 0x142929670a0e6e70ull,
+    0x27b70a8546d22ffcull, 0x2e1b21385c26c926ull, 0x4d2c6dfc5ac42aedull, 0x53380d139d95b3dfull,
+    0x650a73548baf63deull, 0x766a0abb3c77b2a8ull, 0x81c2c92e47edaee6ull, 0x92722c851482353bull,
+    0xa2bfe8a14cf10364ull, 0xa81a664bbc423001ull, 0xc24b8b70d0f89791ull, 0xc76c51a30654be30ull,
+    0xd192e819d6ef5218ull, 0xd69906245565a910ull, 0xf40e35855771202aull, 0x106aa07032bbd1b8ull,
+    0x19a4c116b8d2d0c8ull, 0x1e376c085141ab53ull, 0x2748774cdf8eeb99ull, 0x34b0bcb5e19b48a8ull,
+    0x391c0cb3c5c95a63ull, 0x4ed8aa4ae3418acbull, 0x5b9cca4f7763e373ull, 0x682e6ff3d6b2b8a3ull,
+    0x748f82ee5defb2fcull, 0x78a5636f43172f60ull, 0x84c87814a1f0ab72ull, 0x8cc702081a6439ecull,
+    0x90befffa23631e28ull, 0xa4506cebde82bde9ull, 0xbef9a3f7b2c67915ull, 0xc67178f2e372532bull,
+    0xca273eceea26619cull, 0xd186b8c721c0c207ull, 0xeada7dd6cde0eb1eull, 0xf57d4f7fee6ed178ull,
+    0x06f067aa72176fbaull, 0x0a637dc5a2c898a6ull, 0x113f9804bef90daeull, 0x1b710b35131c471bull,
+    0x28db77f523047d84ull, 0x32caab7b40c72493ull, 0x3c9ebe0a15c9bebcull, 0x431d67c49c100d4cull,
+    0x4cc5d4becb3e42b6ull, 0x597f299cfc657e2aull, 0x5fcb6fab3ad6faecull, 0x6c44198c4a475817ull};
+
+static inline uint64_t ror64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static void sha512_block(uint64_t h[8], const unsigned char *p)
+{
+    uint64_t w[80];
+    for (int i = 0; i < 16; i++) {
+        w[i] = 0;
+        for (int b = 0; b < 8; b++)
+            w[i] = (w[i] << 8) | p[8 * i + b];
+    }
+    for (int i = 16; i < 80; i++) {
+        uint64_t s0 = ror64(w[i - 15], 1) ^ ror64(w[i - 15], 8) ^ (w[i - 15] >> 7);
+        uint64_t s1 = ror64(w[i - 2], 19) ^ ror64(w[i - 2], 61) ^ (w[i - 2] >> 6);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint64_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 80; i++) {
+        uint64_t t1 = k + (ror64(e, 14) ^ ror64(e, 18) ^ ror64(e, 41)) + ((e & f) ^ (~e & g)) +
+                      K512[i] + w[i];
+        uint64_t t2 = (ror64(a, 28) ^ ror64(a, 34) ^ ror64(a, 39)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += k;
+}
+
+static void sha512_hex(const void *data, size_t n, char out[128])
+{
+    uint64_t h[8] = {0x6a09e667f3bcc908ull, 0xbb67ae8584caa73bull, 0x3c6ef372fe94f82bull,
+                     0xa54ff53a5f1d36f1ull, 0x510e527fade682d1ull, 0x9b05688c2b3e6c1full,
+                     0x1f83d9abfb41bd6bull, 0x5be0cd19137e2179ull};
+    const unsigned char *p = data;
+    size_t left = n;
+    while (left >= 128) {
+        sha512_block(h, p);
+        p += 128;
+        left -= 128;
+    }
+    unsigned char buf[256] = {0};
+    memcpy(buf, p, left);
+    buf[left] = 0x80;
+    size_t total = left + 17 <= 128 ? 128 : 256;
+    uint64_t bits = (uint64_t)n * 8;
+    for (int b = 0; b < 8; b++)
+        buf[total - 1 - b] = (unsigned char)(bits >> (8 * b));
+    for (size_t o = 0; o < total; o += 128)
+        sha512_block(h, buf + o);
+    static const char hx[] = "0123456789abcdef";
+    for (int i = 0; i < 8; i++)
+        for (int b = 0; b < 8; b++) {
+            unsigned char v = (unsigned char)(h[i] >> (56 - 8 * b));
+            out[16 * i + 2 * b] = hx[v >> 4];
+            out[16 * i + 2 * b + 1] = hx[v & 15];
+        }
+}
+
+static int hash_word(pp_map_item *it)
+{
+    sha512_hex(it->in[0], it->in_size[0], it->out);
+    return 0;
+}
+
+/* Deterministic lowercase words of 3..12 letters. */
+static char **make_words(size_t n)
+{
+    char **w = calloc(n, sizeof *w);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s += 0x9e3779b97f4a7c15ull;
+        uint64_t z = s;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        size_t len = 3 + (size_t)(z % 10);
+        w[i] = malloc(len + 1);
+        for (size_t k = 0; k < len; k++) {
+            w[i][k] = (char)('a' + (z >> (5 * k + 4)) % 26);
+        }
+        w[i][len] = '\0';
+    }
+    return w;
+}
+
+static void free_words(char **w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(w[i]);
+    free(w);
+}
+
+/* ---- generators (client side) -------------------------------------------- */
+
+typedef struct gen_state {
+    uint64_t value;     /* current item */
+    size_t produced;    /* calls that returned an item */
+    size_t limit;       /* SIZE_MAX: endless */
+    size_t fail_at;     /* SIZE_MAX: never */
+} gen_state;
+
+static int gen_u64(void *user, size_t index, const void **item, size_t *size)
+{
+    gen_state *g = user;
+    if (index != g->produced)
+        return -EPROTO; /* items are asked for in order */
+    if (index == g->fail_at)
+        return -EIO;
+    if (index >= g->limit)
+        return 0;
+    g->value = index * 3;
+    g->produced++;
+    *item = &g->value;
+    *size = 8;
+    return 1;
+}
+
+/* ======================================================================== */
+
+Test(map, results_in_order_for_every_chunksize, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool(0);
+    const size_t n = 10007;
+    uint64_t *in = malloc(n * 8), *out = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    size_t sizes[] = {1, 2, 7, 64, 1000, n - 1, n, n + 5, 1000000};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        memset(out, 0xff, n * 8);
+        pp_map_input mi = pp_map_array(in, n, 8);
+        pp_map_opts o = opts(sizes[s], 8);
+        pp_map_status st;
+        int rc = pp_map(ex, sq1, &mi, 1, out, n, NULL, &o, &st);
+        cr_assert_eq(rc, 0, "chunksize %zu: %s (%s)", sizes[s], pp_strerror(rc), st.message);
+        cr_assert_eq(st.done, n);
+        cr_assert_eq(st.chunks, (n + sizes[s] - 1) / sizes[s]);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(out[i], i * i + 1, "chunksize %zu item %zu", sizes[s], i);
+
+        /* the same through the iterator */
+        pp_map_iter *m;
+        rc = pp_map_begin(&m, ex, sq1, &mi, 1, &o);
+        cr_assert_eq(rc, 0);
+        const void *r;
+        size_t rs, k = 0;
+        while ((rc = pp_map_next(m, &r, &rs)) == 0) {
+            cr_assert_eq(rs, 8);
+            cr_assert_eq(*(const uint64_t *)r, k * k + 1, "iterator item %zu", k);
+            k++;
+        }
+        cr_assert_eq(rc, -ENOENT, "%s", pp_strerror(rc));
+        cr_assert_eq(k, n);
+        cr_assert_eq(pp_map_next(m, &r, &rs), -ENOENT, "the end is sticky");
+        cr_assert_eq(pp_map_end(m), 0);
+    }
+    free(in);
+    free(out);
+    pp_executor_destroy(ex);
+}
+
+Test(map, zip_stops_at_the_shortest_input, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    uint64_t a[100], b[60];
+    for (int i = 0; i < 100; i++)
+        a[i] = (uint64_t)i * 1000;
+    for (int i = 0; i < 60; i++)
+        b[i] = (uint64_t)i;
+    uint64_t out[100];
+    pp_map_input in[3] = {pp_map_array(a, 100, 8), pp_map_array(b, 60, 8)};
+    pp_map_opts o = opts(7, 8);
+    pp_map_status st;
+    int rc = pp_map(ex, sum_inputs, in, 2, out, 100, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s", st.message);
+    cr_assert_eq(st.done, 60);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(out[i], (uint64_t)i * 1001);
+
+    /* a generator that ends first (40 items), zipped with both arrays */
+    gen_state g = {.limit = 40, .fail_at = SIZE_MAX};
+    in[2] = pp_map_generator(gen_u64, &g);
+    rc = pp_map(ex, sum_inputs, in, 3, out, 100, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s", st.message);
+    cr_assert_eq(st.done, 40);
+    for (int i = 0; i < 40; i++)
+        cr_assert_eq(out[i], (uint64_t)i * 1004);
+
+    /* out_count is a bound too */
+    rc = pp_map(ex, sum_inputs, in, 2, out, 10, NULL, &o, &st);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(st.done, 10);
+    pp_executor_destroy(ex);
+}
+
+Test(map, empty_inputs_and_bad_arguments, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    uint64_t x[4] = {1, 2, 3, 4}, out[4];
+    pp_map_input in = pp_map_array(x, 0, 8);
+    pp_map_opts o = opts(1, 8);
+    pp_map_status st;
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, out, 4, NULL, &o, &st), 0);
+    cr_assert_eq(st.done, 0);
+    cr_assert_eq(st.chunks, 0);
+    cr_assert_eq(st.runners, 0, "no item, no task");
+    /* no input at all (Python: map(fn) issues nothing) */
+    cr_assert_eq(pp_map(ex, sq1, NULL, 0, out, 4, NULL, &o, &st), 0);
+    cr_assert_eq(st.done, 0);
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, sq1, &in, 1, &o), 0);
+    cr_assert_eq(pp_map_next(m, NULL, NULL), -ENOENT);
+    pp_map_end(m);
+
+    in = pp_map_array(x, 4, 8);
+    o.chunksize = 0;
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, out, 4, NULL, &o, &st), -EINVAL, "chunksize 0");
+    cr_assert_eq(pp_map_begin(&m, ex, sq1, &in, 1, &o), -EINVAL);
+    cr_assert_null(m);
+    o = opts(1, 8);
+    o.timeout = NAN;
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, out, 4, NULL, &o, &st), -EINVAL, "NaN timeout");
+    o = opts(1, 8);
+    cr_assert_eq(pp_map(ex, NULL, &in, 1, out, 4, NULL, &o, &st), -EINVAL, "no function");
+    cr_assert_eq(pp_map(NULL, sq1, &in, 1, out, 4, NULL, &o, &st), -EINVAL, "no executor");
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, NULL, 4, NULL, &o, &st), -EINVAL, "no out");
+    cr_assert_eq(pp_map(ex, sq1, &in, PP_MAP_MAX_INPUTS + 1, out, 4, NULL, &o, &st), -EINVAL);
+    pp_map_input bad = pp_map_strided(x, 4, 8, 4); /* stride < item size */
+    cr_assert_eq(pp_map(ex, sq1, &bad, 1, out, 4, NULL, &o, &st), -EINVAL);
+    bad = pp_map_generator(NULL, NULL);
+    cr_assert_eq(pp_map(ex, sq1, &bad, 1, out, 4, NULL, &o, &st), -EINVAL);
+    o.ctx_size = 4; /* ctx NULL */
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, out, 4, NULL, &o, &st), -EINVAL);
+    cr_assert_eq(pp_map_next(NULL, NULL, NULL), -EINVAL);
+    cr_assert_eq(pp_map_end(NULL), -EINVAL);
+
+    /* after shutdown: a map that has items cannot start */
+    pp_shutdown(ex, true, false);
+    o = opts(1, 8);
+    cr_assert_eq(pp_map(ex, sq1, &in, 1, out, 4, NULL, &o, &st), -ESHUTDOWN);
+    pp_executor_destroy(ex);
+}
+
+Test(map, timeout_mid_map, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    void *cnt;
+    cr_assert_eq(pp_shm_alloc(ex, 64, &cnt), 0);
+    count_ctx c = {.counter_off = pp_shm_offset(ex, cnt), .sleep_s = 0.02};
+    enum { N = 400 };
+    uint64_t in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    pp_map_input mi = pp_map_array(in, N, 8);
+    pp_map_opts o = opts(1, 8);
+    o.ctx = &c;
+    o.ctx_size = sizeof c;
+    o.timeout = 0.15;
+
+    double t0 = ppt_now();
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, counted_sleep, &mi, 1, &o), 0);
+    int rc;
+    size_t k = 0;
+    const void *r;
+    while ((rc = pp_map_next(m, &r, NULL)) == 0) {
+        cr_assert_eq(*(const uint64_t *)r, k);
+        k++;
+    }
+    double t = ppt_now() - t0;
+    cr_assert_eq(rc, -ETIMEDOUT, "%s", pp_strerror(rc));
+    cr_assert(t >= 0.14 && t < 1.0, "timed out after %.3f s", t);
+    cr_assert(k > 0 && k < N, "%zu results before the deadline", k);
+    cr_assert_eq(pp_map_next(m, &r, NULL), -ETIMEDOUT, "a timeout ends the map");
+    pp_map_status st;
+    pp_map_get_status(m, &st);
+    cr_assert_eq(st.error, -ETIMEDOUT);
+    cr_assert_eq(st.done, k);
+    pp_map_end(m);
+    /* relaxed: the runners are finished (pp_map_end waited for them). */
+    uint64_t started = atomic_load_explicit((_Atomic uint64_t *)cnt, memory_order_relaxed);
+    cr_assert(started < N / 2, "the rest was cancelled (%llu started)",
+              (unsigned long long)started);
+
+    /* all at once: the results before the deadline are in out */
+    uint64_t out[N];
+    t0 = ppt_now();
+    rc = pp_map(ex, counted_sleep, &mi, 1, out, N, NULL, &o, &st);
+    t = ppt_now() - t0;
+    cr_assert_eq(rc, -ETIMEDOUT);
+    cr_assert(t < 1.0, "pp_map returned after %.3f s", t);
+    cr_assert(st.done < N);
+    for (size_t i = 0; i < st.done; i++)
+        cr_assert_eq(out[i], i);
+    pp_shm_free(ex, cnt);
+    pp_executor_destroy(ex);
+}
+
+Test(map, early_stop_cancels_what_has_not_started, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    int workers = pp_max_workers(ex);
+    void *cnt;
+    cr_assert_eq(pp_shm_alloc(ex, 64, &cnt), 0);
+    count_ctx c = {.counter_off = pp_shm_offset(ex, cnt), .sleep_s = 0.005};
+    enum { N = 1000 };
+    uint64_t in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    pp_map_input mi = pp_map_array(in, N, 8);
+    pp_map_opts o = opts(1, 8);
+    o.ctx = &c;
+    o.ctx_size = sizeof c;
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, counted_sleep, &mi, 1, &o), 0);
+    const void *r;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(pp_map_next(m, &r, NULL), 0);
+        cr_assert_eq(*(const uint64_t *)r, (uint64_t)i);
+    }
+    cr_assert_eq(pp_map_end(m), 0);
+    /* relaxed: pp_map_end returned after every runner finished. */
+    uint64_t started = atomic_load_explicit((_Atomic uint64_t *)cnt, memory_order_relaxed);
+    /* 3 consumed; at most one chunk per worker was running when we stopped,
+     * plus one each may have started while we consumed the third. */
+    cr_assert(started >= 3 && started <= 3 + 2 * (uint64_t)workers,
+              "%llu items started after stopping at 3", (unsigned long long)started);
+    /* the pool is still fine */
+    uint64_t out[N];
+    pp_map_status st;
+    o.ctx = &c;
+    c.sleep_s = 0;
+    cr_assert_eq(pp_map(ex, counted_sleep, &mi, 1, out, N, NULL, &o, &st), 0);
+    pp_shm_free(ex, cnt);
+    pp_executor_destroy(ex);
+}
+
+Test(map, error_in_the_middle_of_a_chunk, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    enum { N = 100 };
+    uint64_t in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    pp_map_input mi = pp_map_array(in, N, 8);
+    fail_ctx fc = {.fail_at = 25};
+    pp_map_opts o = opts(10, 8);
+    o.ctx = &fc;
+    o.ctx_size = sizeof fc;
+
+    /* iterator: items 0..24 (20..24 are the failed chunk's), then the error */
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, fail_at, &mi, 1, &o), 0);
+    const void *r;
+    int rc;
+    size_t k = 0;
+    while ((rc = pp_map_next(m, &r, NULL)) == 0) {
+        cr_assert_eq(*(const uint64_t *)r, k * k + 1);
+        k++;
+    }
+    cr_assert_eq(k, 25, "delivered %zu items before the error", k);
+    cr_assert_eq(rc, PP_ETASK, "%s", pp_strerror(rc));
+    pp_map_status st;
+    cr_assert_eq(pp_map_get_status(m, &st), 0);
+    cr_assert_eq(st.error, PP_ETASK);
+    cr_assert_eq(st.done, 25);
+    cr_assert_eq(st.code, 42);
+    cr_assert_str_eq(st.message, "bad item 25");
+    cr_assert(st.pid > 0 && st.pid != getpid(), "the failing worker's pid");
+    cr_assert_eq(pp_map_next(m, &r, NULL), PP_ETASK, "the error is sticky");
+    pp_map_end(m);
+
+    /* all at once */
+    memset(out, 0, sizeof out);
+    rc = pp_map(ex, fail_at, &mi, 1, out, N, NULL, &o, &st);
+    cr_assert_eq(rc, PP_ETASK);
+    cr_assert_eq(st.done, 25);
+    cr_assert_eq(st.code, 42);
+    for (int i = 0; i < 25; i++)
+        cr_assert_eq(out[i], (uint64_t)i * i + 1);
+
+    /* a plain non-zero return; the error in the first item of a chunk */
+    fc.fail_at = 30;
+    fc.plain = 1;
+    rc = pp_map(ex, fail_at, &mi, 1, out, N, NULL, &o, &st);
+    cr_assert_eq(rc, PP_ETASK);
+    cr_assert_eq(st.done, 30);
+    cr_assert_eq(st.code, 7);
+    cr_assert_str_eq(st.message, "item function returned 7");
+
+    /* chunksize 1 and the last item */
+    fc.fail_at = N - 1;
+    o.chunksize = 1;
+    rc = pp_map(ex, fail_at, &mi, 1, out, N, NULL, &o, &st);
+    cr_assert_eq(rc, PP_ETASK);
+    cr_assert_eq(st.done, N - 1);
+    pp_executor_destroy(ex);
+}
+
+Test(map, buffersize_bounds_chunks_in_flight, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    const size_t cs = 4, bs = 3, n = 200;
+    gen_state g = {.limit = n, .fail_at = SIZE_MAX};
+    pp_map_input in = pp_map_generator(gen_u64, &g);
+    pp_map_opts o = opts(cs, 8);
+    o.buffersize = bs;
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, sq1, &in, 1, &o), 0);
+    cr_assert(g.produced <= bs * cs, "begin read %zu items", g.produced);
+    const void *r;
+    size_t k = 0;
+    int rc;
+    while ((rc = pp_map_next(m, &r, NULL)) == 0) {
+        uint64_t v = k * 3;
+        cr_assert_eq(*(const uint64_t *)r, v * v + 1);
+        /* in flight: the chunk being read and at most bs - 1 more */
+        size_t bound = (k / cs + bs) * cs;
+        cr_assert(g.produced <= bound, "item %zu: %zu items read, bound %zu", k, g.produced,
+                  bound);
+        cr_assert(g.produced - k <= bs * cs, "item %zu: %zu items in flight", k,
+                  g.produced - k);
+        k++;
+    }
+    cr_assert_eq(rc, -ENOENT);
+    cr_assert_eq(k, n);
+    pp_map_status st;
+    pp_map_get_status(m, &st);
+    cr_assert(st.max_in_flight <= bs, "max in flight %zu", st.max_in_flight);
+    cr_assert(st.max_in_flight >= 1);
+    pp_map_end(m);
+    pp_executor_destroy(ex);
+}
+
+Test(map, endless_generator_with_buffersize, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool(0);
+    gen_state g = {.limit = SIZE_MAX, .fail_at = SIZE_MAX};
+    pp_map_input in = pp_map_generator(gen_u64, &g);
+    pp_map_opts o = opts(16, 8);
+    o.buffersize = 4;
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, sq1, &in, 1, &o), 0);
+    const void *r;
+    const size_t want = 200000;
+    for (size_t k = 0; k < want; k++) {
+        int rc = pp_map_next(m, &r, NULL);
+        cr_assert_eq(rc, 0, "item %zu: %s", k, pp_strerror(rc));
+        uint64_t v = k * 3;
+        cr_assert_eq(*(const uint64_t *)r, v * v + 1);
+        cr_assert(g.produced - k <= 4 * 16, "item %zu: %zu read ahead", k, g.produced - k);
+    }
+    pp_map_status st;
+    pp_map_get_status(m, &st);
+    cr_assert(st.max_in_flight <= 4);
+    cr_assert_eq(pp_map_end(m), 0);
+    cr_assert(g.produced <= want + 4 * 16, "read %zu items of an endless input", g.produced);
+
+    /* a generator error surfaces at its position */
+    gen_state g2 = {.limit = SIZE_MAX, .fail_at = 37};
+    in = pp_map_generator(gen_u64, &g2);
+    uint64_t out[100];
+    pp_map_status st2;
+    int rc = pp_map(ex, sq1, &in, 1, out, 100, NULL, &o, &st2);
+    cr_assert_eq(rc, -EIO, "%s", pp_strerror(rc));
+    cr_assert_eq(st2.done, 37);
+    for (int i = 0; i < 37; i++)
+        cr_assert_eq(out[i], (uint64_t)(i * 3) * (uint64_t)(i * 3) + 1);
+    pp_executor_destroy(ex);
+}
+
+Test(map, shared_arrays_are_used_in_place, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    const size_t n = 5000;
+    uint64_t *in, *out;
+    cr_assert_eq(pp_shm_alloc(ex, n * 8, (void **)&in), 0);
+    cr_assert_eq(pp_shm_alloc(ex, n * 8, (void **)&out), 0);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    shm_ctx c = {pp_shm_offset(ex, in), pp_shm_offset(ex, out)};
+    pp_map_input mi = pp_map_array(in, n, 8);
+    pp_map_opts o = opts(37, 8);
+    o.ctx = &c;
+    o.ctx_size = sizeof c;
+    pp_map_status st;
+    int rc = pp_map(ex, shm_identity, &mi, 1, out, n, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s: %s", pp_strerror(rc), st.message);
+    cr_assert_eq(st.staged_bytes, 0, "no input byte copied");
+    cr_assert_eq(st.result_bytes, 0, "no result byte copied");
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(out[i], i * i + 1);
+
+    /* a packed shared input (bytes and offsets in shared memory) */
+    char *data;
+    size_t *offs;
+    cr_assert_eq(pp_shm_alloc(ex, 1 << 20, (void **)&data), 0);
+    cr_assert_eq(pp_shm_alloc(ex, (n + 1) * sizeof *offs, (void **)&offs), 0);
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        offs[i] = pos;
+        size_t len = i % 17;
+        memset(data + pos, 'a', len);
+        pos += len;
+    }
+    offs[n] = pos;
+    c.in_off = pp_shm_offset(ex, data);
+    mi = pp_map_packed(data, offs, n);
+    rc = pp_map(ex, packed_len, &mi, 1, out, n, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s: %s", pp_strerror(rc), st.message);
+    cr_assert_eq(st.staged_bytes, 0);
+    cr_assert_eq(st.result_bytes, 0);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(out[i], i % 17);
+
+    /* the same map into private memory copies the results (and only them) */
+    uint64_t *priv = malloc(n * 8);
+    rc = pp_map(ex, packed_len, &mi, 1, priv, n, NULL, &o, &st);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(st.staged_bytes, 0);
+    cr_assert_eq(st.result_bytes, n * 8);
+    free(priv);
+    pp_shm_free(ex, data);
+    pp_shm_free(ex, offs);
+    pp_shm_free(ex, in);
+    pp_shm_free(ex, out);
+    pp_executor_destroy(ex);
+}
+
+Test(map, variable_size_items, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    const size_t n = 3000;
+    char **w = make_words(n);
+    char *out = malloc(n * 16);
+    size_t *sizes = malloc(n * sizeof *sizes);
+    pp_map_input in = pp_map_ptrs((const void *const *)w, NULL, n);
+    pp_map_opts o = opts(13, 16);
+    o.out_variable = true;
+    pp_map_status st;
+    int rc = pp_map(ex, reverse, &in, 1, out, n, sizes, &o, &st);
+    cr_assert_eq(rc, 0, "%s", st.message);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(w[i]);
+        cr_assert_eq(sizes[i], len, "item %zu", i);
+        for (size_t k = 0; k < len; k++)
+            cr_assert_eq(out[i * 16 + k], w[i][len - 1 - k]);
+    }
+    cr_assert(st.staged_bytes > 0);
+
+    /* iterator over the same */
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, reverse, &in, 1, &o), 0);
+    const void *r;
+    size_t rs, k = 0;
+    while ((rc = pp_map_next(m, &r, &rs)) == 0) {
+        cr_assert_eq(rs, strlen(w[k]));
+        cr_assert_eq(memcmp(r, out + k * 16, rs), 0);
+        k++;
+    }
+    cr_assert_eq(rc, -ENOENT);
+    cr_assert_eq(k, n);
+    pp_map_end(m);
+
+    /* a result larger than out_size fails that item with PP_ETOOBIG */
+    rc = pp_map(ex, too_big, &in, 1, out, n, sizes, &o, &st);
+    cr_assert_eq(rc, PP_ETOOBIG, "%s", pp_strerror(rc));
+    cr_assert_eq(st.done, 3);
+
+    /* explicit sizes; a NULL item with a size fails at its position */
+    size_t lens[4] = {3, 0, 2, 5};
+    const char *items[4] = {"abc", NULL, "xy", NULL};
+    in = pp_map_ptrs((const void *const *)items, lens, 4);
+    rc = pp_map(ex, reverse, &in, 1, out, 4, sizes, &o, &st);
+    cr_assert_eq(rc, -EINVAL);
+    cr_assert_eq(st.done, 3);
+    cr_assert_eq(sizes[0], 3);
+    cr_assert_eq(memcmp(out, "cba", 3), 0);
+    cr_assert_eq(sizes[1], 0);
+    cr_assert_eq(memcmp(out + 32, "yx", 2), 0);
+    free_words(w, n);
+    free(out);
+    free(sizes);
+    pp_executor_destroy(ex);
+}
+
+Test(map, word_digests_equal_a_serial_run, PPT_FIXTURE, .timeout = 120)
+{
+    char hex[129] = {0};
+    sha512_hex("abc", 3, hex);
+    cr_assert_str_eq(hex,
+                     "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+                     "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f",
+                     "the test's SHA-512 is right");
+    pp_executor *ex = make_pool(0);
+    const size_t n = 30000;
+    char **w = make_words(n);
+    char *serial = malloc(n * 128), *par = malloc(n * 128);
+    for (size_t i = 0; i < n; i++)
+        sha512_hex(w[i], strlen(w[i]), serial + i * 128);
+    size_t sizes[] = {n / 2 + 1, 5000, 1000, 100, 1};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        memset(par, 0, n * 128);
+        pp_map_input in = pp_map_ptrs((const void *const *)w, NULL, n);
+        pp_map_opts o = opts(sizes[s], 128);
+        pp_map_status st;
+        int rc = pp_map(ex, hash_word, &in, 1, par, n, NULL, &o, &st);
+        cr_assert_eq(rc, 0, "%s", st.message);
+        cr_assert_eq(memcmp(par, serial, n * 128), 0, "chunksize %zu: digests differ",
+                     sizes[s]);
+    }
+    /* through the iterator, one digest at a time */
+    pp_map_input in = pp_map_ptrs((const void *const *)w, NULL, n);
+    pp_map_opts o = opts(1, 128);
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, hash_word, &in, 1, &o), 0);
+    const void *r;
+    size_t k = 0;
+    int rc;
+    while ((rc = pp_map_next(m, &r, NULL)) == 0) {
+        cr_assert_eq(memcmp(r, serial + k * 128, 128), 0, "digest %zu", k);
+        k++;
+    }
+    cr_assert_eq(rc, -ENOENT);
+    cr_assert_eq(k, n);
+    pp_map_end(m);
+    free_words(w, n);
+    free(serial);
+    free(par);
+    pp_executor_destroy(ex);
+}
+
+Test(map, a_million_items_at_chunksize_1, PPT_FIXTURE, .timeout = 120)
+{
+    pp_executor *ex = make_pool(0);
+    const size_t n = 1000000;
+    uint64_t *in = malloc(n * 8), *out = malloc(n * 8);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i ^ 0x5555;
+    pp_map_input mi = pp_map_array(in, n, 8);
+    pp_map_opts o = opts(1, 8);
+    pp_map_status st;
+    int rc = pp_map(ex, noop8, &mi, 1, out, n, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s", st.message);
+    cr_assert_eq(st.chunks, n);
+    cr_assert_eq(memcmp(in, out, n * 8), 0);
+    cr_assert(st.max_in_flight <= 16384, "bounded internally (%zu)", st.max_in_flight);
+    pp_stats ps;
+    pp_executor_stats(ex, &ps, NULL, 0);
+    cr_assert_eq(ps.backlog, 0);
+    free(in);
+    free(out);
+    pp_executor_destroy(ex);
+}
+
+Test(map, context_bytes_reach_every_call, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    uint64_t in[50], out[50];
+    for (int i = 0; i < 50; i++)
+        in[i] = (uint64_t)i;
+    int32_t add = 1000;
+    pp_map_input mi = pp_map_array(in, 50, 8);
+    pp_map_opts o = opts(3, 8);
+    o.ctx = &add;
+    o.ctx_size = sizeof add;
+    pp_map_status st;
+    cr_assert_eq(pp_map(ex, add_ctx, &mi, 1, out, 50, NULL, &o, &st), 0, "%s", st.message);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(out[i], (uint64_t)i + 1000);
+    pp_executor_destroy(ex);
+}
+
+Test(map, two_iterators_interleaved, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    enum { N = 3000 };
+    uint64_t a[N], b[N];
+    for (int i = 0; i < N; i++) {
+        a[i] = (uint64_t)i;
+        b[i] = (uint64_t)(N - i);
+    }
+    pp_map_input ia = pp_map_array(a, N, 8), ib = pp_map_array(b, N, 8);
+    pp_map_opts o1 = opts(1, 8), o2 = opts(5, 8);
+    o2.buffersize = 2;
+    pp_map_iter *ma, *mb;
+    cr_assert_eq(pp_map_begin(&ma, ex, sq1, &ia, 1, &o1), 0);
+    cr_assert_eq(pp_map_begin(&mb, ex, sq1, &ib, 1, &o2), 0);
+    for (int i = 0; i < N; i++) {
+        const void *ra, *rb;
+        cr_assert_eq(pp_map_next(ma, &ra, NULL), 0);
+        cr_assert_eq(pp_map_next(mb, &rb, NULL), 0);
+        cr_assert_eq(*(const uint64_t *)ra, a[i] * a[i] + 1);
+        cr_assert_eq(*(const uint64_t *)rb, b[i] * b[i] + 1);
+    }
+    cr_assert_eq(pp_map_next(ma, NULL, NULL), -ENOENT);
+    cr_assert_eq(pp_map_next(mb, NULL, NULL), -ENOENT);
+    pp_map_end(ma);
+    pp_map_end(mb);
+    pp_executor_destroy(ex);
+}
+
+Test(map, worker_crash_mid_map_fails_the_map, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool(0);
+    enum { N = 2000 };
+    uint64_t in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    uint64_t at = 500;
+    pp_map_input mi = pp_map_array(in, N, 8);
+    pp_map_opts o = opts(10, 8);
+    o.ctx = &at;
+    o.ctx_size = sizeof at;
+    pp_map_status st;
+    double t0 = ppt_now();
+    int rc = pp_map(ex, crash_at, &mi, 1, out, N, NULL, &o, &st);
+    cr_assert(rc == PP_EBROKEN || rc == PP_EWORKER, "%s", pp_strerror(rc));
+    cr_assert(ppt_now() - t0 < 10.0, "a crash never hangs the map");
+    cr_assert(st.done <= at, "failed at %zu", st.done);
+    for (size_t i = 0; i < st.done; i++)
+        cr_assert_eq(out[i], i * i + 1);
+    cr_assert(st.message[0]);
+    pp_executor_destroy(ex);
+}
+
+Test(map, shutdown_with_cancel_futures_cancels_the_rest, PPT_FIXTURE, .timeout = 30)
+{
+    pp_executor *ex = make_pool(0);
+    void *cnt;
+    cr_assert_eq(pp_shm_alloc(ex, 64, &cnt), 0);
+    count_ctx c = {.counter_off = pp_shm_offset(ex, cnt), .sleep_s = 0.01};
+    enum { N = 300 };
+    uint64_t in[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    pp_map_input mi = pp_map_array(in, N, 8);
+    pp_map_opts o = opts(1, 8);
+    o.ctx = &c;
+    o.ctx_size = sizeof c;
+    pp_map_iter *m;
+    cr_assert_eq(pp_map_begin(&m, ex, counted_sleep, &mi, 1, &o), 0);
+    const void *r;
+    cr_assert_eq(pp_map_next(m, &r, NULL), 0);
+    cr_assert_eq(pp_map_next(m, &r, NULL), 0);
+    double t0 = ppt_now();
+    cr_assert_eq(pp_shutdown(ex, false, true), 0);
+    int rc;
+    size_t k = 2;
+    while ((rc = pp_map_next(m, &r, NULL)) == 0) {
+        cr_assert_eq(*(const uint64_t *)r, k);
+        k++;
+    }
+    cr_assert_eq(rc, -ECANCELED, "%s", pp_strerror(rc));
+    cr_assert(k < N, "the map stopped at %zu", k);
+    cr_assert(ppt_now() - t0 < 2.0, "promptly");
+    pp_map_end(m);
+    pp_executor_destroy(ex);
+}
+
+Test(map, worker_crash_with_respawn_fails_only_its_chunk, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    cpu_set_t s;
+    ppt_config(&cfg, ppt_allowed_cpus(&s) >= 2 ? 2 : 1);
+    cfg.on_worker_death = PP_DEATH_RESPAWN;
+    pp_executor *ex = NULL;
+    cr_assert_eq(pp_executor_create(&ex, &cfg), 0);
+    enum { N = 2000 };
+    uint64_t in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = (uint64_t)i;
+    uint64_t at = 503; /* inside chunk 50 (items 500..509) */
+    pp_map_input mi = pp_map_array(in, N, 8);
+    pp_map_opts o = opts(10, 8);
+    o.ctx = &at;
+    o.ctx_size = sizeof at;
+    pp_map_status st;
+    int rc = pp_map(ex, crash_at, &mi, 1, out, N, NULL, &o, &st);
+    cr_assert_eq(rc, PP_EWORKER, "%s (%s)", pp_strerror(rc), st.message);
+    cr_assert_eq(st.done, at, "the items the worker finished are delivered (%zu)", st.done);
+    cr_assert_eq(st.code, 6, "SIGABRT (%d)", st.code);
+    for (size_t i = 0; i < st.done; i++)
+        cr_assert_eq(out[i], i * i + 1);
+    /* the pool goes on */
+    uint64_t ok_at = N + 1;
+    o.ctx = &ok_at;
+    cr_assert_eq(pp_map(ex, crash_at, &mi, 1, out, N, NULL, &o, &st), 0, "%s", st.message);
+    pp_executor_destroy(ex);
+}
