@@ -78,14 +78,7 @@ bool ppi_slot_fail(ppi_seg *seg, uint32_t idx, unsigned accept, int worker, int 
         /* release: publishes the outcome; pairs with the waiter's acquire. */
     } while (!atomic_compare_exchange_weak_explicit(&sl->state, &w2, nw, memory_order_release,
                                                     memory_order_relaxed));
-    if (ppi_st_flags(w2) & PPI_F_WAITERS)
-        ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
-    if (ppi_st_state(nw) == PPI_S_RECLAIM)
-        /* release: the reclaim scan reads the slot after this count. */
-        atomic_fetch_add_explicit(&seg->hdr->reclaim, 1, memory_order_release);
-    else
-        ppi_slot_notify(seg, idx, ppi_st_gen(w2), ppi_st_flags(w2));
-    ppi_ec_notify(&seg->hdr->done_ec, INT_MAX);
+    ppi_slot_finished(seg, idx, w2, nw);
     return true;
 }
 

@@ -52,32 +52,7 @@ bool ppi_ring_push(ppi_ring *r, uint64_t v)
 
 bool ppi_ring_pop(ppi_ring *r, uint64_t *v)
 {
-    /* relaxed: the ticket is validated against the cell's seq below. */
-    uint64_t pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
-    ppi_ring_cell *cell;
-    for (;;) {
-        cell = &r->cells[pos & r->mask];
-        /* acquire: pairs with the producer's release of seq = pos+1. */
-        uint64_t seq = atomic_load_explicit(&cell->seq, memory_order_acquire);
-        int64_t dif = (int64_t)(seq - (pos + 1));
-        if (dif == 0) {
-            /* relaxed: ticket only; the acquire above already ordered val. */
-            if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1,
-                                                      memory_order_relaxed,
-                                                      memory_order_relaxed))
-                break;
-        } else if (dif < 0) {
-            return false; /* empty */
-        } else {
-            /* relaxed: another consumer took pos; retry. */
-            pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
-        }
-    }
-    /* relaxed: ordered after the acquire of seq that matched pos+1. */
-    *v = atomic_load_explicit(&cell->val, memory_order_relaxed);
-    /* release: our val load completes before a producer reuses the cell. */
-    atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
-    return true;
+    return ppi_ring_pop_rec(r, v, NULL, NULL);
 }
 
 bool ppi_ring_nonempty(ppi_ring *r)
@@ -110,6 +85,8 @@ bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns)
 
 void (*ppi_ring_test_hook)(void);
 
+/* The dequeue, with the crash-recovery trail when @claim/@entry are given
+ * (workers); plain pops pass NULL. */
 bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic uint64_t *entry)
 {
     /* relaxed: the ticket is validated against the cell's seq below. */
@@ -122,31 +99,36 @@ bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic
         int64_t dif = (int64_t)(seq - (pos + 1));
         if (dif == 0) {
             /* relaxed: ordered before the CAS by the CAS's release. */
-            atomic_store_explicit(claim, pos + 1, memory_order_relaxed);
+            if (claim)
+                atomic_store_explicit(claim, pos + 1, memory_order_relaxed);
             /* release: the claim record is written before we may own the
              * cell (read by the manager only after we died). */
             if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1,
                                                       memory_order_release,
                                                       memory_order_relaxed)) {
-                if (ppi_ring_test_hook)
+                if (claim && ppi_ring_test_hook) /* workers only */
                     ppi_ring_test_hook();
                 break;
             }
         } else if (dif < 0) {
             /* relaxed: our own record; nobody reads it while we live. */
-            atomic_store_explicit(claim, 0, memory_order_relaxed);
-            return false;
+            if (claim)
+                atomic_store_explicit(claim, 0, memory_order_relaxed);
+            return false; /* empty */
         } else {
             pos = atomic_load_explicit(&r->deq, memory_order_relaxed);
         }
     }
+    /* relaxed: ordered after the acquire of seq that matched pos+1. */
     *v = atomic_load_explicit(&cell->val, memory_order_relaxed);
     /* relaxed: read by the manager only after our death. */
-    atomic_store_explicit(entry, *v, memory_order_relaxed);
+    if (entry)
+        atomic_store_explicit(entry, *v, memory_order_relaxed);
     /* release: our val load completes before a producer reuses the cell. */
     atomic_store_explicit(&cell->seq, pos + r->mask + 1, memory_order_release);
     /* relaxed: as above. */
-    atomic_store_explicit(claim, 0, memory_order_relaxed);
+    if (claim)
+        atomic_store_explicit(claim, 0, memory_order_relaxed);
     return true;
 }
 

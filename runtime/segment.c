@@ -153,6 +153,19 @@ void ppi_seg_unmap(ppi_seg *seg)
     seg->cmd_fd = -1;
 }
 
+void ppi_slot_finished(ppi_seg *s, uint32_t idx, uint64_t old, uint64_t now)
+{
+    if (ppi_st_flags(old) & PPI_F_WAITERS)
+        ppi_futex_wake(ppi_slot_futex(ppi_slot_at(s, idx)), INT_MAX, true);
+    if (ppi_st_state(now) == PPI_S_RECLAIM)
+        /* release: orders the finisher's slot writes before the client's
+         * reclaim scan, which acquires the count. */
+        atomic_fetch_add_explicit(&s->hdr->reclaim, 1, memory_order_release);
+    else
+        ppi_slot_notify(s, idx, ppi_st_gen(old), ppi_st_flags(old));
+    ppi_ec_notify(&s->hdr->done_ec, INT_MAX); /* pump, pp_wait, as_completed */
+}
+
 void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags)
 {
     if (!(flags & PPI_F_NOTIFY))

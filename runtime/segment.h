@@ -271,6 +271,11 @@ static inline _Atomic uint32_t *ppi_slot_futex(ppi_slot *sl)
     return (_Atomic uint32_t *)(void *)&sl->state; /* low half (little-endian) */
 }
 
+/* After a slot's finishing CAS from @old to @now (DONE, FAILED or RECLAIM):
+ * wake its waiters, count a RECLAIM, push the completion entry if callbacks
+ * asked for one, and notify the done eventcount. Any process. */
+void ppi_slot_finished(ppi_seg *s, uint32_t idx, uint64_t old, uint64_t now);
+
 /* Push (idx, gen) on the completion ring if @flags (the slot's flags just
  * before it finished) asked for it, and wake the client's service thread. */
 void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags);

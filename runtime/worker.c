@@ -236,14 +236,7 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
          * the waiter's acquire load of the state. */
     } while (!atomic_compare_exchange_weak_explicit(&sl->state, &w, nw, memory_order_release,
                                                     memory_order_relaxed));
-    if (ppi_st_flags(w) & PPI_F_WAITERS)
-        ppi_futex_wake(ppi_slot_futex(sl), INT_MAX, true);
-    if (ppi_st_state(nw) == PPI_S_RECLAIM)
-        /* release: orders our slot writes before the client's reclaim scan. */
-        atomic_fetch_add_explicit(&seg->hdr->reclaim, 1, memory_order_release);
-    else if (ppi_st_flags(w) & PPI_F_NOTIFY)
-        ppi_slot_notify(seg, idx, gen, ppi_st_flags(w));
-    ppi_ec_notify(&seg->hdr->done_ec, INT_MAX);
+    ppi_slot_finished(seg, idx, w, nw);
 }
 
 /* A task with a timeout started: tell the manager when it must end. */
