@@ -397,7 +397,9 @@ static void round_trips(pp_executor *ex, uint64_t *samples, long rounds, long wa
     *p99 = percentile_u64(samples, (size_t)rounds, 0.99) / 1e3;
 }
 
-static double throughput(pp_executor *ex, pp_future **futs, long tasks)
+/* Returns tasks/s; *submit_ns receives the time spent in the submit loop
+ * (the rest is waiting for and releasing the results). */
+static double throughput(pp_executor *ex, pp_future **futs, long tasks, uint64_t *submit_ns)
 {
     uint64_t t0 = now_ns();
     for (long i = 0; i < tasks; i++) {
@@ -406,11 +408,13 @@ static double throughput(pp_executor *ex, pp_future **futs, long tasks)
         if (rc != 0)
             die("pp_submit", rc);
     }
+    uint64_t ts = now_ns();
     for (long i = 0; i < tasks; i++) {
         check_result(futs[i], "pp_future_result", (uint64_t)i);
         pp_future_release(futs[i]);
     }
     uint64_t t1 = now_ns();
+    *submit_ns = ts - t0;
     return (double)tasks / ((double)(t1 - t0) * 1e-9);
 }
 
@@ -426,7 +430,7 @@ static void print_pool(pp_executor *ex, const char *when)
         die("pp_executor_stats", got);
     if (got > nw)
         got = nw;
-    printf("  pool %s: %d workers;", when, st.workers);
+    printf("  pool %s: %d worker%s;", when, st.workers, st.workers == 1 ? "" : "s");
     for (int i = 0; i < got; i++) {
         if (ws[i].cpu >= 0)
             printf(" w%d cpu %d", i, ws[i].cpu);
@@ -461,11 +465,12 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
         die("pp_max_workers", nw);
     *workers_out = nw;
     if (workers_opt > 0)
-        printf("\nppool: %d workers (--workers), pin policy compact, client unpinned\n", nw);
+        printf("\nppool: %d worker%s (--workers), pin policy compact, client unpinned\n", nw,
+               nw == 1 ? "" : "s");
     else
-        printf("\nppool: %d workers (pp_config_init default%s), pin policy compact, "
+        printf("\nppool: %d worker%s (pp_config_init default%s), pin policy compact, "
                "client unpinned\n",
-               nw, def_workers == 0 ? ": physical cores allowed" : "");
+               nw, nw == 1 ? "" : "s", def_workers == 0 ? ": physical cores allowed" : "");
     print_pool(ex, "at start");
     printf("  shapes: round trip %ld rounds after %ld warm-up; throughput %ld tasks; %ld runs\n",
            rounds, warmup, tasks, runs);
@@ -480,11 +485,15 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
 
     for (long r = 0; r < runs; r++) {
         round_trips(ex, samples, rounds, warmup, &med[r], &p90[r], &p99[r]);
-        tp[r] = throughput(ex, futs, tasks);
+        uint64_t sub_ns = 0;
+        tp[r] = throughput(ex, futs, tasks, &sub_ns);
         char b[64];
+        double total_ns = (double)tasks / tp[r] * 1e9;
         printf("  run %ld/%ld: round trip median %.2f us, p90 %.2f us, p99 %.2f us; "
-               "throughput %s tasks/s\n",
-               r + 1, runs, med[r], p90[r], p99[r], grouped(tp[r], b, sizeof b));
+               "throughput %s tasks/s (%.0f ns/task: submit loop %.0f, wait+release %.0f)\n",
+               r + 1, runs, med[r], p90[r], p99[r], grouped(tp[r], b, sizeof b),
+               total_ns / (double)tasks, (double)sub_ns / (double)tasks,
+               (total_ns - (double)sub_ns) / (double)tasks);
         fflush(stdout);
     }
     print_pool(ex, "at end");
@@ -771,8 +780,8 @@ static void print_targets(const results *pp, int workers)
     printf("  %-46s %20s  %s", "throughput >= 1,000,000 tasks/s with 2 workers:", v,
            pp->tput >= TARGET_TPUT ? "MET" : "MISSED");
     if (workers != TARGET_TPUT_WORKERS)
-        printf(" (but measured with %d workers: rerun with --workers %d)", workers,
-               TARGET_TPUT_WORKERS);
+        printf(" (but measured with %d worker%s: rerun with --workers %d)", workers,
+               workers == 1 ? "" : "s", TARGET_TPUT_WORKERS);
     printf("\n");
 }
 
@@ -946,9 +955,9 @@ int main(int argc, char **argv)
     }
 
     char b1[64], b2[64];
-    printf("\nresults: medians over %ld runs, %d workers (spread over runs: round trip median "
+    printf("\nresults: medians over %ld runs, %d worker%s (spread over runs: round trip median "
            "%.2f..%.2f us, throughput %s..%s tasks/s)\n",
-           runs, workers, pp.rt_median_min, pp.rt_median_max, grouped(pp.tput_min, b1, sizeof b1),
+           runs, workers, workers == 1 ? "" : "s", pp.rt_median_min, pp.rt_median_max, grouped(pp.tput_min, b1, sizeof b1),
            grouped(pp.tput_max, b2, sizeof b2));
     print_table(&pp, &py, have_py);
     if (no_python)

@@ -96,8 +96,11 @@ PP_API const char *pp_strerror(int err);
 /* Configuration                                                             */
 /* ------------------------------------------------------------------------ */
 
+/** A pool: its shared segment, manager and workers (opaque). */
 typedef struct pp_executor pp_executor;
+/** The pending outcome of one submitted call; reference-counted (opaque). */
 typedef struct pp_future pp_future;
+/** The running call, as seen by its task function in a worker (opaque). */
 typedef struct pp_task pp_task;
 
 /**
@@ -173,9 +176,11 @@ typedef struct pp_config {
     int max_workers;
     /** See pp_start_method (default PP_START_AUTO). */
     pp_start_method start_method;
+    /** Where workers are pinned (default PP_PIN_COMPACT). */
     pp_pin_policy pin;
     /** With PP_PIN_LIST: OS PU numbers, one per worker (cycled if shorter). */
     const int *pin_cpus;
+    /** Number of entries in pin_cpus. */
     int n_pin_cpus;
     /** Non-zero: an impossible placement (e.g. more workers than cores with
      *  a per-core policy) fails pp_executor_create with -EINVAL instead of
@@ -206,6 +211,7 @@ typedef struct pp_config {
     pp_initializer initializer;
     /** Bytes passed to the initializer (copied at pp_executor_create). */
     const void *initargs;
+    /** Number of bytes at initargs (0 with initargs NULL). */
     size_t initargs_size;
 } pp_config;
 
@@ -224,8 +230,12 @@ PP_API void pp_config_init(pp_config *cfg);
  * @out: receives the executor on success (NULL on failure).
  * @cfg: configuration, or NULL for the defaults.
  *
- * Returns 0, -EINVAL (bad configuration), -ENOMEM, or another negated errno
- * from the system calls involved. Blocks until every worker has started and
+ * Returns 0, -EINVAL (bad configuration), -ENOMEM, PP_EBROKEN (a worker or
+ * the manager could not start, e.g. it died before pinning itself),
+ * PP_ENOFUNC (the initializer cannot be called in workers), or another
+ * negated errno from the system calls involved. An initializer that fails
+ * does not fail this call: as in Python, the pool is then broken and
+ * submissions and their futures report PP_EBROKEN. Blocks until every worker has started and
  * pinned itself (so a pool that cannot start fails here, not later).
  * Call from the client, any thread. With PP_START_FORK the manager is a fork
  * of the calling process (see pp_start_method for the others). Thread-safe
@@ -311,14 +321,14 @@ typedef struct pp_worker_stats {
 
 /** Pool-wide statistics. */
 typedef struct pp_stats {
-    int workers;
+    int workers;           /* worker positions (max_workers) */
     uint64_t submitted;    /* accepted by pp_submit */
     uint64_t backlog;      /* waiting client-side for a free slot */
     uint64_t queued;       /* in shared memory, not started */
-    uint64_t running;
+    uint64_t running;      /* being executed by a worker */
     uint64_t completed;    /* finished with a result */
     uint64_t failed;       /* finished with an error (not cancellations) */
-    uint64_t cancelled;
+    uint64_t cancelled;    /* cancelled before a worker started them */
     uint64_t killed;       /* stopped by pp_future_kill or a task timeout */
     uint64_t respawns;     /* worker processes replaced (deaths, recycling) */
 } pp_stats;
@@ -328,7 +338,9 @@ typedef struct pp_stats {
  * @st: receives the pool-wide counters (may be NULL).
  * @workers, @n: receive up to @n per-worker records (may be NULL/0).
  * Returns the number of workers, or -EINVAL. Counters are read without
- * locking, each one exact, the set not one instant. Any client thread; does
+ * locking, each one exact, the set not one instant. A worker counts a task
+ * just after publishing its outcome, so right after a future is seen done its
+ * completion may not be counted yet (after pp_shutdown(wait=true) all are). Any client thread; does
  * not block.
  */
 PP_API int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
@@ -418,15 +430,19 @@ PP_API void pp_future_release(pp_future *f);
 /**
  * pp_future_add_done_callback - call cb(f, userdata) once @f is done.
  * Callbacks run in the client process, in registration order: at once in the
- * calling thread if @f is already done; inside pp_future_cancel / pp_shutdown
+ * calling thread if @f is already done and its earlier callbacks have run
+ * (otherwise after them, where they run); inside pp_future_cancel / pp_shutdown
  * when those cancel it; otherwise on the executor's client-side thread as soon
  * as the task finishes (also when it fails or the pool breaks). A callback
  * returning non-zero is reported on stderr with the future's identity and the
  * remaining callbacks still run. A callback may submit new tasks and may
  * release references it owns; it must not call pp_executor_destroy on its
- * own executor. The runtime keeps @f alive until its callbacks have run.
+ * own executor. The runtime keeps @f alive until its callbacks have run, and
+ * pp_shutdown(wait=true) / pp_executor_destroy return only after every
+ * pending callback ran.
  * Returns 0, -EINVAL or -ENOMEM. Any client thread; never blocks on the pool.
  */
+/** A done-callback: returns 0, or non-zero to report a failure (logged). */
 typedef int (*pp_callback)(pp_future *f, void *userdata);
 PP_API int pp_future_add_done_callback(pp_future *f, pp_callback cb, void *userdata);
 
@@ -485,6 +501,7 @@ PP_API void pp_as_completed_end(pp_as_completed *it);
  * needed to free the handle. Returns 0 or -EINVAL. Does not block.
  */
 PP_API int pp_terminate_workers(pp_executor *ex);
+/** pp_kill_workers - as pp_terminate_workers, with SIGKILL. */
 PP_API int pp_kill_workers(pp_executor *ex);
 
 /* ------------------------------------------------------------------------ */
@@ -511,7 +528,8 @@ PP_API void pp_future_cleanup(pp_future **fp);
 
 /**
  * pp_shm_alloc - @size bytes (> 0) of memory visible to every worker, from
- * the executor's arena (4 KiB aligned, zero-filled on first use). Pass its
+ * the executor's arena (4 KiB aligned; contents unspecified: a reused block
+ * keeps old bytes). Pass its
  * offset (pp_shm_offset) in a task's argument and get the pointer back in the
  * worker with pp_task_shm: no bytes are copied.
  * Returns 0 with *ptr set, -EINVAL, or -ENOMEM (arena full). Any client thread.

@@ -149,6 +149,7 @@ void ppi_service_start(pp_executor *ex);
 int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size);
 bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
+void ppi_backlog_fail_broken(pp_executor *ex);
 void ppi_pump_join(pp_executor *ex);
 
 #endif

@@ -150,6 +150,16 @@ static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *s
         return rc;
     int n = c->max_workers ? c->max_workers
                            : (c->pin == PP_PIN_PUS ? ppi_topo_pus(topo) : ppi_topo_cores(topo));
+    if (!c->max_workers && n == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+        /* A default pool of one worker on a multi-core machine is usually a
+         * pinned creating thread (taskset, OMP_PROC_BIND, an MPI launcher):
+         * say so once, since the pool inherits the restriction. */
+        static _Atomic int said;
+        if (!atomic_exchange_explicit(&said, 1, memory_order_relaxed)) /* relaxed: once-flag */
+            fprintf(stderr, "ppool: this thread may run on 1 CPU only (taskset, OMP_PROC_BIND, "
+                            "a launcher's binding?): the default pool gets 1 worker; set "
+                            "max_workers or widen the affinity to use more\n");
+    }
     ppi_place *p = calloc((size_t)n, sizeof *p);
     if (!p) {
         topo_unlock();
@@ -748,6 +758,13 @@ static int signal_workers(pp_executor *ex, int sig)
     pp_shutdown(ex, false, true);
     if (ppi_manager_dead(ex))
         return 0;
+    /* Python's terminate_workers/kill_workers: the pool is unusable after and
+     * the running futures fail as broken, whatever the death policy. Breaking
+     * first also keeps the manager from replacing the workers it signals. */
+    char msg[96];
+    snprintf(msg, sizeof msg, "workers %s by pp_%s_workers", sig == SIGKILL ? "killed" : "terminated",
+             sig == SIGKILL ? "kill" : "terminate");
+    ppi_pool_break(&ex->seg, sig, 0, msg);
     /* release: the manager reads the signal after the eventfd wakes it. */
     atomic_store_explicit(&ex->seg.hdr->kill_signal, sig, memory_order_release);
     ppi_poke_manager(ex);

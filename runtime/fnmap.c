@@ -86,6 +86,7 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     m->lo = lo;
     m->hi = hi;
     m->base = info->dlpi_addr;
+    m->is_main = !(info->dlpi_name && info->dlpi_name[0]);
     m->path_off = t->strings_used;
     memcpy(t->strings + t->strings_used, path, plen);
     t->strings_used += (uint32_t)plen;
@@ -134,6 +135,7 @@ static uint64_t local_base[PPI_MAX_MODULES];
 static const char *local_why[PPI_MAX_MODULES];
 
 typedef struct find_ctx {
+    bool is_main;
     const char *path;
     const uint8_t *bid;
     uint32_t bid_len;
@@ -146,9 +148,12 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
     find_ctx *c = arg;
-    char exe[PATH_MAX];
-    const char *path = module_path(info, exe, sizeof exe);
-    if (!path || strcmp(path, c->path) != 0)
+    bool is_main = !(info->dlpi_name && info->dlpi_name[0]);
+    if (c->is_main != is_main)
+        return 0;
+    /* The program is the program, whatever its file is called now (a
+     * replaced binary reads "... (deleted)"): the build-id decides. */
+    if (!is_main && strcmp(info->dlpi_name, c->path) != 0)
         return 0;
     uint8_t bid[PPI_BUILD_ID_MAX];
     uint32_t n = build_id_of(info, bid);
@@ -164,9 +169,12 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 static int resolve_one(const ppi_modtab *t, uint32_t i)
 {
     const ppi_module *m = &t->mod[i];
-    find_ctx c = {.path = t->strings + m->path_off, .bid = m->build_id, .bid_len = m->build_id_len};
+    find_ctx c = {.is_main = m->is_main,
+                  .path = t->strings + m->path_off,
+                  .bid = m->build_id,
+                  .bid_len = m->build_id_len};
     dl_iterate_phdr(find_module, &c);
-    if (!c.found && !c.bid_mismatch) {
+    if (!c.found && !c.bid_mismatch && !c.is_main) {
         /* The client had it loaded (dlopen before the pool): load it too. */
         if (dlopen(c.path, RTLD_NOW | RTLD_GLOBAL))
             dl_iterate_phdr(find_module, &c);

@@ -33,6 +33,8 @@ typedef struct ppi_module {
     uint64_t lo, hi;          /* client address range (client use only) */
     uint64_t base;            /* client load bias (dlpi_addr) */
     uint32_t path_off;        /* offset of the NUL-terminated path in the string area */
+    uint32_t is_main;         /* the program itself: matched as such, not by path
+                                 (its file may have been replaced or renamed) */
     uint32_t build_id_len;
     uint8_t build_id[PPI_BUILD_ID_MAX];
 } ppi_module;

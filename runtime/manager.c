@@ -35,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 
+#include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
 
@@ -52,8 +53,14 @@ typedef struct mgr {
     pid_t pids[MAX_WORKERS];        /* live worker pid per position, 0 = none */
     uint64_t term_entry[MAX_WORKERS]; /* the KILLING entry we sent SIGTERM for */
     uint64_t kill_at[MAX_WORKERS];  /* when to escalate to SIGKILL, 0 = never */
+    uint32_t start_fails[MAX_WORKERS]; /* consecutive replacements that died starting */
     int live;
 } mgr;
+
+/* A replacement that dies before it runs (e.g. a second OOM kill) is replaced
+ * again under RESPAWN, but not forever: one that cannot start this many
+ * times in a row breaks the pool. */
+#define MAX_START_FAILS 3
 
 static pid_t spawn_worker(mgr *m, int widx)
 {
@@ -227,8 +234,18 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
     m->live--;
     char msg[160];
 
+    /* acquire: pairs with ppi_pool_break's release (terminate/kill workers,
+     * or the client noticed something): no attribution, no replacement. */
+    if (atomic_load_explicit(&s->hdr->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
+        break_and_exit(m, exit_code(status), pid, "the pool is broken");
     if (phase == PPI_PH_RETIRING && st == PPI_EXIT_RETIRED) {
         respawn(m, widx); /* it exits again at once if the pool is stopping */
+        return;
+    }
+    bool replacement = atomic_load_explicit(&rec->respawns, memory_order_relaxed) > 0;
+    if (phase == PPI_PH_START && replacement && s->hdr->death_policy == PP_DEATH_RESPAWN &&
+        ++m->start_fails[widx] < MAX_START_FAILS) {
+        respawn(m, widx);
         return;
     }
     if (phase == PPI_PH_START || phase == PPI_PH_INIT || phase == PPI_PH_INIT_FAILED) {
@@ -247,6 +264,7 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
         }
         break_and_exit(m, exit_code(status), pid, msg);
     }
+    m->start_fails[widx] = 0; /* it did start */
     if (stopping && exited && st == 0 && phase == PPI_PH_LOOP)
         return; /* orderly end */
     bool respawn_policy = s->hdr->death_policy == PP_DEATH_RESPAWN;
@@ -374,6 +392,8 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
     /* relaxed: published to the client by the ready count's release. */
     atomic_store_explicit(&seg->hdr->manager_pid, getpid(), memory_order_relaxed);
 
+    if (seg->hdr->start_method == PP_START_FORKSERVER)
+        ppi_modtab_resolve(seg->modtab, false); /* once, for every forked worker */
     static mgr m; /* large (per-worker arrays): not on the stack */
     m.seg = seg;
     m.nworkers = (int)seg->hdr->nworkers;

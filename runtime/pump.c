@@ -36,6 +36,7 @@
 #define STARVED_NAPS 20
 
 static void *pump_main(void *arg);
+static void backlog_complete_all(pp_executor *ex, int err, int code, pid_t pid, const char *msg);
 
 /* Remove and return the backlog head, or NULL. Caller holds ex->lock. */
 static pp_future *backlog_pop(pp_executor *ex)
@@ -150,8 +151,28 @@ bool ppi_backlog_cancel(pp_executor *ex, pp_future *f)
     return found;
 }
 
+/* Complete every backlog entry with PP_EBROKEN and the pool's cause (the
+ * dead worker's pid and signal or exit status), as a slot would report it. */
+void ppi_backlog_fail_broken(pp_executor *ex)
+{
+    ppi_hdr *h = ex->seg.hdr;
+    /* acquire: pairs with ppi_pool_break's release of pool_state (the cause
+     * fields were written before it). */
+    if (atomic_load_explicit(&h->pool_state, memory_order_acquire) == PPI_POOL_RUNNING)
+        return;
+    /* relaxed: ordered by the acquire above. */
+    backlog_complete_all(ex, PP_EBROKEN, atomic_load_explicit(&h->broken_code, memory_order_relaxed),
+                         atomic_load_explicit(&h->broken_pid, memory_order_relaxed),
+                         h->broken_msg);
+}
+
 /* Complete every backlog entry with @err (cancel, broken pool). */
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg)
+{
+    backlog_complete_all(ex, err, 0, 0, msg);
+}
+
+static void backlog_complete_all(pp_executor *ex, int err, int code, pid_t pid, const char *msg)
 {
     pthread_mutex_lock(&ex->lock);
     pp_future *list = ex->bl_head;
@@ -163,6 +184,8 @@ void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg)
         pp_future *f = list;
         list = f->next;
         f->next = NULL;
+        f->code = code;
+        f->pid = pid > 0 ? pid : 0;
         ppi_future_finish(f, err, msg);
         if (err == -ECANCELED)
             /* relaxed: statistics. */
@@ -228,7 +251,7 @@ static void refill_nap(pp_executor *ex)
  * too, so nobody else will — the slots that still wait on callbacks. */
 static void pump_broken(pp_executor *ex)
 {
-    ppi_backlog_cancel_all(ex, PP_EBROKEN, "the pool is broken");
+    ppi_backlog_fail_broken(ex);
     if (!ppi_manager_dead(ex))
         return;
     for (uint32_t i = 0; i < ex->seg.nslots; i++)

@@ -271,6 +271,7 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
     task_write_outcome(&t, rc);
     if (!fn)
         sl->err = PP_ENOFUNC; /* not the task's own error: it never ran */
+    bool failed = sl->err != 0; /* read before publishing: after it the slot is the client's */
     slot_publish(seg, ppi_entry_idx(e), ppi_entry_gen(e), widx);
     /* relaxed: our own records (see above). */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
@@ -279,7 +280,7 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
     atomic_store_explicit(&me->busy_ns,
                           atomic_load_explicit(&me->busy_ns, memory_order_relaxed) + (t1 - t0),
                           memory_order_relaxed);
-    if (sl->err) /* our own write above; no other writer while we publish */
+    if (failed)
         atomic_store_explicit(&me->failed,
                               atomic_load_explicit(&me->failed, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -386,7 +387,12 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
     if (ppi_topo_bind_self(&me->place) != 0)
         _exit(101);
-    ppi_modtab_resolve(seg->modtab, seg->hdr->start_method == PP_START_FORK);
+    /* FORK: the client's image. FORKSERVER: the manager resolved the table
+     * before forking us, and we inherited that. SPAWN: a fresh image. */
+    if (seg->hdr->start_method == PP_START_SPAWN)
+        ppi_modtab_resolve(seg->modtab, false);
+    else if (seg->hdr->start_method == PP_START_FORK)
+        ppi_modtab_resolve(seg->modtab, true);
     /* release: the client reads ready then the record (pid, cpu). */
     atomic_store_explicit(&me->ready, 1, memory_order_release);
     /* release: counts ready workers for pp_executor_create's wait. */

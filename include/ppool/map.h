@@ -87,6 +87,7 @@ extern "C" {
  */
 typedef int (*pp_map_gen)(void *user, size_t index, const void **item, size_t *size);
 
+/** What a pp_map_input describes (set by the pp_map_* builders below). */
 typedef enum pp_map_input_kind {
     PP_MAP_IN_ARRAY = 1, /* fixed-size items: item i at base + i * stride, item_size bytes */
     PP_MAP_IN_PTRS,      /* variable-size items: items[i], sizes[i] bytes */
@@ -102,7 +103,7 @@ typedef enum pp_map_input_kind {
  * it valid and unchanged until pp_map_end (or pp_map) returns.
  */
 typedef struct pp_map_input {
-    pp_map_input_kind kind;
+    pp_map_input_kind kind;    /* which of the fields below are used */
     size_t count;              /* items (ARRAY, PTRS, PACKED) */
     const void *base;          /* ARRAY: item 0; PACKED: the bytes */
     size_t item_size;          /* ARRAY: bytes per item */
@@ -165,6 +166,7 @@ typedef struct pp_map_opts {
     /** Bytes handed to every item function call (it->ctx), copied once into
      *  shared memory (read-only there). May be NULL when @ctx_size is 0. */
     const void *ctx;
+    /** Number of bytes at ctx (0: no context). */
     size_t ctx_size;
 } pp_map_opts;
 
@@ -194,7 +196,7 @@ typedef struct pp_map_item {
     size_t out_size;           /* variable results: set it (preset to out_cap);
                                   fixed results: ignored */
     const void *ctx;           /* opts.ctx bytes (read-only), NULL if none */
-    size_t ctx_size;
+    size_t ctx_size;           /* opts.ctx_size */
     pp_task *task;             /* the runner task: pp_task_shm, pp_task_worker, ... */
     void *internal_;           /* ppool's; do not touch */
 } pp_map_item;
