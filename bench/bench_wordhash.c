@@ -11,9 +11,17 @@
  * Python = `with ProcessPoolExecutor(w) as ex: set(ex.map(...))`. OpenMP's
  * thread team cannot be torn down, so it is created once (warm-up) and each
  * point times the parallel loop only: that favours OpenMP, the in-process
- * limit. Every system writes its digests into the caller's array (allocated
- * and touched once, outside the timings); ppool copies the words into shared
- * memory per chunk and the digests back, i.e. the copying path of pp_map.
+ * limit. ppool runs twice per point:
+ *  - "ppool": the copying path of pp_map. The words stay in client memory and
+ *    the digests go to the caller's array (allocated and touched once, outside
+ *    the timings, like OpenMP's); the map copies the words into shared memory
+ *    per chunk and the digests back.
+ *  - "ppool-shm": the zero-copy path. Each run creates the pool, pp_shm_alloc's
+ *    the packed words (bytes + offsets) and the digest array, memcpy's the
+ *    words in (18 MB of input staging, timed), maps with the inputs read in
+ *    place and the digests written in place, then pp_shm_free's and destroys
+ *    the pool (timed); the check reads the digests in shared memory, between
+ *    the map and pp_shm_free, outside the timing.
  *
  * Checks: every C run's digest array equals the serial one byte for byte;
  * every system's *set* of digests has the same size and the same checksum
@@ -645,8 +653,22 @@ static bool json_str(const char *js, const char *key, char *out, size_t len)
 /* Results                                                                    */
 /* ------------------------------------------------------------------------ */
 
-enum { SYS_PPOOL, SYS_OMP, SYS_PY, NSYS };
-static const char *sys_name[NSYS] = {"ppool", "openmp", "python"};
+/* The two ppool variants: SYS_PPOOL maps the client's arrays (the copying
+ * path: words staged into shared memory per chunk, digests copied back);
+ * SYS_PPSHM maps arrays allocated with pp_shm_alloc (words + offsets copied in
+ * once per run, inside the timing; digests written in place by the workers;
+ * the map itself copies nothing). */
+enum { SYS_PPOOL, SYS_PPSHM, SYS_OMP, SYS_PY, NSYS };
+static const char *sys_name[NSYS] = {"ppool", "ppool-shm", "openmp", "python"};
+
+/* Where one ppool run's time goes (seconds; medians per point). */
+typedef struct phases {
+    double create;   /* pp_executor_create (+ the pp_shm_alloc calls for ppool-shm) */
+    double stage;    /* ppool-shm: memcpy of the words + offsets into shared memory */
+    double map;      /* pp_map */
+    double map_cpu;  /* the client thread's CPU time inside pp_map */
+    double teardown; /* (pp_shm_free +) pp_executor_destroy */
+} phases;
 
 typedef struct point {
     bool have;
@@ -663,6 +685,7 @@ typedef struct report {
     int nsizes;
     size_t sizes[MAXSIZES];
     point pt[NSYS][MAXSIZES];
+    phases ph[2][MAXSIZES]; /* [SYS_PPOOL or SYS_PPSHM][size] */
     point serial_c, serial_py;
     dsum ref;
     double noop_all, noop_iter; /* items/s, chunksize 1 */
@@ -703,23 +726,114 @@ static void run_serial(const words *w, char *out)
         sha512_hex(w->data + w->off[i], w->off[i + 1] - w->off[i], out + i * HEX);
 }
 
-/* One ppool sweep point: create, map, destroy. Returns seconds. */
-static double run_ppool(const words *w, char *out, int workers, size_t cs)
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One ppool sweep point, copying variant: create, map the client's arrays
+ * (@out is the caller's digest array), destroy. Returns seconds. */
+static double run_ppool(const words *w, char *out, int workers, size_t cs, phases *ph)
 {
     double t0 = now_s();
     pp_executor *ex = new_pool(workers);
     g_methods |= 1u << (unsigned)pp_start_method_used(ex);
+    double t1 = now_s();
     pp_map_input in = pp_map_packed(w->data, w->off, w->n);
     pp_map_opts o;
     pp_map_opts_init(&o);
     o.chunksize = cs;
     o.out_size = HEX;
     pp_map_status st;
+    double c1 = thread_cpu_s();
     int rc = pp_map(ex, hash_item, &in, 1, out, w->n, NULL, &o, &st);
+    double c2 = thread_cpu_s(), t2 = now_s();
     if (rc)
         die_pp("pp_map", rc, &st);
     pp_executor_destroy(ex);
-    return now_s() - t0;
+    double t3 = now_s();
+    *ph = (phases){.create = t1 - t0, .map = t2 - t1, .map_cpu = c2 - c1, .teardown = t3 - t2};
+    return t3 - t0;
+}
+
+static void *shm_block(pp_executor *ex, size_t n)
+{
+    void *p = NULL;
+    int rc = pp_shm_alloc(ex, n ? n : 1, &p);
+    if (rc)
+        die_pp("pp_shm_alloc", rc, NULL);
+    return p;
+}
+
+/*
+ * One ppool sweep point, shared-array variant: create the pool, pp_shm_alloc
+ * the packed words (bytes + offsets) and the digest array, copy the words in
+ * (the input staging, timed), map with zero copies (inputs read in place,
+ * digests written in place), then — outside the timing — check the digests
+ * where the workers wrote them, then pp_shm_free and destroy (timed again).
+ * The digest block is fresh memory of a fresh pool, so stale results cannot
+ * pass the check. @ok is cleared on a wrong digest, or if the map copied
+ * anything (it must take the zero-copy path). Returns the timed seconds.
+ */
+static double run_ppool_shm(const words *w, int workers, size_t cs, const char *ref,
+                            uint64_t *scratch, const dsum *want, bool set_check, bool *ok,
+                            phases *ph)
+{
+    size_t n = w->n, nbytes = w->off[n];
+    double t0 = now_s();
+    pp_executor *ex = new_pool(workers);
+    g_methods |= 1u << (unsigned)pp_start_method_used(ex);
+    char *data = shm_block(ex, nbytes);
+    size_t *off = shm_block(ex, (n + 1) * sizeof *off);
+    char *dig = shm_block(ex, n * HEX);
+    double t1 = now_s();
+    memcpy(data, w->data, nbytes);
+    memcpy(off, w->off, (n + 1) * sizeof *off);
+    double t2 = now_s();
+    pp_map_input in = pp_map_packed(data, off, n);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.chunksize = cs;
+    o.out_size = HEX;
+    pp_map_status st;
+    double c2 = thread_cpu_s();
+    int rc = pp_map(ex, hash_item, &in, 1, dig, n, NULL, &o, &st);
+    double c3 = thread_cpu_s(), t3 = now_s();
+    if (rc)
+        die_pp("pp_map", rc, &st);
+
+    /* Untimed: the checks, on the digests in shared memory. */
+    if (st.staged_bytes || st.result_bytes) {
+        progress_end();
+        fprintf(stderr,
+                "%s: ppool-shm chunksize %zu: the map copied %llu input and %llu result "
+                "bytes (expected 0: zero-copy path not taken)\n",
+                prog, cs, (unsigned long long)st.staged_bytes,
+                (unsigned long long)st.result_bytes);
+        *ok = false;
+    }
+    if (memcmp(dig, ref, n * HEX) != 0)
+        *ok = false;
+    if (set_check) {
+        dsum d = digest_set(dig, n, scratch);
+        if (d.distinct != want->distinct || d.sum != want->sum || d.xr != want->xr)
+            *ok = false;
+    }
+
+    double t4 = now_s();
+    pp_shm_free(ex, dig);
+    pp_shm_free(ex, off);
+    pp_shm_free(ex, data);
+    pp_executor_destroy(ex);
+    double t5 = now_s();
+    *ph = (phases){.create = t1 - t0,
+                   .stage = t2 - t1,
+                   .map = t3 - t2,
+                   .map_cpu = c3 - c2,
+                   .teardown = t5 - t4};
+    return (t3 - t0) + (t5 - t4);
 }
 
 #ifdef _OPENMP
@@ -740,26 +854,51 @@ static void measure_point(report *R, int sys, int si, const words *w, char *out,
                           const char *ref, uint64_t *scratch, int runs)
 {
     double t[64];
+    phases ph[64];
     bool ok = true;
     for (int r = 0; r < runs; r++) {
         char label[96];
         snprintf(label, sizeof label, "%s chunksize %zu (run %d/%d)", sys_name[sys], R->sizes[si],
                  r + 1, runs);
         progress(label);
+        if (sys == SYS_PPSHM) { /* checks its digests in shared memory itself */
+            t[r] = run_ppool_shm(w, R->workers, R->sizes[si], ref, scratch, &R->ref,
+                                 r == runs - 1, &ok, &ph[r]);
+            pb_done++;
+            continue;
+        }
         memset(out, 0, w->n * HEX); /* stale results cannot pass the check */
 #ifdef _OPENMP
-        t[r] = sys == SYS_PPOOL ? run_ppool(w, out, R->workers, R->sizes[si])
+        t[r] = sys == SYS_PPOOL ? run_ppool(w, out, R->workers, R->sizes[si], &ph[r])
                                 : run_omp(w, out, R->workers, R->sizes[si]);
 #else
-        t[r] = run_ppool(w, out, R->workers, R->sizes[si]);
+        t[r] = run_ppool(w, out, R->workers, R->sizes[si], &ph[r]);
 #endif
         if (memcmp(out, ref, w->n * HEX) != 0)
             ok = false;
         pb_done++;
     }
-    dsum d = digest_set(out, w->n, scratch);
-    if (d.distinct != R->ref.distinct || d.sum != R->ref.sum || d.xr != R->ref.xr)
-        ok = false;
+    if (sys != SYS_PPSHM) {
+        dsum d = digest_set(out, w->n, scratch);
+        if (d.distinct != R->ref.distinct || d.sum != R->ref.sum || d.xr != R->ref.xr)
+            ok = false;
+    }
+    if (sys == SYS_PPOOL || sys == SYS_PPSHM) { /* the median of each phase */
+        double v[64];
+        phases *m = &R->ph[sys][si];
+#define PHASE_MEDIAN(f)                                                                            \
+    do {                                                                                           \
+        for (int r = 0; r < runs; r++)                                                             \
+            v[r] = ph[r].f;                                                                        \
+        m->f = median(v, runs);                                                                    \
+    } while (0)
+        PHASE_MEDIAN(create);
+        PHASE_MEDIAN(stage);
+        PHASE_MEDIAN(map);
+        PHASE_MEDIAN(map_cpu);
+        PHASE_MEDIAN(teardown);
+#undef PHASE_MEDIAN
+    }
     point *p = &R->pt[sys][si];
     p->have = true;
     p->runs = runs;
@@ -930,6 +1069,32 @@ static void cell(char *buf, size_t len, const point *p)
         snprintf(buf, len, "-");
 }
 
+/* The ppool variant and size index of the best ppool time (both variants). */
+static int best_ppool(const report *R, int *sys)
+{
+    int bc = best_of(R, SYS_PPOOL), bs = best_of(R, SYS_PPSHM);
+    if (bs >= 0 && (bc < 0 || R->pt[SYS_PPSHM][bs].sec < R->pt[SYS_PPOOL][bc].sec)) {
+        *sys = SYS_PPSHM;
+        return bs;
+    }
+    *sys = SYS_PPOOL;
+    return bc;
+}
+
+static void target_at1(const report *R, int sys, int i1)
+{
+    char what[48];
+    snprintf(what, sizeof what, "%s@1 <= 1.5 x openmp@1:", sys_name[sys]);
+    if (i1 >= 0 && R->pt[sys][i1].have && R->pt[SYS_OMP][i1].have) {
+        double q = R->pt[sys][i1].sec / R->pt[SYS_OMP][i1].sec;
+        printf("  %-48s%.3f s / %.3f s = %.2fx  %s%s\n", what, R->pt[sys][i1].sec,
+               R->pt[SYS_OMP][i1].sec, q, q <= 1.5 ? "MET" : "MISSED",
+               sys == SYS_PPOOL ? "" : " (shared arrays; shown beside the target)");
+    } else {
+        printf("  %-48snot measured\n", what);
+    }
+}
+
 static void print_report(const report *R, bool have_omp, bool have_py)
 {
     char a[32], b[32];
@@ -947,25 +1112,30 @@ static void print_report(const report *R, bool have_omp, bool have_py)
     printf("ppool: start method %s (pp_config_init's AUTO: forkserver once the client runs "
            "threads, here OpenMP's), default config\n",
            ms[0] ? ms : "?");
-    printf("ppool copies the words into shared memory per chunk and the digests back; client "
-           "arrays %s\n",
-           g_dontfork ? "marked MADV_DONTFORK (matters for fork only)"
-                      : "inheritable (--no-dontfork)");
+    printf("variants: ppool = copying map of the client's arrays (words staged into shared "
+           "memory per chunk, digests copied back); ppool-shm = map over pp_shm_alloc arrays "
+           "(words + offsets memcpy'd in once per run, timed; digests written in place; the map "
+           "copies nothing)\n");
+    printf("client arrays %s\n", g_dontfork ? "marked MADV_DONTFORK (matters for fork only)"
+                                            : "inheritable (--no-dontfork)");
     if (!have_omp)
         printf("openmp: not measured (--no-openmp, or built without OpenMP)\n");
     printf("serial C: %.3f s", R->serial_c.sec);
     if (have_py && R->serial_py.have)
         printf("; serial python: %.3f s", R->serial_py.sec);
     printf("\n\n");
-    printf("%9s | %9s | %9s | %9s | %12s | %12s | %12s\n", "chunksize", "ppool", "openmp",
-           "python", "ppool/openmp", "python/ppool", "serial/ppool");
-    printf("----------+-----------+-----------+-----------+--------------+--------------+----------"
-           "----\n");
+    printf("%9s | %9s | %9s | %9s | %9s | %12s | %16s | %12s | %12s\n", "chunksize", "ppool",
+           "ppool-shm", "openmp", "python", "ppool/openmp", "ppool-shm/openmp", "python/ppool",
+           "serial/ppool");
+    printf("----------+-----------+-----------+-----------+-----------+--------------+------------"
+           "------+--------------+--------------\n");
     for (int i = 0; i < R->nsizes; i++) {
-        char c0[32], c1[32], c2[32], r1[32] = "-", r2[32] = "-", r3[32] = "-";
-        const point *pp = &R->pt[SYS_PPOOL][i], *om = &R->pt[SYS_OMP][i],
-                    *py = &R->pt[SYS_PY][i];
+        char c0[32], cs[32], c1[32], c2[32], r1[32] = "-", rs[32] = "-", r2[32] = "-",
+                                                  r3[32] = "-";
+        const point *pp = &R->pt[SYS_PPOOL][i], *sh = &R->pt[SYS_PPSHM][i],
+                    *om = &R->pt[SYS_OMP][i], *py = &R->pt[SYS_PY][i];
         cell(c0, sizeof c0, pp);
+        cell(cs, sizeof cs, sh);
         cell(c1, sizeof c1, om);
         if (py->have)
             cell(c2, sizeof c2, py);
@@ -973,12 +1143,14 @@ static void print_report(const report *R, bool have_omp, bool have_py)
             snprintf(c2, sizeof c2, have_py ? "(skipped)" : "-");
         if (pp->have && om->have)
             snprintf(r1, sizeof r1, "%.2f", pp->sec / om->sec);
+        if (sh->have && om->have)
+            snprintf(rs, sizeof rs, "%.2f", sh->sec / om->sec);
         if (pp->have && py->have)
             snprintf(r2, sizeof r2, "%.1f", py->sec / pp->sec);
         if (pp->have)
             snprintf(r3, sizeof r3, "%.2f", R->serial_c.sec / pp->sec);
-        printf("%9zu | %9s | %9s | %9s | %12s | %12s | %12s\n", R->sizes[i], c0, c1, c2, r1, r2,
-               r3);
+        printf("%9zu | %9s | %9s | %9s | %9s | %12s | %16s | %12s | %12s\n", R->sizes[i], c0, cs,
+               c1, c2, r1, rs, r2, r3);
     }
     printf("\nbest:");
     for (int s = 0; s < NSYS; s++) {
@@ -987,6 +1159,23 @@ static void print_report(const report *R, bool have_omp, bool have_py)
             printf("  %s %.3f s at chunksize %zu;", sys_name[s], R->pt[s][bi].sec, R->sizes[bi]);
     }
     printf("\n");
+    /* Where each ppool variant's time goes at its best chunksize. */
+    for (int s = SYS_PPOOL; s <= SYS_PPSHM; s++) {
+        int bi = best_of(R, s);
+        if (bi < 0)
+            continue;
+        const phases *h = &R->ph[s][bi];
+        if (s == SYS_PPOOL)
+            printf("time split, ppool at %zu: create %.1f ms + map %.1f ms (client CPU %.1f ms) + "
+                   "destroy %.1f ms\n",
+                   R->sizes[bi], h->create * 1e3, h->map * 1e3, h->map_cpu * 1e3,
+                   h->teardown * 1e3);
+        else
+            printf("time split, ppool-shm at %zu: create + pp_shm_alloc %.1f ms + copy words in "
+                   "%.1f ms + map %.1f ms (client CPU %.1f ms) + pp_shm_free + destroy %.1f ms\n",
+                   R->sizes[bi], h->create * 1e3, h->stage * 1e3, h->map * 1e3,
+                   h->map_cpu * 1e3, h->teardown * 1e3);
+    }
     char r1[32], r2[32];
     printf("no-op map (8-byte items, chunksize 1, %s items, warm pool): %s items/s all at once, "
            "%s items/s through the iterator\n",
@@ -996,30 +1185,27 @@ static void print_report(const report *R, bool have_omp, bool have_py)
         printf("python below chunksize 500 is skipped (minutes per point, as the guide warns)\n");
 
     printf("\ntargets (this run):\n");
-    int bp = best_of(R, SYS_PPOOL), bo = best_of(R, SYS_OMP);
+    int bsys, bp = best_ppool(R, &bsys), bo = best_of(R, SYS_OMP);
     if (bp >= 0 && bo >= 0) {
-        double q = R->pt[SYS_PPOOL][bp].sec / R->pt[SYS_OMP][bo].sec;
-        printf("  ppool best <= 1.1 x openmp best:            %.3f s / %.3f s = %.2fx  %s\n",
-               R->pt[SYS_PPOOL][bp].sec, R->pt[SYS_OMP][bo].sec, q, q <= 1.1 ? "MET" : "MISSED");
+        double q = R->pt[bsys][bp].sec / R->pt[SYS_OMP][bo].sec;
+        printf("  %-48s%.3f s / %.3f s = %.2fx  %s (best ppool: %s at chunksize %zu)\n",
+               "ppool best <= 1.1 x openmp best:", R->pt[bsys][bp].sec, R->pt[SYS_OMP][bo].sec,
+               q, q <= 1.1 ? "MET" : "MISSED", sys_name[bsys], R->sizes[bp]);
     } else {
-        printf("  ppool best <= 1.1 x openmp best:            not measured (no openmp)\n");
+        printf("  %-48snot measured (no openmp)\n", "ppool best <= 1.1 x openmp best:");
     }
     int i1 = -1;
     for (int i = 0; i < R->nsizes; i++)
         if (R->sizes[i] == 1)
             i1 = i;
-    if (i1 >= 0 && R->pt[SYS_PPOOL][i1].have && R->pt[SYS_OMP][i1].have) {
-        double q = R->pt[SYS_PPOOL][i1].sec / R->pt[SYS_OMP][i1].sec;
-        printf("  ppool@1 <= 1.5 x openmp@1:                  %.3f s / %.3f s = %.2fx  %s\n",
-               R->pt[SYS_PPOOL][i1].sec, R->pt[SYS_OMP][i1].sec, q, q <= 1.5 ? "MET" : "MISSED");
-    } else {
-        printf("  ppool@1 <= 1.5 x openmp@1:                  not measured\n");
-    }
-    printf("  no-op map >= 2,000,000 items/s at chunksize 1: %s items/s  %s\n",
+    target_at1(R, SYS_PPOOL, i1);
+    target_at1(R, SYS_PPSHM, i1);
+    printf("  %-48s%s items/s  %s\n", "no-op map >= 2,000,000 items/s at chunksize 1:",
            grouped(R->noop_all, r1, sizeof r1), R->noop_all >= 2e6 ? "MET" : "MISSED");
     printf("  digests: %s\n",
            R->failures ? "MISMATCH (see BAD above)"
-                       : "every system's set of digests is identical to the serial run's");
+                       : "every system's set of digests (ppool-shm's read in shared memory) is "
+                         "identical to the serial run's");
 }
 
 static int write_csv(const report *R, const char *path)
@@ -1074,6 +1260,8 @@ static bool plot(const report *R, const char *dir)
     fprintf(f, "csv = '%s/wordhash.csv'\n", dir);
     fprintf(f, "sel(s) = (strcol(1) eq s) ? $3 : 1/0\n");
     fprintf(f, "plot csv using 2:(sel('ppool')) with linespoints lw 2 pt 7 title 'ppool map', \\\n");
+    fprintf(f, "     csv using 2:(sel('ppool-shm')) with linespoints lw 2 pt 11 title "
+               "'ppool (shared arrays)', \\\n");
     fprintf(f, "     csv using 2:(sel('openmp')) with linespoints lw 2 pt 5 title 'OpenMP "
                "dynamic (threads)', \\\n");
     fprintf(f, "     csv using 2:(sel('python')) with linespoints lw 2 pt 9 title "
@@ -1212,7 +1400,7 @@ int main(int argc, char **argv)
     }
 
     int npy = py_end - py_first;
-    pb_total = 1 + (int)runs /* noop */ + R.nsizes * (int)runs * (no_omp ? 1 : 2) +
+    pb_total = 1 + (int)runs /* noop */ + R.nsizes * (int)runs * (no_omp ? 2 : 3) +
                (have_py ? 1 + npy * (int)runs : 0);
 
     /* The words. */
@@ -1258,7 +1446,7 @@ int main(int argc, char **argv)
     /* The no-op map target. */
     measure_noop(&R, quick ? 200000 : 2000000, (int)runs);
 
-    /* Sweep: ppool then OpenMP at each size. */
+    /* Sweep: ppool (copying), ppool-shm, then OpenMP at each size. */
 #ifdef _OPENMP
     if (!no_omp) { /* warm the thread team once, outside the timings */
         volatile int team = 0;
@@ -1276,6 +1464,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < R.nsizes; i++) {
         measure_point(&R, SYS_PPOOL, i, &W, out, ref, scratch, (int)runs);
+        measure_point(&R, SYS_PPSHM, i, &W, out, ref, scratch, (int)runs);
         if (!no_omp)
             measure_point(&R, SYS_OMP, i, &W, out, ref, scratch, (int)runs);
     }
