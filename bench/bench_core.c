@@ -64,11 +64,7 @@ extern char **environ;
 
 static const char *prog = "bench_core";
 
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
-    exit(1);
-}
+#include "bench_util.h" /* after prog and RESULT_TIMEOUT_S: its helpers use them */
 
 /* Every pp_* call that returns an int goes through CHECK. */
 #define CHECK(call)                                                            \
@@ -77,53 +73,6 @@ static void die(const char *what, int rc)
         if (rc_ != 0)                                                          \
             die(#call, rc_);                                                   \
     } while (0)
-
-/* A failed pp_future_result: say what the future itself reports, then exit. */
-static void die_future(const char *what, pp_future *f, int rc)
-{
-    if (rc == -ETIMEDOUT) {
-        fprintf(stderr, "%s: %s: no result after %.0f s; the pool looks stuck\n", prog, what,
-                RESULT_TIMEOUT_S);
-        exit(1);
-    }
-    pp_exception exc;
-    int erc = pp_future_exception(f, 0.0, &exc);
-    if (erc == 0)
-        fprintf(stderr, "%s: %s failed: %s (%d); task: code %d, pid %ld, \"%s\"\n",
-                prog, what, pp_strerror(rc), rc, exc.code, (long)exc.pid, exc.message);
-    else
-        fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory (%zu bytes)\n", prog, n);
-        exit(1);
-    }
-    return p;
-}
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Nearest-rank percentile of sorted samples (same definition as peer_ppe.py). */
 static uint64_t percentile_u64(const uint64_t *sorted, size_t n, double q)
@@ -134,14 +83,6 @@ static uint64_t percentile_u64(const uint64_t *sorted, size_t n, double q)
     if (k > n)
         k = n;
     return sorted[k - 1];
-}
-
-/* Conventional median of a few run results (mean of the middle two if even,
- * as Python's statistics.median). Sorts @v in place. */
-static double median_d(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static double min_d(const double *v, size_t n)
@@ -158,25 +99,6 @@ static double max_d(const double *v, size_t n)
     for (size_t i = 1; i < n; i++)
         m = v[i] > m ? v[i] : m;
     return m;
-}
-
-/* 1234567.8 -> "1,234,568" into @buf. */
-static const char *grouped(double v, char *buf, size_t len)
-{
-    char tmp[64];
-    if (!isfinite(v) || v < 0 || v >= 1e18) {
-        snprintf(buf, len, "%.3g", v);
-        return buf;
-    }
-    snprintf(tmp, sizeof tmp, "%" PRIu64, (uint64_t)llround(v));
-    size_t n = strlen(tmp), o = 0;
-    for (size_t i = 0; i < n && o + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = tmp[i];
-    }
-    buf[o] = '\0';
-    return buf;
 }
 
 static long parse_long(const char *opt, const char *s, long lo, long hi)
@@ -283,33 +205,6 @@ static void hwloc_summary(char *out, size_t len)
                  pkg == 1 ? "" : "s", numa, numa == 1 ? "" : "s", core, core == 1 ? "" : "s", pu,
                  pu == 1 ? "" : "s", mem[0] ? ", " : "", mem);
     free(buf);
-}
-
-static void cpu_model(char *out, size_t len)
-{
-    snprintf(out, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        /* x86: "model name"; some others: "Model" or "cpu model". */
-        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) &&
-            strncmp(line, "cpu model", 9))
-            continue;
-        char *c = strchr(line, ':');
-        if (!c)
-            continue;
-        c++;
-        while (*c == ' ' || *c == '\t')
-            c++;
-        c[strcspn(c, "\n")] = '\0';
-        if (*c) {
-            snprintf(out, len, "%s", c);
-            break;
-        }
-    }
-    fclose(f);
 }
 
 static void print_machine(void)
@@ -503,10 +398,10 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
     res->rt_median_max = max_d(med, (size_t)runs);
     res->tput_min = min_d(tp, (size_t)runs);
     res->tput_max = max_d(tp, (size_t)runs);
-    res->rt_median_us = median_d(med, (size_t)runs);
-    res->rt_p90_us = median_d(p90, (size_t)runs);
-    res->rt_p99_us = median_d(p99, (size_t)runs);
-    res->tput = median_d(tp, (size_t)runs);
+    res->rt_median_us = median_d(med, (size_t)runs, NULL, NULL);
+    res->rt_p90_us = median_d(p90, (size_t)runs, NULL, NULL);
+    res->rt_p99_us = median_d(p99, (size_t)runs, NULL, NULL);
+    res->tput = median_d(tp, (size_t)runs, NULL, NULL);
 
     free(samples);
     free(futs);
@@ -525,12 +420,6 @@ typedef struct py_results {
     int workers;
     char version[32];
 } py_results;
-
-static bool readable_file(const char *path)
-{
-    struct stat st;
-    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
-}
 
 /* Directory of the running executable (from /proc/self/exe, else argv[0]). */
 static void exe_dir(const char *argv0, char *out, size_t len)
@@ -586,68 +475,6 @@ static bool find_peer(const char *opt, const char *argv0, char *out, size_t len)
         fprintf(stderr, " %s", cand[i]);
     fprintf(stderr, " (set PPOOL_SRC=<source dir> or pass --peer PATH)\n");
     return false;
-}
-
-/* Looks for an executable @name on $PATH. */
-static bool on_path(const char *name, char *out, size_t len)
-{
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t n = strcspn(path, ":");
-        snprintf(out, len, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", name);
-        struct stat st;
-        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
-            return true;
-        path += n;
-        if (*path == ':')
-            path++;
-    }
-    return false;
-}
-
-/* Value of "key": <number> in a flat JSON object, or NAN. */
-static double json_num(const char *js, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(js, pat);
-    if (!p)
-        return NAN;
-    p += strlen(pat);
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p != ':')
-        return NAN;
-    p++;
-    char *end;
-    double v = strtod(p, &end);
-    return end == p ? NAN : v;
-}
-
-/* Value of "key": "<string>" (no escapes expected) into @out; false if absent. */
-static bool json_str(const char *js, const char *key, char *out, size_t len)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = strstr(js, pat);
-    if (!p)
-        return false;
-    p += strlen(pat);
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p++ != ':')
-        return false;
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p++ != '"')
-        return false;
-    size_t i = 0;
-    while (*p && *p != '"' && i + 1 < len)
-        out[i++] = *p++;
-    out[i] = '\0';
-    return true;
 }
 
 /* Runs the peer; its stderr passes through, its stdout is parsed. */

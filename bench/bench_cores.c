@@ -80,35 +80,15 @@ static const char *prog = "bench_cores";
 #define MAX_TASKS 10000000L
 #define MAX_SWEEP 4096
 
+#include "bench_util.h" /* after prog and RESULT_TIMEOUT_S: its helpers use them */
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
-    exit(1);
-}
-
 static void die_errno(const char *what, const char *arg)
 {
     fprintf(stderr, "%s: %s %s: %s\n", prog, what, arg ? arg : "", strerror(errno));
-    exit(1);
-}
-
-static void die_future(const char *what, pp_future *f, int rc)
-{
-    if (rc == -ETIMEDOUT) {
-        fprintf(stderr, "%s: %s: no result after %.0f s; the pool looks stuck\n", prog, what,
-                RESULT_TIMEOUT_S);
-        exit(1);
-    }
-    pp_exception exc;
-    if (pp_future_exception(f, 0.0, &exc) == 0)
-        fprintf(stderr, "%s: %s failed: %s (%d); task: code %d, pid %ld, \"%s\"\n", prog, what,
-                pp_strerror(rc), rc, exc.code, (long)exc.pid, exc.message);
-    else
-        fprintf(stderr, "%s: %s failed: %s (%d)\n", prog, what, pp_strerror(rc), rc);
     exit(1);
 }
 
@@ -120,31 +100,6 @@ static void *xcalloc(size_t n, size_t size)
         exit(1);
     }
     return p;
-}
-
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median (mean of the middle two when even), min and max of @n values;
- * @v is sorted in place. */
-static double median_d(double *v, size_t n, double *mn, double *mx)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    if (mn)
-        *mn = v[0];
-    if (mx)
-        *mx = v[n - 1];
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Accepts decimal, 0x hex, k/M/G suffixes (x1024) and 2^N. */
@@ -596,30 +551,6 @@ static void print_others_during(const cpu_sample *a, int cores)
         printf(" (not an idle machine: with %d core%s, figures are noisy; rerun)", cores,
                cores == 1 ? "" : "s");
     printf("\n");
-}
-
-static void cpu_model(char *buf, size_t len)
-{
-    snprintf(buf, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) == 0 || strncmp(line, "Model", 5) == 0 ||
-            strncmp(line, "cpu model", 9) == 0) {
-            char *c = strchr(line, ':');
-            if (!c)
-                continue;
-            c++;
-            while (*c == ' ' || *c == '\t')
-                c++;
-            c[strcspn(c, "\n")] = '\0';
-            snprintf(buf, len, "%s", c);
-            break;
-        }
-    }
-    fclose(f);
 }
 
 static void print_machine(settings *s, char *model, size_t model_len, char *topo,

@@ -67,6 +67,8 @@ extern char **environ;
 
 static const char *prog = "bench_wordhash";
 
+#include "bench_util.h" /* after prog: its helpers use it */
+
 #define WORDS_FULL 1049938u
 #define DISTINCT_FULL 979250u
 #define HEX 128 /* bytes of one digest: 128 hex digits, no NUL */
@@ -74,16 +76,6 @@ static const char *prog = "bench_wordhash";
 /* ------------------------------------------------------------------------ */
 /* Small utilities                                                            */
 /* ------------------------------------------------------------------------ */
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "%s: out of memory (%zu bytes)\n", prog, n);
-        exit(1);
-    }
-    return p;
-}
 
 /* Whether big client arrays are marked MADV_DONTFORK (see big_alloc). */
 static bool g_dontfork = true;
@@ -131,39 +123,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static const char *grouped(double v, char *buf, size_t len)
-{
-    char raw[64];
-    snprintf(raw, sizeof raw, "%.0f", v);
-    size_t n = strlen(raw), o = 0;
-    for (size_t i = 0; i < n && o + 2 < len; i++) {
-        buf[o++] = raw[i];
-        size_t left = n - 1 - i;
-        if (left && left % 3 == 0 && raw[i] != '-')
-            buf[o++] = ',';
-    }
-    buf[o] = '\0';
-    return buf;
 }
 
 static long parse_long(const char *opt, const char *s, long lo, long hi)
@@ -483,32 +442,6 @@ static dsum digest_set(const char *out, size_t n, uint64_t *scratch)
 /* The machine                                                                */
 /* ------------------------------------------------------------------------ */
 
-static void cpu_model(char *out, size_t len)
-{
-    snprintf(out, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) &&
-            strncmp(line, "cpu model", 9))
-            continue;
-        char *c = strchr(line, ':');
-        if (!c)
-            continue;
-        c++;
-        while (*c == ' ' || *c == '\t')
-            c++;
-        c[strcspn(c, "\n")] = '\0';
-        if (*c) {
-            snprintf(out, len, "%s", c);
-            break;
-        }
-    }
-    fclose(f);
-}
-
 static void print_machine(pp_executor *ex)
 {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -552,12 +485,6 @@ static void print_machine(pp_executor *ex)
 /* Python peer                                                                */
 /* ------------------------------------------------------------------------ */
 
-static bool readable_file(const char *path)
-{
-    struct stat st;
-    return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
-}
-
 static void exe_dir(char *out, size_t len)
 {
     char buf[PATH_MAX];
@@ -596,34 +523,6 @@ static bool find_peer(const char *opt, char *out, size_t len)
     return false;
 }
 
-static bool on_path(const char *name, char *out, size_t len)
-{
-    const char *path = getenv("PATH");
-    if (!path || !*path)
-        path = "/usr/local/bin:/usr/bin:/bin";
-    while (*path) {
-        size_t n = strcspn(path, ":");
-        snprintf(out, len, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", name);
-        struct stat st;
-        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
-            return true;
-        path += n;
-        if (*path == ':')
-            path++;
-    }
-    return false;
-}
-
-static double json_num(const char *js, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(js, pat);
-    if (!p)
-        return NAN;
-    return strtod(p + strlen(pat), NULL);
-}
-
 static uint64_t json_u64(const char *js, const char *key)
 {
     char pat[64];
@@ -632,21 +531,6 @@ static uint64_t json_u64(const char *js, const char *key)
     if (!p)
         return 0;
     return strtoull(p + strlen(pat), NULL, 10);
-}
-
-static bool json_str(const char *js, const char *key, char *out, size_t len)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": \"", key);
-    const char *p = strstr(js, pat);
-    if (!p)
-        return false;
-    p += strlen(pat);
-    size_t i = 0;
-    while (*p && *p != '"' && i + 1 < len)
-        out[i++] = *p++;
-    out[i] = '\0';
-    return true;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -890,7 +774,7 @@ static void measure_point(report *R, int sys, int si, const words *w, char *out,
     do {                                                                                           \
         for (int r = 0; r < runs; r++)                                                             \
             v[r] = ph[r].f;                                                                        \
-        m->f = median(v, runs);                                                                    \
+        m->f = median_d(v, (size_t)runs, NULL, NULL);                                              \
     } while (0)
         PHASE_MEDIAN(create);
         PHASE_MEDIAN(stage);
@@ -909,7 +793,7 @@ static void measure_point(report *R, int sys, int si, const words *w, char *out,
     }
     p->min = mn;
     p->max = mx;
-    p->sec = median(t, runs);
+    p->sec = median_d(t, (size_t)runs, NULL, NULL);
     p->ok = ok;
     if (!ok)
         R->failures++;
@@ -959,8 +843,8 @@ static void measure_noop(report *R, size_t n, int runs)
             die_pp("no-op pp_map_next", rc, NULL);
         pb_done++;
     }
-    R->noop_all = (double)n / median(ta, runs);
-    R->noop_iter = (double)n / median(ti, runs);
+    R->noop_all = (double)n / median_d(ta, (size_t)runs, NULL, NULL);
+    R->noop_iter = (double)n / median_d(ti, (size_t)runs, NULL, NULL);
     R->noop_n = n;
     free(in);
     free(out);
@@ -1432,7 +1316,7 @@ int main(int argc, char **argv)
         R.serial_c.min = ts[r] < R.serial_c.min ? ts[r] : R.serial_c.min;
         R.serial_c.max = ts[r] > R.serial_c.max ? ts[r] : R.serial_c.max;
     }
-    R.serial_c.sec = median(ts, (int)runs);
+    R.serial_c.sec = median_d(ts, (size_t)runs, NULL, NULL);
     R.serial_c.ok = true;
     R.ref = digest_set(ref, R.n, scratch);
     pb_done++;
