@@ -102,7 +102,6 @@ uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes)
         bits_set(bm, at, n, 1);
         runlen(s)[at] = (uint32_t)n;
         a->hint = at + n < a->units ? at + n : 0;
-        a->used += n;
     }
     pthread_mutex_unlock(&a->lock);
     return at == UINT64_MAX ? 0 : a->off_data + at * PPI_ARENA_UNIT;
@@ -122,19 +121,8 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
     uint64_t n = runlen(s)[at];
     runlen(s)[at] = 0;
     bits_set(bitmap(s), at, n, 0);
-    a->used -= n;
     pthread_mutex_unlock(&a->lock);
     if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
         (void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                         (off_t)(n * PPI_ARENA_UNIT));
-}
-
-/* Bytes currently allocated (statistics; takes the lock). */
-uint64_t ppi_arena_used_bytes(ppi_seg *s)
-{
-    ppi_arena *a = &s->hdr->arena;
-    arena_lock(a);
-    uint64_t used = a->used;
-    pthread_mutex_unlock(&a->lock);
-    return used * PPI_ARENA_UNIT;
 }

@@ -379,11 +379,6 @@ const char *pp_executor_topology(pp_executor *ex)
     return ex ? ex->topology : "";
 }
 
-uint64_t ppi_executor_fn_token(pp_executor *ex, uintptr_t fn)
-{
-    return ppi_fn_encode(ex->seg.modtab, fn);
-}
-
 pp_start_method pp_start_method_used(const pp_executor *ex)
 {
     return ex ? (pp_start_method)ex->seg.hdr->start_method : PP_START_AUTO;

@@ -64,12 +64,4 @@ void ppi_modtab_resolve(const ppi_modtab *t, bool same_image);
  * not usable here (@why receives a reason). */
 uintptr_t ppi_fn_decode(const ppi_modtab *t, uint64_t token, const char **why);
 
-/* For runtime modules built on pp_submit (map.c) that pass further user
- * function pointers inside task arguments: encode in the client (0 = not
- * callable in the workers: report PP_ENOFUNC), decode in the task. */
-struct pp_executor;
-struct pp_task;
-uint64_t ppi_executor_fn_token(struct pp_executor *ex, uintptr_t fn);
-uintptr_t ppi_task_fn(struct pp_task *t, uint64_t token, const char **why);
-
 #endif

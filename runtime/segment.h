@@ -170,7 +170,6 @@ typedef struct ppi_arena {
     pthread_mutex_t lock;
     uint64_t units;      /* data units of PPI_ARENA_UNIT bytes */
     uint64_t hint;       /* where the next search starts */
-    uint64_t used;       /* units in use (statistics) */
     uint64_t off_bitmap; /* uint64_t[ceil(units/64)], bit set = used */
     uint64_t off_runlen; /* uint32_t[units], run length at a block's first unit */
     uint64_t off_data;
@@ -283,6 +282,5 @@ void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags);
 /* Arena (arena.c). Offsets are from the segment base; 0 means none. */
 uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes);
 void ppi_arena_free(ppi_seg *s, uint64_t off);
-uint64_t ppi_arena_used_bytes(ppi_seg *s);
 
 #endif

@@ -117,10 +117,6 @@ bool pp_task_should_stop(pp_task *t)
 
 int pp_task_worker(pp_task *t) { return t->widx; }
 
-uintptr_t ppi_task_fn(pp_task *t, uint64_t token, const char **why)
-{
-    return ppi_fn_decode(t->seg->modtab, token, why);
-}
 
 void *pp_task_shm(pp_task *t, uint64_t offset)
 {
