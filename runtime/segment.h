@@ -135,7 +135,9 @@ enum ppi_phase {
 #define PPI_EXIT_INIT 77
 
 /* Per worker position (the process in it may be replaced). Single writer:
- * the worker process in that position, except pid/respawns (manager). */
+ * the worker process in that position, except respawns (manager) and pid
+ * (both the manager after fork() and the worker before ready store the same
+ * value: the manager's store may come after the worker said ready). */
 typedef struct ppi_worker {
     ppi_place place;             /* where it runs: written by the client at create */
     alignas(64) _Atomic int32_t pid;

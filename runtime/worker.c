@@ -378,6 +378,11 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     sigprocmask(SIG_SETMASK, &all, NULL);
     ppi_worker *me = &seg->workers[widx];
     worker_pid = getpid();
+    /* relaxed: published by the ready stores below. The manager stores the
+     * same value after fork() returns, but it may run later than we reach
+     * ready (a slow parent, e.g. under ASan): pp_executor_create promises
+     * every pid once it returns. */
+    atomic_store_explicit(&me->pid, worker_pid, memory_order_relaxed);
     set_phase(me, PPI_PH_START);
     atomic_store_explicit(&me->current, 0, memory_order_relaxed); /* relaxed: own record */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
