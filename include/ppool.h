@@ -207,6 +207,15 @@ typedef struct pp_config {
      *  never during one) and is replaced; 0 = never (default). Works with the
      *  fork start method. */
     unsigned max_tasks_per_child;
+    /** A worker process exits cleanly between tasks once its private
+     *  resident memory (RSS minus file-backed and shared pages) has grown
+     *  more than this many bytes past what it held after its first task, and
+     *  is replaced; 0 = never (default). For tasks that leak (a C library
+     *  that never frees): the worker is recycled before the OOM killer
+     *  takes it. Checked after any task that ran 100 µs or more, and at
+     *  least every 10 ms of tasks otherwise (one read of /proc/self/statm,
+     *  about 2 µs). A map's runner counts as one task. */
+    size_t max_rss_growth;
     /** Run in every worker before its first task (NULL = none). */
     pp_initializer initializer;
     /** Bytes passed to the initializer (copied at pp_executor_create). */

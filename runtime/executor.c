@@ -50,6 +50,7 @@ void pp_config_init(pp_config *cfg)
     cfg->slots = 4096;
     cfg->on_worker_death = PP_DEATH_BREAK;
     cfg->max_tasks_per_child = 0;
+    cfg->max_rss_growth = 0;
     cfg->initializer = NULL;
 }
 
@@ -266,6 +267,7 @@ static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *
     h->test_bad_fd = !bad ? 0 : !strcmp(bad, "manager") ? 1 : !strcmp(bad, "worker") ? 2 : 0;
     h->death_policy = (uint32_t)cfg->on_worker_death;
     h->max_tasks = cfg->max_tasks_per_child;
+    h->max_rss_growth = cfg->max_rss_growth;
     int rc = ppi_modtab_build(ex->seg.modtab);
     if (rc)
         return rc;

@@ -17,7 +17,8 @@
  * cannot stall in a task: timeouts are enforced even if tasks spin.
  *
  * Deaths, by the phase the worker recorded (enum ppi_phase):
- *  - RETIRING + exit 75: max_tasks_per_child reached between tasks: replace.
+ *  - RETIRING + exit 75: max_tasks_per_child or max_rss_growth reached
+ *    between tasks: replace.
  *  - START / INIT / INIT_FAILED: the pool could not start (initializer
  *    failed or crashed): break, whatever the policy (Python parity).
  *  - a slot KILLING(w): the task was killed on request or by its timeout:

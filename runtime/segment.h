@@ -126,7 +126,7 @@ enum ppi_phase {
     PPI_PH_START = 0,     /* forked, binding */
     PPI_PH_INIT = 1,      /* running the initializer */
     PPI_PH_LOOP = 2,      /* taking tasks */
-    PPI_PH_RETIRING = 3,  /* max_tasks_per_child reached: exiting cleanly */
+    PPI_PH_RETIRING = 3,  /* max_tasks_per_child or max_rss_growth reached: exiting cleanly */
     PPI_PH_KILLED = 4,    /* found its slot KILLING: exiting */
     PPI_PH_INIT_FAILED = 5,
 };
@@ -209,6 +209,7 @@ typedef struct ppi_hdr {
     _Atomic int32_t kill_signal;    /* manager command: signal every live worker */
     uint32_t death_policy;          /* pp_death_policy */
     uint32_t max_tasks;             /* per worker process, 0 = unlimited */
+    uint64_t max_rss_growth;        /* bytes of private RSS growth, 0 = unlimited */
     uint64_t initializer;           /* function address, 0 = none */
     uint64_t initargs_off;          /* arena block with the initializer's bytes */
     uint64_t initargs_size;

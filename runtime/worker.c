@@ -7,6 +7,8 @@
  * CAS (RUNNING -> DONE/FAILED, or RECLAIM when the client dropped the
  * future), then wakes the slot's waiters if any said they sleep.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sched.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "fnmap.h"
 #include "ppool.h"
@@ -245,7 +248,11 @@ static void arm_timeout(ppi_seg *seg, ppi_worker *me, ppi_slot *sl, uint64_t t0)
     (void)n; /* a saturated counter still wakes the manager */
 }
 
-static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
+/* Runs the task of ring entry @e if we win its slot. Returns false when the
+ * entry was stale (cancelled or killed before we claimed it); else true, with
+ * the time the task function ran in *ran_ns and the clock after it in *end_ns. */
+static bool run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e, uint64_t *ran_ns,
+                      uint64_t *end_ns)
 {
     bool claimed = slot_claim(seg, e, widx);
     /* relaxed: crash-attribution records, read by the manager after death. */
@@ -253,7 +260,7 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
         atomic_store_explicit(&me->current, e, memory_order_relaxed);
     atomic_store_explicit(&me->deq_entry, 0, memory_order_relaxed);
     if (!claimed)
-        return;
+        return false;
     ppi_slot *sl = ppi_slot_at(seg, ppi_entry_idx(e));
     pp_task t = {.seg = seg, .slot = sl, .widx = widx};
     const char *why = NULL;
@@ -282,6 +289,86 @@ static void run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e)
                               memory_order_relaxed);
     atomic_store_explicit(&me->tasks, atomic_load_explicit(&me->tasks, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    *ran_ns = t1 - t0;
+    *end_ns = t1;
+    return true;
+}
+
+/*
+ * max_rss_growth. The measure is private resident memory: statm's resident
+ * minus shared pages (file-backed and shared memory), that is RssAnon. The
+ * arena's pages a task touches are shared and do not count; a forked
+ * worker's copy-on-write view of its parent does count, which is why the
+ * baseline is taken after the first task (as loky does), not at start.
+ * Reading costs one pread of /proc/self/statm (~2 µs), so it is done after
+ * tasks that ran long enough to hide it, or after RSS_CHECK_NS of short ones.
+ */
+#define RSS_LONG_TASK_NS 100000ull   /* 100 µs */
+#define RSS_CHECK_NS 10000000ull     /* 10 ms */
+
+typedef struct rss_watch {
+    uint64_t limit;   /* growth allowed in bytes, 0 = not watching */
+    int fd;           /* /proc/self/statm, -1 when it cannot be read */
+    uint64_t base;    /* private RSS after the first task; UINT64_MAX = not yet */
+    uint64_t last_ns; /* when it was last read */
+} rss_watch;
+
+static void rss_watch_init(rss_watch *w, uint64_t limit)
+{
+    w->limit = limit;
+    w->fd = -1;
+    w->base = UINT64_MAX;
+    w->last_ns = 0;
+    if (!limit)
+        return;
+    w->fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (w->fd < 0)
+        fprintf(stderr, "ppool: worker %d cannot read /proc/self/statm (%s): max_rss_growth is "
+                        "not enforced\n", (int)worker_pid, strerror(errno));
+}
+
+/* Private resident bytes, or UINT64_MAX when statm cannot be read. */
+static uint64_t private_rss(int fd)
+{
+    char buf[128];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return UINT64_MAX;
+    buf[n] = 0;
+    unsigned long long size, resident, shared;
+    if (sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) != 3 || shared > resident)
+        return UINT64_MAX;
+    return (uint64_t)(resident - shared) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* After a task that ran @ran_ns and ended at @end_ns: true when this worker
+ * should retire because its private memory grew past the limit. */
+static bool rss_grew_too_much(rss_watch *w, uint64_t ran_ns, uint64_t end_ns)
+{
+    if (w->fd < 0)
+        return false;
+    bool first = w->base == UINT64_MAX;
+    if (!first && ran_ns < RSS_LONG_TASK_NS && end_ns - w->last_ns < RSS_CHECK_NS)
+        return false;
+    w->last_ns = end_ns;
+    uint64_t rss = private_rss(w->fd);
+    if (rss == UINT64_MAX)
+        return false;
+    if (first) {
+        w->base = rss;
+        return false;
+    }
+    return rss > w->base && rss - w->base > w->limit;
+}
+
+/* Between tasks: exit cleanly; the manager sees RETIRING + exit 75 and
+ * starts a replacement in the same position. */
+static _Noreturn void retire(ppi_worker *me)
+{
+    set_phase(me, PPI_PH_RETIRING);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(PPI_EXIT_RETIRED);
 }
 
 /* Wait for work. Returns true when the worker should exit. */
@@ -404,17 +491,19 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     install_test_hooks();
 
     uint64_t done = 0, max_tasks = seg->hdr->max_tasks;
+    rss_watch rss;
+    rss_watch_init(&rss, seg->hdr->max_rss_growth);
     for (;;) {
-        uint64_t e;
+        uint64_t e, ran_ns, end_ns;
         if (ppi_ring_pop_rec(seg->ring, &e, &me->deq_claim, &me->deq_entry)) {
-            run_entry(seg, me, widx, e);
-            if (max_tasks && ++done >= max_tasks) {
-                /* Between tasks: retire cleanly, the manager replaces us. */
-                set_phase(me, PPI_PH_RETIRING);
-                fflush(stdout);
-                fflush(stderr);
-                _exit(PPI_EXIT_RETIRED);
-            }
+            /* A stale entry (cancelled before we claimed it) ran nothing:
+             * it counts toward neither limit. */
+            if (!run_entry(seg, me, widx, e, &ran_ns, &end_ns))
+                continue;
+            if (max_tasks && ++done >= max_tasks)
+                retire(me);
+            if (rss.limit && rss_grew_too_much(&rss, ran_ns, end_ns))
+                retire(me);
             continue;
         }
         if (wait_for_work(seg, manager))

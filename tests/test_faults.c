@@ -24,9 +24,7 @@
  *       or decode in the result path; recycling concurrent with the client
  *       reading results is what the max_tasks_per_child tests below do.
  *  - 17 (3 GiB argument and result): payload framing, not a manager fault
- *       (payload suite).
- *  - 18 (RSS-based recycling): not a ppool feature; max_tasks_per_child is
- *       the only recycling knob (tested below).
+ *       (test_payload: row17_3gib_argument_and_result).
  *
  * Test hook: PPOOL_TEST_DIE_IN_POP=N (set before pp_executor_create, unset
  * after; the manager and every worker it starts inherit it) makes each worker
@@ -1014,6 +1012,100 @@ Test(faults, max_tasks_configured_start_method, PPT_FIXTURE, .timeout = 120)
 {
     check_max_tasks(2, 2, 1000, 60.0, PP_START_AUTO);
     check_max_tasks(1, 1, 300, 60.0, PP_START_AUTO);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Known-failures row 18 (loky #373): a C library leaked in every task until  */
+/* the OOM killer took the worker hours later. max_rss_growth recycles a      */
+/* worker between tasks once its private memory grew past the limit.         */
+/* ------------------------------------------------------------------------ */
+
+#define ROW18_STEP ((size_t)4 << 20) /* bytes one task maps and touches */
+#define ROW18_LIMIT ((size_t)32 << 20)
+#define ROW18_TASKS 60
+
+/* Argument bool leak: map ROW18_STEP bytes, touch every page, and unmap
+ * them again (a task that cleans up) or not (a leak). mmap rather than
+ * malloc: the result does not depend on the allocator (ASan keeps freed
+ * blocks in its quarantine). Result: pid_seq. Each task touches ~1000 pages,
+ * so it runs well over 100 µs and the worker checks its memory after it. */
+static int task_map_pages(pp_task *t)
+{
+    const bool *leak = pp_task_arg(t, NULL);
+    char *p = mmap(NULL, ROW18_STEP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return pp_task_raise(t, errno, "mmap: %s", strerror(errno));
+    long page = sysconf(_SC_PAGESIZE);
+    for (size_t off = 0; off < ROW18_STEP; off += (size_t)page)
+        p[off] = 1;
+    if (!*leak)
+        munmap(p, ROW18_STEP);
+    return task_pid_seq(t);
+}
+
+/* Runs ROW18_TASKS tasks on one worker with max_rss_growth = ROW18_LIMIT.
+ * Returns the number of worker processes that ran them; *most receives the
+ * largest number of tasks one process ran. */
+static long run_row18(bool leak, uint32_t *most, uint64_t *respawns)
+{
+    pp_config cfg = cfg_of(1, PP_DEATH_BREAK);
+    cfg.max_rss_growth = ROW18_LIMIT;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    pp_future *fs[ROW18_TASKS];
+    for (int i = 0; i < ROW18_TASKS; i++)
+        fs[i] = submit_ok(ex, task_map_pages, &leak, sizeof leak);
+    long processes = 0;
+    *most = 0;
+    for (int i = 0; i < ROW18_TASKS; i++) {
+        const void *d = NULL;
+        size_t sz = 0;
+        int rc = pp_future_result(fs[i], 60.0, &d, &sz);
+        cr_assert_eq(rc, 0, "leak=%d task %d: %d %s", leak, i, rc, pp_strerror(rc));
+        cr_assert_eq(sz, sizeof(pid_seq));
+        pid_seq r;
+        memcpy(&r, d, sizeof r);
+        if (r.seq == 1)
+            processes++;
+        if (r.seq > *most)
+            *most = r.seq;
+    }
+    pp_stats st;
+    PPT_WAIT_FOR(pp_executor_stats(ex, &st, NULL, 0) == 1 && st.completed == ROW18_TASKS, 5.0);
+    *respawns = st.respawns;
+    cr_expect_eq(st.failed, 0);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+    release_all(fs, ROW18_TASKS);
+    return processes;
+}
+
+Test(faults, row18_rss_growth_recycles_a_leaking_worker, PPT_FIXTURE, .timeout = 120)
+{
+    uint32_t most = 0;
+    uint64_t respawns = 0;
+    long procs = run_row18(true, &most, &respawns);
+    /* The baseline is taken after a process's first task; it retires after
+     * the task that takes it past 32 MiB of growth, i.e. the 9th after the
+     * first at 4 MiB each: 10 tasks, or fewer if the process grew a little
+     * on its own besides. Never more: that would be a missed check. */
+    uint32_t expect = 1 + (uint32_t)(ROW18_LIMIT / ROW18_STEP) + 1;
+    cr_expect_leq(most, expect, "a process ran %u leaking tasks (limit: %u)", most, expect);
+    cr_expect_geq(most, expect - 3, "a process retired after only %u tasks", most);
+    cr_expect_geq(procs, ROW18_TASKS / (long)expect, "%ld processes ran %d leaking tasks", procs,
+                  ROW18_TASKS);
+    cr_expect_geq(respawns + 1, (uint64_t)procs, "respawns %llu for %ld processes",
+                  (unsigned long long)respawns, procs);
+    cr_log_info("row18: %ld processes for %d leaking tasks, at most %u tasks each", procs,
+                ROW18_TASKS, most);
+}
+
+Test(faults, row18_rss_growth_leaves_a_worker_that_frees_alone, PPT_FIXTURE, .timeout = 120)
+{
+    uint32_t most = 0;
+    uint64_t respawns = 0;
+    long procs = run_row18(false, &most, &respawns);
+    cr_expect_eq(procs, 1, "%ld processes for tasks that free what they map", procs);
+    cr_expect_eq(most, ROW18_TASKS);
+    cr_expect_eq(respawns, 0);
 }
 
 Test(faults, row1_one_worker_max_tasks_2_ten_tasks_complete, PPT_FIXTURE, .timeout = 30)

@@ -363,3 +363,83 @@ Test(payload, many_medium_payloads_two_threads, PPT_FIXTURE, .timeout = 120)
     }
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Known-failures row 17 (loky #143, bpo-17560): payloads over 2 GiB broke   */
+/* the pipe framing of Python's pools and deadlocked them. ppool has no      */
+/* framing (sizes are 64-bit fields of the slot, bytes live in the arena),   */
+/* and this test holds it to that: a 3 GiB argument in, a 3 GiB result out.  */
+/* ------------------------------------------------------------------------ */
+
+#define GiB (1024 * MiB)
+#define ROW17_BYTES (3 * GiB)
+#define ROW17_XOR 0xA5C3F00D12345678ull
+
+/* The word at 8-byte index i of the argument. */
+static inline uint64_t row17_word(size_t i)
+{
+    uint64_t z = (uint64_t)i + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    return z ^ (z >> 31);
+}
+
+/* Result = argument with every 64-bit word XORed with ROW17_XOR: proves the
+ * worker read all of the argument and wrote all of the result. A task that
+ * finds a wrong argument word raises with its index. */
+static int row17_task(pp_task *t)
+{
+    size_t n = 0;
+    const uint64_t *a = pp_task_arg(t, &n);
+    if (n != ROW17_BYTES)
+        return pp_task_raise(t, 1, "argument of %zu bytes, expected %zu", n, (size_t)ROW17_BYTES);
+    uint64_t *r = pp_task_result(t, n);
+    if (!r)
+        return pp_task_raise(t, 2, "no room for a %zu-byte result", n);
+    for (size_t i = 0; i < n / 8; i++) {
+        if (a[i] != row17_word(i))
+            return pp_task_raise(t, 3, "argument word %zu is wrong", i);
+        r[i] = a[i] ^ ROW17_XOR;
+    }
+    return 0;
+}
+
+Test(payload, row17_3gib_argument_and_result, PPT_FIXTURE, .timeout = 300)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    cfg.max_arg_size = ROW17_BYTES;
+    cfg.max_result_size = ROW17_BYTES;
+    cfg.arena_size = 8 * GiB; /* address space; pages are used only as touched */
+    pp_executor *ex = make_pool_cfg(&cfg);
+
+    uint64_t *arg = malloc(ROW17_BYTES);
+    cr_assert_not_null(arg, "malloc(3 GiB)");
+    for (size_t i = 0; i < ROW17_BYTES / 8; i++)
+        arg[i] = row17_word(i);
+    pp_future *f = submit_ok(ex, row17_task, arg, ROW17_BYTES);
+    free(arg); /* pp_submit copied it: the client's buffer is not needed */
+
+    const uint64_t *res = NULL;
+    size_t sz = 0;
+    int rc = pp_future_result(f, PP_FOREVER, (const void **)&res, &sz);
+    if (rc == PP_ETASK) {
+        pp_exception e;
+        pp_future_exception(f, 0.0, &e);
+        cr_assert_fail("the task failed: code %d: %s", e.code, e.message);
+    }
+    cr_assert_eq(rc, 0, "3 GiB round trip: %d %s", rc, pp_strerror(rc));
+    cr_assert_eq(sz, (size_t)ROW17_BYTES, "result size %zu", sz);
+    size_t bad = SIZE_MAX;
+    for (size_t i = 0; i < ROW17_BYTES / 8 && bad == SIZE_MAX; i++)
+        if (res[i] != (row17_word(i) ^ ROW17_XOR))
+            bad = i;
+    cr_assert_eq(bad, SIZE_MAX, "result word %zu is wrong", bad);
+
+    /* One byte over the configured limit is still refused at submit, as for
+     * small limits (argument_over_limit), without touching the bytes. */
+    pp_future *over = NULL;
+    cr_expect_eq(pp_submit(ex, row17_task, res, ROW17_BYTES + 1, &over), PP_ETOOBIG);
+    cr_expect_null(over);
+    pp_future_release(f);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
