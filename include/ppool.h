@@ -302,6 +302,14 @@ PP_API int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_s
  * Idempotent: later calls are allowed (a later wait=true still waits).
  * Returns 0, or -EINVAL for a NULL executor. Blocks only when @wait.
  * Any client thread.
+ *
+ * At exit(3) (or a return from main), every executor of this process that
+ * was not destroyed is shut down with wait=true, cancel_futures=false, as
+ * Python does at interpreter exit: submitted work still runs, even after
+ * pp_shutdown(ex, false, ...), and the program ends after it. _exit(),
+ * quick_exit() and fatal signals skip this: the workers then die with the
+ * process and unfinished work is lost. exit() called inside a done-callback
+ * does not wait for that callback's own executor.
  */
 PP_API int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures);
 

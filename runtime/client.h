@@ -102,6 +102,8 @@ struct pp_executor {
     _Atomic uint64_t last_check_ns; /* pp_submit's periodic liveness check */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
+    pp_executor *exit_prev, *exit_next; /* exit.c's registry, under its lock */
+    int exit_listed;
 };
 
 /* slot locks */
@@ -151,5 +153,10 @@ bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
 void ppi_backlog_fail_broken(pp_executor *ex);
 void ppi_pump_join(pp_executor *ex);
+bool ppi_pump_is_self(pp_executor *ex);
+
+/* exit.c: executors still alive at exit(3) are shut down with wait. */
+void ppi_exit_add(pp_executor *ex);
+void ppi_exit_remove(pp_executor *ex);
 
 #endif

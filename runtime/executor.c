@@ -357,7 +357,8 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     rc = ppi_seg_create(&ex->seg, &g);
     if (!rc)
         rc = client_alloc(ex);
-    rc = fill_segment(ex, &cfg, places);
+    if (!rc)
+        rc = fill_segment(ex, &cfg, places);
     free(places);
     if (!rc)
         rc = start_manager(ex);
@@ -372,6 +373,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         executor_free(ex);
         return rc;
     }
+    ppi_exit_add(ex);
     *out = ex;
     return 0;
 }
@@ -691,6 +693,8 @@ int pp_executor_destroy(pp_executor *ex)
 {
     if (!ex)
         return -EINVAL;
+    /* Off the exit registry before the handle's reference goes (exit.c). */
+    ppi_exit_remove(ex);
     pp_shutdown(ex, true, false);
     ppi_executor_unref(ex);
     return 0;

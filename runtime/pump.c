@@ -35,6 +35,10 @@
  * futures the user still holds (an O(slots) scan). */
 #define STARVED_NAPS 20
 
+/* The executor whose service thread the calling thread is, else NULL.
+ * Thread-local: written once by that thread, read only by it. */
+static _Thread_local pp_executor *pump_of_this_thread;
+
 static void *pump_main(void *arg);
 static void backlog_complete_all(pp_executor *ex, int err, int code, pid_t pid, const char *msg);
 
@@ -270,6 +274,7 @@ static void *pump_main(void *arg)
     pp_executor *ex = arg;
     int starved = 0;
     bool napped = true;
+    pump_of_this_thread = ex;
     pthread_mutex_lock(&ex->lock);
     for (;;) {
         /* acquire: pairs with pp_shutdown's store. */
@@ -316,6 +321,13 @@ static void *pump_main(void *arg)
     ex->pump_running = 0;
     pthread_mutex_unlock(&ex->lock);
     return NULL;
+}
+
+/* True when the calling thread is @ex's service thread (e.g. inside a done-
+ * callback). Lock-free. */
+bool ppi_pump_is_self(pp_executor *ex)
+{
+    return pump_of_this_thread == ex;
 }
 
 void ppi_pump_join(pp_executor *ex)

@@ -1871,3 +1871,173 @@ Test(futures, sigkill_in_task_breaks_pool_and_wakes_every_waiter, PPT_FIXTURE, .
 {
     check_break(ppt_task_sigkill, SIGKILL, "raise(SIGKILL)");
 }
+
+/* ======================================================================== */
+/* exit: the program waits for submitted work (Python parity, see exit.c)   */
+/* ======================================================================== */
+
+#include <fcntl.h>
+#include <sys/wait.h>
+
+#define EXIT_TASKS 6
+
+/* Argument: {fd of the log file, task number}. Appends "S<i>" at start and
+ * "E<i>" after 40 ms to the log (O_APPEND: whole records from any process;
+ * the fd is inherited by every start method's workers only under fork, so
+ * the file is reopened by path). */
+typedef struct exit_arg {
+    char path[96];
+    int i;
+} exit_arg;
+
+static void exit_log(const char *path, char what, int i)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char rec[8];
+    int n = snprintf(rec, sizeof rec, "%c%d\n", what, i);
+    ssize_t w = write(fd, rec, (size_t)n);
+    (void)w;
+    close(fd);
+}
+
+static int task_exit_logged(pp_task *t)
+{
+    const exit_arg *a = pp_task_arg(t, NULL);
+    exit_log(a->path, 'S', a->i);
+    ppt_sleep(0.04);
+    exit_log(a->path, 'E', a->i);
+    return 0;
+}
+
+static int exit_in_callback(pp_future *f, void *userdata)
+{
+    (void)f;
+    (void)userdata;
+    exit(7);
+}
+
+enum exit_how { EXIT_PLAIN, EXIT_AFTER_SHUTDOWN_NOWAIT, EXIT_AFTER_SHUTDOWN_CANCEL, EXIT_IN_CALLBACK };
+
+/* Forked client: a one-worker pool, EXIT_TASKS logged tasks, then exit()
+ * in the way @how says, without pp_executor_destroy. */
+static _Noreturn void exit_child(const char *path, enum exit_how how)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    pp_executor *ex = NULL;
+    if (pp_executor_create(&ex, &cfg) != 0)
+        _exit(90);
+    pp_future *fs[EXIT_TASKS];
+    for (int i = 0; i < EXIT_TASKS; i++) {
+        exit_arg a = {.i = i};
+        snprintf(a.path, sizeof a.path, "%s", path);
+        if (pp_submit(ex, task_exit_logged, &a, sizeof a, &fs[i]) != 0)
+            _exit(91);
+    }
+    /* Wait until the first task runs: cancel_futures then has a running
+     * task to let finish and queued ones to cancel. */
+    double dl = ppt_deadline(20.0);
+    while (!pp_future_running(fs[0]) && !pp_future_done(fs[0]) && !ppt_expired(dl))
+        ppt_sleep(0.001);
+    switch (how) {
+    case EXIT_PLAIN:
+        break;
+    case EXIT_AFTER_SHUTDOWN_NOWAIT:
+        pp_shutdown(ex, false, false);
+        break;
+    case EXIT_AFTER_SHUTDOWN_CANCEL:
+        pp_shutdown(ex, false, true);
+        break;
+    case EXIT_IN_CALLBACK:
+        pp_future_add_done_callback(fs[0], exit_in_callback, NULL);
+        pp_future_result(fs[EXIT_TASKS - 1], PP_FOREVER, NULL, NULL); /* exit(7) ends it */
+        _exit(92);
+    }
+    exit(0);
+}
+
+/* Runs exit_child(@how) in a forked process; returns its exit status and
+ * fills started[i] / ended[i] from the log. */
+static int run_exit_child(enum exit_how how, bool started[EXIT_TASKS], bool ended[EXIT_TASKS])
+{
+    char path[96];
+    snprintf(path, sizeof path, "/tmp/ppool-exit-%d-%d.log", (int)getpid(), (int)how);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0, "open %s", path);
+    close(fd);
+    fflush(NULL);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0)
+        exit_child(path, how);
+    int status = 0;
+    double dl = ppt_deadline(30.0);
+    pid_t r;
+    while ((r = waitpid(child, &status, WNOHANG)) == 0 && !ppt_expired(dl))
+        ppt_sleep(0.002);
+    if (r == 0) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        cr_assert_fail("the client did not exit within 30 s");
+    }
+    /* Its workers may outlive it by a moment when it did not wait. */
+    ppt_wait_no_children(5.0);
+    for (int i = 0; i < EXIT_TASKS; i++)
+        started[i] = ended[i] = false;
+    FILE *log = fopen(path, "r");
+    cr_assert_not_null(log);
+    char what;
+    int i;
+    while (fscanf(log, " %c%d", &what, &i) == 2)
+        if (i >= 0 && i < EXIT_TASKS)
+            (what == 'S' ? started : ended)[i] = true;
+    fclose(log);
+    unlink(path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Returning from main / exit() with work pending: it all runs first. */
+Test(futures, exit_waits_for_every_submitted_task, PPT_FIXTURE, .timeout = 60)
+{
+    bool started[EXIT_TASKS], ended[EXIT_TASKS];
+    cr_assert_eq(run_exit_child(EXIT_PLAIN, started, ended), 0);
+    for (int i = 0; i < EXIT_TASKS; i++)
+        cr_expect(started[i] && ended[i], "task %d: started %d, ended %d", i, started[i], ended[i]);
+}
+
+/* Python: shutdown(wait=False) then the end of the program still runs the
+ * queued work. */
+Test(futures, exit_after_shutdown_nowait_still_runs_the_queue, PPT_FIXTURE, .timeout = 60)
+{
+    bool started[EXIT_TASKS], ended[EXIT_TASKS];
+    cr_assert_eq(run_exit_child(EXIT_AFTER_SHUTDOWN_NOWAIT, started, ended), 0);
+    for (int i = 0; i < EXIT_TASKS; i++)
+        cr_expect(started[i] && ended[i], "task %d: started %d, ended %d", i, started[i], ended[i]);
+}
+
+/* Python's wait-first pattern: shutdown(wait=False, cancel_futures=True);
+ * the program waits for the running task at exit, the queued ones never run. */
+Test(futures, exit_after_shutdown_cancel_finishes_only_the_running, PPT_FIXTURE, .timeout = 60)
+{
+    bool started[EXIT_TASKS], ended[EXIT_TASKS];
+    cr_assert_eq(run_exit_child(EXIT_AFTER_SHUTDOWN_CANCEL, started, ended), 0);
+    cr_expect(started[0] && ended[0], "the running task did not finish (started %d, ended %d)",
+              started[0], ended[0]);
+    int ran = 0;
+    for (int i = 0; i < EXIT_TASKS; i++) {
+        cr_expect(!started[i] || ended[i], "task %d started but did not finish", i);
+        ran += started[i];
+    }
+    cr_expect_lt(ran, EXIT_TASKS, "cancel_futures cancelled nothing (%d ran)", ran);
+}
+
+/* exit() inside a done-callback (on the service thread) ends the program
+ * without hanging on that executor. */
+Test(futures, exit_inside_a_done_callback_does_not_hang, PPT_FIXTURE, .timeout = 60)
+{
+    bool started[EXIT_TASKS], ended[EXIT_TASKS];
+    cr_assert_eq(run_exit_child(EXIT_IN_CALLBACK, started, ended), 7);
+    cr_expect(started[0] && ended[0]);
+}

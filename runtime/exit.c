@@ -1,0 +1,124 @@
+/*
+ * exit.c — at exit, the program waits for the work it submitted.
+ *
+ * Python joins every executor's workers when the interpreter exits
+ * (concurrent.futures registers this with threading._register_atexit): work
+ * already submitted still runs and its futures resolve, even after
+ * shutdown(wait=False), and the program ends only then. ppool does the same
+ * with an atexit(3) handler: every executor created by this process and not
+ * yet destroyed is shut down with wait=true, cancel_futures=false, which
+ * lets its queued and running tasks finish, stops its workers and reaps its
+ * manager. Its memory is left to the end of the process (a thread may still
+ * hold its futures). _exit(), quick_exit(), a fatal signal and SIGKILL skip
+ * atexit handlers: then the workers and the manager die with the client
+ * (parent-death signal), and what they had not finished is lost.
+ *
+ * Registry: a doubly linked list of live executors.
+ *
+ * | what                         | written by                                  | read by                     |
+ * |------------------------------|---------------------------------------------|-----------------------------|
+ * | list links, ex->exit_listed  | ppi_exit_add (create), ppi_exit_remove      | exit_handler, under         |
+ * |                              | (destroy), under exit_lock                  | exit_lock                   |
+ * | registry_pid                 | ppi_exit_add (first call, under exit_lock), | exit_handler: acquire load, |
+ * |                              | after_fork_child (single-threaded child):   | before it takes exit_lock   |
+ * |                              | release stores                              |                             |
+ *
+ * References: the user's reference to an executor is dropped only after
+ * ppi_exit_remove took it off the list under exit_lock, so an executor on
+ * the list has refs >= 1 while the lock is held: the handler takes one more
+ * for each, and shuts them down after dropping the lock (a done-callback
+ * that runs during the wait may destroy another executor, which needs it).
+ *
+ * fork(): a child inherits the parent's list (executors that are not its
+ * own: their manager is the parent's child) and possibly exit_lock held by
+ * another parent thread. A pthread_atfork child handler empties the list and
+ * re-initialises the lock. The handler also checks registry_pid against
+ * getpid(), so a process that did not build the list (a child made by a raw
+ * clone, or a worker whose task calls exit()) never touches it.
+ *
+ * A handler that runs on an executor's service thread (exit() called inside
+ * a done-callback) cannot wait for that executor: the service thread feeds
+ * its backlog. That executor is shut down without waiting; the others wait.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "client.h"
+
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pp_executor *exit_head; /* under exit_lock */
+static _Atomic pid_t registry_pid;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void)
+{
+    /* Single-threaded here: no other thread can hold or take the lock. */
+    pthread_mutex_init(&exit_lock, NULL);
+    exit_head = NULL;
+    /* release: pairs with exit_handler's acquire load. */
+    atomic_store_explicit(&registry_pid, getpid(), memory_order_release);
+}
+
+static void exit_handler(void)
+{
+    /* acquire: pairs with the stores of ppi_exit_add / after_fork_child. */
+    if (atomic_load_explicit(&registry_pid, memory_order_acquire) != getpid())
+        return;
+    pthread_mutex_lock(&exit_lock);
+    size_t n = 0;
+    for (pp_executor *e = exit_head; e; e = e->exit_next)
+        n++;
+    pp_executor **all = n ? malloc(n * sizeof *all) : NULL;
+    size_t k = 0;
+    for (pp_executor *e = exit_head; all && e; e = e->exit_next) {
+        /* relaxed: refs >= 1 while it is listed (see above); the lock orders
+         * this against the owner's removal. */
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        all[k++] = e;
+    }
+    pthread_mutex_unlock(&exit_lock);
+    for (size_t i = 0; i < k; i++) {
+        pp_shutdown(all[i], !ppi_pump_is_self(all[i]), false);
+        ppi_executor_unref(all[i]);
+    }
+    free(all);
+}
+
+static void exit_setup(void)
+{
+    (void)pthread_atfork(NULL, NULL, after_fork_child);
+    (void)atexit(exit_handler);
+}
+
+void ppi_exit_add(pp_executor *ex)
+{
+    pthread_once(&exit_once, exit_setup);
+    pthread_mutex_lock(&exit_lock);
+    /* release: pairs with exit_handler's acquire load. */
+    atomic_store_explicit(&registry_pid, getpid(), memory_order_release);
+    ex->exit_prev = NULL;
+    ex->exit_next = exit_head;
+    if (exit_head)
+        exit_head->exit_prev = ex;
+    exit_head = ex;
+    ex->exit_listed = 1;
+    pthread_mutex_unlock(&exit_lock);
+}
+
+void ppi_exit_remove(pp_executor *ex)
+{
+    pthread_mutex_lock(&exit_lock);
+    if (ex->exit_listed) {
+        if (ex->exit_prev)
+            ex->exit_prev->exit_next = ex->exit_next;
+        else
+            exit_head = ex->exit_next;
+        if (ex->exit_next)
+            ex->exit_next->exit_prev = ex->exit_prev;
+        ex->exit_prev = ex->exit_next = NULL;
+        ex->exit_listed = 0;
+    }
+    pthread_mutex_unlock(&exit_lock);
+}
