@@ -1097,6 +1097,8 @@ static void usage(FILE *to)
             "  --workers N    workers / threads (default: the physical cores this process may "
             "use)\n"
             "  --runs K       runs per point; the median is reported (default 1)\n"
+            "  --sizes LIST   chunk sizes to sweep, comma-separated (default: n/workers,\n"
+            "                 100000, 50000, 10000, 5000, 1000, 500, 100, 10, 1)\n"
             "  --no-python    skip CPython's ProcessPoolExecutor\n"
             "  --no-openmp    skip OpenMP\n"
             "  --no-dontfork  leave the big client arrays inheritable by fork (shows the\n"
@@ -1112,6 +1114,8 @@ int main(int argc, char **argv)
     bool quick = false, no_python = false, no_omp = false;
     long nwords = -1, runs = 1;
     int workers_opt = 0;
+    size_t user_sizes[MAXSIZES];
+    int n_user_sizes = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--out") && v) {
@@ -1124,6 +1128,17 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--workers")) {
             workers_opt = (int)parse_long(a, v, 1, 4096);
+            i++;
+        } else if (!strcmp(a, "--sizes") && v) {
+            char *list = strdup(v), *save = NULL;
+            for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (n_user_sizes == MAXSIZES) {
+                    fprintf(stderr, "%s: --sizes: at most %d sizes\n", prog, MAXSIZES);
+                    return 2;
+                }
+                user_sizes[n_user_sizes++] = (size_t)parse_long(a, tok, 1, 100000000);
+            }
+            free(list);
             i++;
         } else if (!strcmp(a, "--runs")) {
             runs = parse_long(a, v, 1, 64);
@@ -1175,10 +1190,21 @@ int main(int argc, char **argv)
     static const size_t quick_sizes[] = {10000, 1000, 100, 10, 1};
     const size_t *ls = quick ? quick_sizes : full_sizes;
     int nls = quick ? 5 : 9;
-    R.sizes[R.nsizes++] = base;
-    for (int i = 0; i < nls; i++)
-        if (ls[i] < base)
-            R.sizes[R.nsizes++] = ls[i];
+    if (n_user_sizes) { /* largest first, as the default list (the Python peer relies on it) */
+        for (int i = 0; i < n_user_sizes; i++) {
+            int j = R.nsizes++;
+            while (j > 0 && R.sizes[j - 1] < user_sizes[i]) {
+                R.sizes[j] = R.sizes[j - 1];
+                j--;
+            }
+            R.sizes[j] = user_sizes[i];
+        }
+    } else {
+        R.sizes[R.nsizes++] = base;
+        for (int i = 0; i < nls; i++)
+            if (ls[i] < base)
+                R.sizes[R.nsizes++] = ls[i];
+    }
     int py_first = 0; /* python runs the sizes >= 500 (sizes decrease) */
     while (py_first < R.nsizes && R.sizes[py_first] < 500)
         py_first++;

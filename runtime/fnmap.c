@@ -133,6 +133,12 @@ uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn)
 /* Worker-local resolution: this process's load bias per table entry. */
 static uint64_t local_base[PPI_MAX_MODULES];
 static const char *local_why[PPI_MAX_MODULES];
+/* 1: the module is not in this image yet (the client had dlopen'ed it):
+ * loaded by the first decode that needs it, not at start. A client that ever
+ * loaded hwloc's plugins (X11, OpenCL, libxml2 for hwloc_gl, _opencl,
+ * _xml_libxml) would otherwise make every spawned worker and forkserver
+ * manager dlopen them all, about 10 ms, for functions nobody submits. */
+static uint8_t local_pending[PPI_MAX_MODULES];
 
 typedef struct find_ctx {
     bool is_main;
@@ -166,15 +172,23 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
     return 1;
 }
 
-static int resolve_one(const ppi_modtab *t, uint32_t i)
+/* Find module @i of @t in this process; with @may_load, dlopen it when it is
+ * not loaded (and load it is not: it stays pending). Returns 0 (resolved),
+ * 1 (pending) or -1 (unusable: local_why[i] says why). */
+static int resolve_one(const ppi_modtab *t, uint32_t i, bool may_load)
 {
     const ppi_module *m = &t->mod[i];
     find_ctx c = {.is_main = m->is_main,
                   .path = t->strings + m->path_off,
                   .bid = m->build_id,
                   .bid_len = m->build_id_len};
+    local_pending[i] = 0;
     dl_iterate_phdr(find_module, &c);
     if (!c.found && !c.bid_mismatch && !c.is_main) {
+        if (!may_load) {
+            local_pending[i] = 1;
+            return 1;
+        }
         /* The client had it loaded (dlopen before the pool): load it too. */
         if (dlopen(c.path, RTLD_NOW | RTLD_GLOBAL))
             dl_iterate_phdr(find_module, &c);
@@ -194,7 +208,7 @@ void ppi_modtab_resolve(const ppi_modtab *t, bool same_image)
         local_base[i] = same_image ? t->mod[i].base : 0;
         local_why[i] = NULL;
         if (!same_image)
-            resolve_one(t, i);
+            resolve_one(t, i, false);
     }
 }
 
@@ -206,6 +220,9 @@ uintptr_t ppi_fn_decode(const ppi_modtab *t, uint64_t token, const char **why)
             *why = "invalid function token";
         return 0;
     }
+    /* A worker is single-threaded: a lazy load needs no lock. */
+    if (local_pending[mod - 1])
+        resolve_one(t, (uint32_t)(mod - 1), true);
     if (!local_base[mod - 1] && local_why[mod - 1]) {
         if (why)
             *why = local_why[mod - 1];

@@ -13,10 +13,12 @@
  *    pointer; none = the function is not callable in the workers (e.g. its
  *    library was dlopen'ed after the pool started): PP_ENOFUNC at submit.
  *  - Decoding (worker): base of the same module in this process + offset. A
- *    worker resolves the table once at start: modules it lacks (the client
- *    had dlopen'ed them before creating the pool) it dlopen()s; a module whose
- *    build-id differs is unusable, and a task that needs it fails cleanly
- *    (PP_ENOFUNC) instead of jumping to a wrong address.
+ *    worker resolves the table once at start (a forkserver manager does it
+ *    for the workers it forks); a module it lacks (the client had dlopen'ed
+ *    it before creating the pool) it dlopen()s when a token first needs it,
+ *    not at start; a module whose build-id differs is unusable, and a task
+ *    that needs it fails cleanly (PP_ENOFUNC) instead of jumping to a wrong
+ *    address.
  */
 #ifndef PPOOL_RUNTIME_FNMAP_H
 #define PPOOL_RUNTIME_FNMAP_H
@@ -55,8 +57,9 @@ int ppi_modtab_build(ppi_modtab *t);
  * uintptr_t), or 0 if no module of the table holds it. */
 uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn);
 
-/* Worker: resolve every module of @t in this process (once, at start).
- * @same_image: this process is a fork of the client (fork start method), so
+/* Worker: resolve every module of @t in this process (once, at start);
+ * one that is not loaded here is left pending and dlopen()ed by the first
+ * ppi_fn_decode that needs it. @same_image: this process is a fork of the client (fork start method), so
  * every module is where the client had it: nothing to look up. */
 void ppi_modtab_resolve(const ppi_modtab *t, bool same_image);
 

@@ -809,16 +809,25 @@ static int unclaimed_error(pp_map_iter *m)
     return m->submit_err ? m->submit_err : PP_EBROKEN;
 }
 
-static uint64_t count_live(pp_map_iter *m)
+/* Runners that will still look for work; *busy receives how many of them
+ * hold a chunk now (they take no other until it is done). */
+static uint64_t count_live(pp_map_iter *m, uint64_t *busy)
 {
     /* seq_cst fence: our earlier seq_cst store of avail precedes the loads of
      * live (pairs with the runner's live = 0 then load of avail). */
     atomic_thread_fence(memory_order_seq_cst);
-    uint64_t live = 0;
+    uint64_t live = 0, holding = 0;
     for (uint32_t rid = 0; rid < m->nrun; rid++)
         /* seq_cst: see the fence above. */
-        if (m->rf[rid] && atomic_load_explicit(&m->rs[rid].live, memory_order_seq_cst))
+        if (m->rf[rid] && atomic_load_explicit(&m->rs[rid].live, memory_order_seq_cst)) {
             live++;
+            /* relaxed: a hint. Wrong at worst by a chunk that just ended or
+             * began: one runner too many (harmless) or one started on the
+             * next call (every publish and every client wait calls us). */
+            if (atomic_load_explicit(&m->rs[rid].cur, memory_order_relaxed))
+                holding++;
+        }
+    *busy = holding;
     return live;
 }
 
@@ -835,14 +844,18 @@ static void ensure_runners(pp_map_iter *m)
     uint64_t top = m->published < lim ? m->published : lim;
     if (nx >= top)
         return;
-    uint64_t want = top - nx;
+    /* Every unclaimed chunk wants a runner of its own, besides the runners
+     * busy with a chunk: with 2 workers and 2 huge chunks, the runner that
+     * took chunk 0 must not count as the taker of chunk 1. */
+    uint64_t busy = 0;
+    uint64_t live = count_live(m, &busy);
+    uint64_t want = top - nx + busy;
     if (want > m->nwork)
         want = m->nwork;
-    uint64_t live = count_live(m);
     if (live >= want)
         return;
     reap(m, 0); /* recycle finished runners (and fail what dead ones held) */
-    live = count_live(m);
+    live = count_live(m, &busy);
     while (live < want && m->n_rid_free && !m->submit_err) {
         uint32_t rid = m->rid_free[--m->n_rid_free];
         /* relaxed: published to the runner by pp_submit's release. */

@@ -929,3 +929,90 @@ Test(map, worker_crash_with_respawn_fails_only_its_chunk, PPT_FIXTURE, .timeout 
     cr_assert_eq(pp_map(ex, crash_at, &mi, 1, out, N, NULL, &o, &st), 0, "%s", st.message);
     pp_executor_destroy(ex);
 }
+
+/* ---- big chunks run side by side --------------------------------------- */
+
+/* Two chunks of BIG_CS items on two workers, the second staged only once
+ * the first is running (the generator holds it back): the runner busy with
+ * chunk 0 must not count as the taker of chunk 1, or the chunks run one
+ * after the other (a map with chunksize n / workers, the first point of a
+ * chunksize sweep, took twice as long before this was fixed). Each chunk's
+ * first item notes its start in shared memory and waits, up to 10 s, for
+ * the other chunk to start: out = 1 when it saw both running. */
+#define BIG_CS 4096
+
+typedef struct big_ctx {
+    uint64_t flags_off; /* pp_shm_offset of two _Atomic uint32_t "started" flags */
+} big_ctx;
+
+static int big_chunk_item(pp_map_item *it)
+{
+    const big_ctx *c = it->ctx;
+    _Atomic uint32_t *started = pp_task_shm(it->task, c->flags_off);
+    uint64_t i = *(const uint64_t *)it->in[0];
+    uint64_t saw_both = 1;
+    if (i % BIG_CS == 0) {
+        int mine = (int)(i / BIG_CS);
+        atomic_store(&started[mine], 1);
+        double dl = ppt_deadline(10.0);
+        while (!atomic_load(&started[1 - mine]) && !ppt_expired(dl))
+            ppt_sleep(0.0005);
+        saw_both = atomic_load(&started[1 - mine]);
+    }
+    memcpy(it->out, &saw_both, 8);
+    return 0;
+}
+
+typedef struct big_gen {
+    _Atomic uint32_t *started; /* the client's view of the flags */
+    uint64_t value;
+    int held_back;             /* 1: waited for chunk 0 before item BIG_CS */
+} big_gen;
+
+static int big_gen_next(void *user, size_t index, const void **item, size_t *size)
+{
+    big_gen *g = user;
+    if (index >= 2 * BIG_CS)
+        return 0;
+    if (index == BIG_CS) { /* chunk 1 only once chunk 0 runs */
+        double dl = ppt_deadline(10.0);
+        while (!atomic_load(&g->started[0]) && !ppt_expired(dl))
+            ppt_sleep(0.0005);
+        g->held_back = (int)atomic_load(&g->started[0]);
+    }
+    g->value = index;
+    *item = &g->value;
+    *size = 8;
+    return 1;
+}
+
+Test(map, two_big_chunks_run_side_by_side_on_two_workers, PPT_FIXTURE, .timeout = 60)
+{
+    cpu_set_t s;
+    if (ppt_allowed_cpus(&s) < 2)
+        cr_skip_test("needs 2 CPUs");
+    pp_executor *ex = make_pool(2);
+    void *flags = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 64, &flags), 0);
+    memset(flags, 0, 64);
+    big_ctx c = {.flags_off = pp_shm_offset(ex, flags)};
+    big_gen g = {.started = flags};
+    pp_map_input in = pp_map_generator(big_gen_next, &g);
+    pp_map_opts o = opts(BIG_CS, 8);
+    o.ctx = &c;
+    o.ctx_size = sizeof c;
+    uint64_t *out = calloc(2 * BIG_CS, 8);
+    cr_assert_not_null(out);
+    pp_map_status st;
+    int rc = pp_map(ex, big_chunk_item, &in, 1, out, 2 * BIG_CS, NULL, &o, &st);
+    cr_assert_eq(rc, 0, "%s", st.message);
+    cr_assert_eq(st.done, 2 * BIG_CS);
+    cr_expect(g.held_back, "chunk 0 never started while the generator held chunk 1 back");
+    cr_expect_eq(out[0], 1, "chunk 0 ran without chunk 1 beside it (runners: %llu)",
+                 (unsigned long long)st.runners);
+    cr_expect_eq(out[BIG_CS], 1, "chunk 1 ran without chunk 0 beside it");
+    cr_expect_geq(st.runners, 2);
+    free(out);
+    pp_shm_free(ex, flags);
+    pp_executor_destroy(ex);
+}
