@@ -213,13 +213,16 @@ static void respawn(mgr *m, int widx)
     /* acquire: pairs with the client's release of pool_state / stop. */
     if (atomic_load_explicit(&m->seg->hdr->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
         return;
+    /* relaxed: statistics, single writer (us). Counted before the fork, so
+     * that a client which saw a result of the replacement (its release
+     * publish comes after the fork, which comes after this store) also sees
+     * the respawn counted. A failed fork breaks the pool anyway. */
+    atomic_fetch_add_explicit(&m->seg->workers[widx].respawns, 1, memory_order_relaxed);
     if (spawn_worker(m, widx) < 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "could not fork a replacement worker: %s", strerror(errno));
         break_and_exit(m, -errno, getpid(), msg);
     }
-    /* relaxed: statistics, single writer (us). */
-    atomic_fetch_add_explicit(&m->seg->workers[widx].respawns, 1, memory_order_relaxed);
 }
 
 static void on_death(mgr *m, int widx, pid_t pid, int status)
