@@ -1881,10 +1881,10 @@ Test(futures, sigkill_in_task_breaks_pool_and_wakes_every_waiter, PPT_FIXTURE, .
 
 #define EXIT_TASKS 6
 
-/* Argument: {fd of the log file, task number}. Appends "S<i>" at start and
- * "E<i>" after 40 ms to the log (O_APPEND: whole records from any process;
- * the fd is inherited by every start method's workers only under fork, so
- * the file is reopened by path). */
+/* Argument: {path of the log file, task number}. Appends "S<i>" at start
+ * and "E<i>" after 40 ms to the log (O_APPEND: whole records from any
+ * process). A path, not a descriptor: spawned workers inherit none of the
+ * client's descriptors, so each task opens the file itself. */
 typedef struct exit_arg {
     char path[96];
     int i;
