@@ -21,7 +21,7 @@ if(NOT DOXYGEN_FOUND OR NOT PPOOL_DOCS_PERL)
   return()
 endif()
 
-set(PPOOL_DOCS_OUT "${CMAKE_BINARY_DIR}/docs")
+set(PPOOL_DOCS_OUT "${PROJECT_BINARY_DIR}/docs")
 # Doxygen 1.9.1+ can report every warning and then fail; older ones stop at
 # the first warning. Either way the build fails on a warning.
 if(DOXYGEN_VERSION VERSION_GREATER_EQUAL 1.9.1)

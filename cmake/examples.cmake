@@ -1,6 +1,6 @@
 # cmake/examples.cmake — build examples/ex_*.c and run each as a smoke test.
 #
-#   include(cmake/examples.cmake)          # from the top CMakeLists.txt
+#   include(cmake/examples.cmake)          # from the top CMakeLists.txt (PPOOL_EXAMPLES=ON)
 #   ctest --preset release -R example      # run them
 #
 # Every examples/ex_<name>.c becomes the program ex_<name>, linked to the
@@ -12,11 +12,6 @@
 # methods (not in sanitizer builds). An example without an expected file is built but not run (CMake
 # warns).
 # ex_word_hash.c needs libcrypto (SHA-512); without it that one is skipped.
-
-option(PPOOL_EXAMPLES "Build the examples and run them as tests" ON)
-if(NOT PPOOL_EXAMPLES)
-  return()
-endif()
 
 set(PPOOL_EXAMPLES_DIR "${CMAKE_CURRENT_LIST_DIR}/../examples")
 get_filename_component(PPOOL_EXAMPLES_DIR "${PPOOL_EXAMPLES_DIR}" REALPATH)

@@ -44,6 +44,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ppool/version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -91,6 +93,17 @@ extern "C" {
  * Any process, any thread; does not block.
  */
 PP_API const char *pp_strerror(int err);
+
+/**
+ * pp_version - the version of the library loaded at run time, as
+ * PPOOL_VERSION encodes it ((major << 16) | (minor << 8) | patch). Compare it
+ * with PPOOL_VERSION, the version of the header compiled against, to detect a
+ * mismatched shared library. Any process, any thread; does not block.
+ */
+PP_API unsigned pp_version(void);
+
+/** pp_version_string - the same as a static string, e.g. "0.1.0". */
+PP_API const char *pp_version_string(void);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */

@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# OpenMP (the benchmarks' peer and one test) comes with gcc's libgomp in
+# build-essential; libssl-dev gives the word-hash workload its SHA-512.
 PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev
-      libcriterion-dev libssl-dev libomp-14-dev gnuplot-nox python3 doxygen)
+      libcriterion-dev libssl-dev gnuplot-nox python3 doxygen)
 
 install_missing() {
     local missing=()
@@ -23,9 +25,18 @@ install_missing() {
     fi
 }
 
+# Configure quietly, but show everything when configuring fails (a missing
+# package must be seen, not hidden behind a later "no tests" line).
 build() {
-    local preset=$1
-    cmake --preset "$preset" >/dev/null
+    local preset=$1 log
+    log=$(mktemp)
+    if ! cmake --preset "$preset" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "== configuring preset $preset failed (see above)" >&2
+        return 1
+    fi
+    rm -f "$log"
     cmake --build --preset "$preset"
 }
 
@@ -34,13 +45,9 @@ install_missing
 case "$what" in
 main)
     build release
-    # The main job: the chunksize sweep of the word-hash workload once map
-    # lands; until then the core latency/throughput benchmark.
-    if [ -x build/release/bench_wordhash ]; then
-        ./build/release/bench_wordhash --out out
-    else
-        ./build/release/bench_core
-    fi
+    # The main job: the chunksize sweep of the word-hash workload (table,
+    # out/wordhash.csv, out/wordhash.png).
+    ./build/release/bench_wordhash --out out
     ;;
 test)
     preset=${2:-release}

@@ -1,22 +1,47 @@
 #!/usr/bin/env bash
 # Install the built tree into a scratch prefix and build a consumer against it
-# twice: with find_package(ppool CONFIG) and with pkg-config. Both must run.
+# with find_package(ppool CONFIG) (shared and static, and shared alone where
+# hwloc cannot be found) and with pkg-config. All must run. The installed
+# version, SONAME and pkg-config version agree with include/ppool/version.h.
 set -euo pipefail
 src=$1 build=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+ver() { awk -v k="PPOOL_VERSION_$1" '$1 == "#define" && $2 == k {print $3}' "$src/include/ppool/version.h"; }
+major=$(ver MAJOR) minor=$(ver MINOR) patch=$(ver PATCH)
+version=$major.$minor.$patch
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
-cmake -S "$src/tests/consumer" -B "$tmp/cm" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+libdir=$(dirname "$(find "$tmp/prefix" -name 'libppool.so' | head -1)")
+run() { out=$(LD_LIBRARY_PATH="$libdir" "$1"); [ "$out" = "consumer: 42" ] || { echo "$1 printed: $out"; exit 1; }; }
+
+cmake -S "$src/tests/consumer" -B "$tmp/cm" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DPPOOL_WANT_VERSION="$major.$minor" -DPPOOL_WANT_STATIC=ON >/dev/null
 cmake --build "$tmp/cm" >/dev/null
-out=$(LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/cm/consumer")
-[ "$out" = "consumer: 42" ] || { echo "cmake consumer printed: $out"; exit 1; }
+run "$tmp/cm/consumer"
+run "$tmp/cm/consumer_static"
+# The shared library alone needs no hwloc at configure time.
+PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH= \
+    cmake -S "$src/tests/consumer" -B "$tmp/nohw" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/nohw" >/dev/null
+run "$tmp/nohw/consumer"
+# A version from another ABI line is refused.
+if cmake -S "$src/tests/consumer" -B "$tmp/bad" -G Ninja -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+        -DPPOOL_WANT_VERSION="$((major + 1)).0" >/dev/null 2>&1; then
+    echo "find_package(ppool $((major + 1)).0) accepted version $version"; exit 1
+fi
+
 pcdir=$(dirname "$(find "$tmp/prefix" -name ppool.pc | head -1)")
+[ "$(PKG_CONFIG_PATH="$pcdir" pkg-config --modversion ppool)" = "$version" ] ||
+    { echo "pkg-config version is not $version"; exit 1; }
 flags=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs ppool)
 cc -o "$tmp/pc_consumer" "$src/tests/consumer/consumer.c" $flags
-out=$(LD_LIBRARY_PATH="$tmp/prefix/lib" "$tmp/pc_consumer")
-[ "$out" = "consumer: 42" ] || { echo "pkg-config consumer printed: $out"; exit 1; }
-# Nothing but pp_ symbols is exported.
+run "$tmp/pc_consumer"
+
 lib=$(find "$tmp/prefix" -name 'libppool.so.*' | head -1)
+if [ "$major" = 0 ]; then want_soname=libppool.so.$major.$minor; else want_soname=libppool.so.$major; fi
+soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ "$soname" = "$want_soname" ] || { echo "SONAME $soname, want $want_soname"; exit 1; }
+# Nothing but pp_ symbols is exported.
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^pp_' || true)
 [ -z "$bad" ] || { echo "exported non-pp_ symbols: $bad"; exit 1; }
-echo "install: cmake and pkg-config consumers OK"
+echo "install: ppool $version ($soname): cmake (shared, static, no-hwloc) and pkg-config consumers OK"

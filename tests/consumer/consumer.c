@@ -1,4 +1,5 @@
-/* A program built against the *installed* ppool, by CMake and by pkg-config. */
+/* A program built against ppool: installed (CMake, pkg-config) or embedded
+ * (add_subdirectory, FetchContent). */
 #include <ppool.h>
 #include <stdio.h>
 
@@ -11,6 +12,11 @@ static int twice(pp_task *t)
 
 int main(void)
 {
+    if (pp_version() != PPOOL_VERSION) { /* header and library disagree */
+        fprintf(stderr, "consumer: header %s, library %s\n", PPOOL_VERSION_STRING,
+                pp_version_string());
+        return 1;
+    }
     pp_config cfg;
     pp_config_init(&cfg);
     cfg.max_workers = 1;
