@@ -217,8 +217,8 @@ typedef struct pp_config {
     /** See pp_death_policy (default PP_DEATH_BREAK). */
     pp_death_policy on_worker_death;
     /** A worker process exits cleanly after this many tasks (between tasks,
-     *  never during one) and is replaced; 0 = never (default). Works with the
-     *  fork start method. */
+     *  never during one) and is replaced; 0 = never (default). Works with
+     *  every start method, fork included (Python refuses it with fork). */
     unsigned max_tasks_per_child;
     /** A worker process exits cleanly between tasks once its private
      *  resident memory (RSS minus file-backed and shared pages) has grown
