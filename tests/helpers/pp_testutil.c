@@ -28,6 +28,23 @@ double ppt_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+double ppt_time_scale(void)
+{
+    double scale = 1.0;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    scale = 4.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(undefined_behavior_sanitizer)
+    scale = 4.0;
+#endif
+#endif
+    const char *env = getenv("PPT_TIME_SCALE");
+    if (env && atof(env) > 0)
+        scale *= atof(env);
+    return scale;
+}
+
 double ppt_deadline(double seconds) { return ppt_now() + seconds; }
 
 bool ppt_expired(double deadline) { return ppt_now() >= deadline; }

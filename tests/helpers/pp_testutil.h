@@ -53,6 +53,13 @@ double ppt_now(void);
 double ppt_deadline(double seconds);
 /** true once @deadline is past. */
 bool ppt_expired(double deadline);
+/** How much slower than an idle release build this run may be: 4 under
+ *  ASan, TSan or UBSan builds, else 1, times PPT_TIME_SCALE from the
+ *  environment when set (e.g. a loaded CI machine). Upper bounds that only
+ *  say "promptly, not a hang" are written PPT_PROMPT(seconds); bounds that
+ *  tell two behaviours apart (a deadline kept vs. missed) stay literal. */
+double ppt_time_scale(void);
+#define PPT_PROMPT(seconds) ((seconds) * ppt_time_scale())
 /** nanosleep for @seconds, resumed after EINTR. */
 void ppt_sleep(double seconds);
 
