@@ -83,8 +83,17 @@ extern "C" {
  *  copy of its module differs (build-id). */
 #define PP_ENOFUNC  (-10006)
 
-/** Wait without a time limit. Any negative timeout means the same. */
+/** Wait without a time limit. Any negative timeout means the same. A
+ *  timeout too large to count in nanoseconds (about 1.8e10 s and above, +inf,
+ *  DBL_MAX) also means no limit; one under a nanosecond (1e-12, denormals)
+ *  means "now". This holds for every timeout and grace period in this API. */
 #define PP_FOREVER  (-1.0)
+
+/** Longest message, in bytes without the terminating NUL, that a future or a
+ *  map reports (pp_exception.message): pp_task_raise, pp_map_raise and the
+ *  runtime's own descriptions (a worker's death, a broken pool) are cut to
+ *  exactly this many bytes, whatever pp_config.inline_size. */
+#define PP_MESSAGE_MAX 191
 
 /**
  * pp_strerror - name an error code.
@@ -115,6 +124,8 @@ typedef struct pp_executor pp_executor;
 typedef struct pp_future pp_future;
 /** The running call, as seen by its task function in a worker (opaque). */
 typedef struct pp_task pp_task;
+/** What went wrong with a task (defined with pp_future_exception below). */
+typedef struct pp_exception pp_exception;
 
 /**
  * A task function. Runs in a worker process. Reads its argument with
@@ -276,7 +287,8 @@ PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
  * client-side backlog (memory O(arg_size)) and fed in as slots free up.
  * Returns 0, -EINVAL, -ENOMEM, PP_ETOOBIG (arg_size > max_arg_size),
  * PP_ENOFUNC (@fn cannot be called in the workers), -ESHUTDOWN (after
- * pp_shutdown), PP_EBROKEN (pool broken). On error *out is
+ * pp_shutdown), PP_EBROKEN (pool broken: pp_executor_broken_cause says
+ * why). On error *out is
  * NULL and nothing was scheduled. Any client thread.
  */
 PP_API int pp_submit(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
@@ -376,6 +388,21 @@ typedef struct pp_stats {
 PP_API int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
 
 /**
+ * pp_executor_broken_cause - why the pool broke: what pp_submit's PP_EBROKEN
+ * cannot say, since no future exists then.
+ * @out: receives the cause: error PP_EBROKEN, code/how/pid of what broke the
+ *   pool (the dead worker's signal or exit status and pid; a failed
+ *   initializer's worker, with its exit status; pp_terminate_workers /
+ *   pp_kill_workers: the signal, pid 0; the manager's death: no code, its
+ *   pid) and a description (at most PP_MESSAGE_MAX bytes, valid until
+ *   pp_executor_destroy). When the pool is not broken: error 0, code 0, pid
+ *   0, how PP_CODE_NONE, message "".
+ * Returns 0, or -EINVAL (NULL argument). Notices a dead manager (one poll()).
+ * Any client thread; does not block.
+ */
+PP_API int pp_executor_broken_cause(pp_executor *ex, pp_exception *out);
+
+/**
  * pp_executor_topology - one line describing the machine as the pool sees it
  * (e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)") and the pin
  * policy. Returns a string owned by the executor, valid until it is freed.
@@ -396,22 +423,46 @@ PP_API const char *pp_executor_topology(pp_executor *ex);
  * Returns 0; -ETIMEDOUT (the task goes on; call again later); -ECANCELED;
  * PP_ETASK (the task raised: see pp_future_exception); PP_EWORKER; PP_EBROKEN;
  * PP_ETOOBIG (its result exceeded max_result_size); -ENOMEM (no arena space
- * for its result); -EINVAL. Blocks up to @timeout. Any client thread.
+ * for its result); -EPROTO (the future's slot in shared memory was
+ * overwritten, e.g. by a task writing past the result size it declared, or
+ * by a forked child of the client using the pool: the future fails instead
+ * of waiting forever; pp_future_exception describes it); -EINVAL. Blocks up
+ * to @timeout, whatever happens to the slot. Any client thread.
  */
 PP_API int pp_future_result(pp_future *f, double timeout, const void **data, size_t *size);
 
+/** What pp_exception.code holds (pp_exception.how): it tells a worker that
+ *  called exit(0) (PP_CODE_EXIT, code 0) from no code at all (PP_CODE_NONE). */
+typedef enum pp_code_kind {
+    PP_CODE_NONE = 0,   /* no signal, exit status or task code: code is 0
+                           (success, cancellation, a kill that ended in its
+                           grace period, the manager's death, ...), or a
+                           negated errno where the runtime itself failed (no
+                           replacement worker could be forked) */
+    PP_CODE_TASK = 1,   /* PP_ETASK: the task's own code */
+    PP_CODE_SIGNAL = 2, /* the signal number (> 0) that ended the worker */
+    PP_CODE_EXIT = 3,   /* minus the worker's exit status: exit(3) gives -3,
+                           exit(0) gives 0 */
+} pp_code_kind;
+
 /** What went wrong with a task. Strings stay valid until the future is
  *  released. */
-typedef struct pp_exception {
+struct pp_exception {
     int error;             /* 0 when the task succeeded, else as pp_future_result */
     int code;              /* PP_ETASK: the task's code; PP_EWORKER and PP_EBROKEN
                               (a worker died): its signal number (> 0) or exit
-                              status (< 0); PP_EKILLED: the signal that ended
+                              status (<= 0); PP_EKILLED: the signal that ended
                               it (0 if it ended during the grace period);
-                              else 0 */
-    pid_t pid;             /* worker that ran it, 0 if none did */
-    const char *message;   /* the task's message or a description; never NULL */
-} pp_exception;
+                              else 0. Read @how to tell which. */
+    pid_t pid;             /* worker that ran it, 0 if none did (a task still
+                              queued when the pool broke, or failed by the
+                              client); with PP_EBROKEN under
+                              PP_DEATH_BREAK, the worker whose death broke the
+                              pool. Never negative: safe to pass to kill() */
+    const char *message;   /* the task's message or a description, at most
+                              PP_MESSAGE_MAX bytes; never NULL */
+    pp_code_kind how;      /* what @code is (see pp_code_kind) */
+};
 
 /**
  * pp_future_exception - wait like pp_future_result, then describe the error.
@@ -526,7 +577,9 @@ PP_API void pp_as_completed_end(pp_as_completed *it);
 /**
  * pp_terminate_workers / pp_kill_workers - Python 3.14's terminate_workers()
  * and kill_workers(): pp_shutdown(ex, false, true), then SIGTERM (resp.
- * SIGKILL) every live worker. Running futures fail promptly with PP_EBROKEN;
+ * SIGKILL) every live worker. Running futures fail promptly with PP_EBROKEN
+ * (exception code: the signal, pid: the worker that ran it, 0 for any that
+ * no worker had started);
  * the pool is unusable afterwards; nothing hangs. pp_executor_destroy is still
  * needed to free the handle. Returns 0 or -EINVAL. Does not block.
  */
@@ -594,7 +647,7 @@ PP_API int pp_task_set_result(pp_task *t, const void *data, size_t size);
 
 /**
  * pp_task_raise - fail the task with a code and a printf-style message
- * (truncated to the slot's inline size). The future then reports PP_ETASK.
+ * (truncated to PP_MESSAGE_MAX bytes). The future then reports PP_ETASK.
  * Returns PP_ETASK so a task can `return pp_task_raise(t, ...)`.
  */
 PP_API int pp_task_raise(pp_task *t, int code, const char *fmt, ...) PP_PRINTF(3, 4);

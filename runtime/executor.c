@@ -615,8 +615,9 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
     if (!rc)
         f->fn_token = token;
     if (!rc && opts) {
-        f->timeout_ns = opts->timeout < 0 ? 0 : (uint64_t)(opts->timeout * 1e9) + 1;
-        f->grace_ns = (uint64_t)(opts->kill_grace * 1e9);
+        /* + 1: 0 means no timeout; saturating, so that +inf stays "never". */
+        f->timeout_ns = opts->timeout < 0 ? 0 : ppi_add_sat(ppi_s_to_ns(opts->timeout), 1);
+        f->grace_ns = ppi_s_to_ns(opts->kill_grace);
     } else if (!rc) {
         f->grace_ns = PPI_NSEC;
     }

@@ -245,6 +245,63 @@ static void fail_if_broken(pp_executor *ex, pp_future *f)
     ppi_slot_unlock(ex, f->idx);
 }
 
+/*
+ * Bound future @f read slot word @w that cannot be its own: another
+ * generation, FREE/RECLAIM of its generation, or an unknown state. A detach
+ * or a cancel explains that for an instant: both change the word, then
+ * cstate, under the slot lock. So look again under the lock. If @f is still
+ * bound there, the word was overwritten (a task that wrote past its result
+ * into this slot's header, a process forked from the client using the pool):
+ * fail @f with -EPROTO rather than wait forever. The slot stays out of use
+ * (neither freed nor given back: whatever wrote it may write it again), and
+ * its payload blocks are not freed. Returns true if @f is done now.
+ */
+static bool fail_if_corrupt(pp_executor *ex, pp_future *f, uint64_t w)
+{
+    uint32_t idx = f->idx;
+    ppi_slot_lock(ex, idx);
+    /* acquire: pairs with the release stores of cstate (under this lock). */
+    bool bound = atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_SLOT &&
+                 ex->slot_owner[idx] == f;
+    if (bound) {
+        ppi_slot *sl = ppi_slot_at(&ex->seg, idx);
+        /* acquire: as in future_wait; a word changed meanwhile is looked at
+         * by the caller's next pass. */
+        uint64_t now = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if (now != w) {
+            ppi_slot_unlock(ex, idx);
+            return false;
+        }
+        char msg[PP_MESSAGE_MAX + 1];
+        snprintf(msg, sizeof msg,
+                 "slot %u was overwritten (state word %#llx, expected generation %u): "
+                 "shared memory corrupted by a task writing past its result, or the "
+                 "pool used from a forked process",
+                 idx, (unsigned long long)w, f->gen);
+        ex->slot_owner[idx] = NULL;
+        ex->notify_owner[idx] = NULL;
+        f->err = -EPROTO;
+        f->code = 0;
+        f->pid = 0;
+        f->msg = strdup(msg);
+        pp_future_ref(f); /* for the callbacks below, as in ppi_cancel_bound */
+        /* release: outcome before DONE. */
+        atomic_store_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
+        /* release: as in ppi_detach_locked. */
+        atomic_fetch_and_explicit(&f->refs, ~PPI_BOUND, memory_order_release);
+    }
+    ppi_slot_unlock(ex, idx);
+    if (bound) {
+        fprintf(stderr, "ppool: %s\n", f->msg ? f->msg : "slot overwritten");
+        ppi_ec_notify(&ex->seg.hdr->done_ec, INT_MAX); /* pp_wait / as_completed */
+        ppi_fire_callbacks(f);
+        pp_future_release(f);
+        return true;
+    }
+    /* acquire: as above; not bound any more means detached or cancelled. */
+    return atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_DONE;
+}
+
 /* Wait until @f is done or @deadline passes. Returns 0 or -ETIMEDOUT. */
 static int future_wait(pp_future *f, uint64_t deadline)
 {
@@ -274,10 +331,20 @@ static int future_wait(pp_future *f, uint64_t deadline)
         /* acquire: pairs with the worker's release of DONE/FAILED. */
         uint64_t w = atomic_load_explicit(&sl->state, memory_order_acquire);
         uint32_t st = ppi_st_state(w);
-        /* Another generation, or FREE/RECLAIM of ours: the future was detached
-         * or cancelled meanwhile, and cstate (set first) says DONE now. */
-        if (ppi_st_gen(w) != f->gen || st == PPI_S_FREE || st == PPI_S_RECLAIM)
+        /* Another generation, FREE/RECLAIM of ours, or no state at all: the
+         * future was detached or cancelled meanwhile (cstate says DONE at
+         * once, or once the slot lock is free), or the word was overwritten.
+         * Never loop on it without checking. */
+        if (ppi_st_gen(w) != f->gen || st == PPI_S_FREE || st == PPI_S_RECLAIM ||
+            st > PPI_S_KILLING) {
+            /* acquire: pairs with the release stores of cstate. */
+            if (atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_DONE ||
+                fail_if_corrupt(ex, f, w))
+                return 0;
+            if (ppi_now_ns() >= deadline)
+                return -ETIMEDOUT;
             continue;
+        }
         if (ppi_st_terminal(st) || st == PPI_S_CANCELLED)
             return 0;
         uint64_t now = ppi_now_ns();
@@ -360,7 +427,7 @@ int pp_future_exception(pp_future *f, double timeout, pp_exception *exc)
     if (rc)
         return rc;
     exc->error = f->err;
-    exc->code = f->code;
+    exc->code = ppi_public_code(f->err, f->code, &exc->how);
     exc->pid = f->pid;
     exc->message = f->msg ? f->msg : (f->err ? pp_strerror(f->err) : "");
     return 0;
@@ -429,7 +496,7 @@ int pp_future_kill(pp_future *f, double grace)
         uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
         while (ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_RUNNING &&
                ppi_st_worker(w) < PPI_SWEEPER) {
-            sl->kill_grace_ns = (uint64_t)(grace * 1e9);
+            sl->kill_grace_ns = ppi_s_to_ns(grace);
             sl->kill_reason = PPI_KILL_REQUEST;
             uint64_t nw = (w & ~(uint64_t)0xff) | PPI_S_KILLING;
             /* release: grace and reason before KILLING (the manager acquires). */

@@ -122,7 +122,7 @@ static void describe_exit(char *buf, size_t len, pid_t pid, int status)
 /* signal (> 0) or exit status (< 0): the code futures report for a death. */
 static int exit_code(int status)
 {
-    return WIFSIGNALED(status) ? WTERMSIG(status) : -WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? WTERMSIG(status) : ppi_code_exit(WEXITSTATUS(status));
 }
 
 /* Break the pool because of @msg; never returns. */
@@ -349,7 +349,7 @@ static uint64_t enforce_kills(mgr *m)
             continue;
         if (m->term_entry[i] != cur) {
             m->term_entry[i] = cur;
-            m->kill_at[i] = now + sl->kill_grace_ns;
+            m->kill_at[i] = ppi_add_sat(now, sl->kill_grace_ns); /* grace may be "forever" */
             kill(m->pids[i], SIGTERM); /* our unreaped child: its pid is not reused */
         } else if (m->kill_at[i] && now >= m->kill_at[i]) {
             kill(m->pids[i], SIGKILL);

@@ -64,7 +64,7 @@
 #define MI_SPIN_NS 20000ull               /* the iterator spins this long before sleeping */
 #define MI_NAP_NS 10000000ull             /* the client sleeps at most this long */
 #define MI_PROBE_NS 100000000ull          /* and probes its runners' health this often */
-#define MI_MSG 200                        /* bytes of an item's error message */
+#define MI_MSG (PP_MESSAGE_MAX + 1)       /* bytes of an item's error message */
 #define MI_CLOSED (1ull << 63)            /* in `next`: the map was stopped */
 #define MI_CLIENT_W 0xffffffu             /* "worker" of a chunk failed by the client */
 
@@ -98,7 +98,7 @@ typedef struct mi_errslot {
     int32_t pid;
     uint32_t len;
     char msg[MI_MSG];
-    uint64_t pad[3];
+    char pad[224 - MI_MSG];
 } mi_errslot;
 _Static_assert(sizeof(mi_errslot) == 256, "error slot size");
 

@@ -41,6 +41,14 @@ pp_start_method ppi_resolve_start_method(pp_start_method m);
  * inheriting the segment; *pid_out receives its pid. Returns 0 or -errno. */
 int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_out);
 
+/* Internal form of a dead worker's exit status @s in slot and pool codes, so
+ * that exit(0) is not "no code" (0): PPI_CODE_EXIT_BASE - s. Signals are
+ * their number (> 0). ppi_public_code turns codes into pp_exception's. */
+#define PPI_CODE_EXIT_BASE (-0x40000000)
+static inline int ppi_code_exit(int s) { return PPI_CODE_EXIT_BASE - (s & 0xff); }
+/* The (code, how) pp_exception reports for internal @code of an @err. */
+int ppi_public_code(int err, int code, pp_code_kind *how);
+
 /* Mark the pool broken (first caller wins) and wake every sleeper. Returns
  * true if this call broke it. Any process. */
 bool ppi_pool_break(ppi_seg *seg, int code, pid_t pid, const char *msg);

@@ -46,7 +46,10 @@ static void seg_view(ppi_seg *seg)
 
 int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
 {
-    uint64_t slot_size = PPI_SLOT_HDR + 2 * (uint64_t)g->inline_size;
+    /* The result area also holds a failed task's message: at least
+     * PP_MESSAGE_MAX + 1 bytes whatever the inline size. */
+    uint64_t slot_size = PPI_SLOT_HDR + (uint64_t)g->inline_size +
+                         (g->inline_size > PPI_MSG_AREA ? g->inline_size : PPI_MSG_AREA);
     uint64_t units = g->arena_size / PPI_ARENA_UNIT;
     uint64_t off_workers = align64(sizeof(ppi_hdr));
     uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));

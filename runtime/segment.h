@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ppool.h"
 #include "ring.h"
 #include "sync.h"
 #include "topology.h"
@@ -115,6 +116,9 @@ typedef struct ppi_slot {
     uint32_t pad_;
 } ppi_slot;
 #define PPI_SLOT_HDR 128u
+/* Least size of a slot's result area: a message of PP_MESSAGE_MAX bytes and
+ * its NUL, rounded to 64. */
+#define PPI_MSG_AREA ((PP_MESSAGE_MAX + 1 + 63) / 64 * 64)
 _Static_assert(sizeof(ppi_slot) <= PPI_SLOT_HDR, "slot header size");
 
 enum ppi_kill_reason { PPI_KILL_NONE = 0, PPI_KILL_REQUEST = 1, PPI_KILL_TIMEOUT = 2 };
@@ -181,7 +185,7 @@ typedef struct ppi_hdr {
     uint64_t magic;
     uint64_t total_size;
     uint32_t nslots;
-    uint32_t slot_size;     /* header + 2 * inline_size */
+    uint32_t slot_size;     /* header + inline_size + max(inline_size, PPI_MSG_AREA) */
     uint32_t inline_size;
     uint32_t nworkers;
     uint64_t max_arg;
@@ -199,12 +203,12 @@ typedef struct ppi_hdr {
     _Atomic uint32_t pool_state;    /* enum ppi_pool_state */
     _Atomic uint32_t cancel_flag;   /* shutdown(cancel_futures): tasks should stop */
     _Atomic uint32_t stop;          /* workers exit once the ring is empty */
-    _Atomic int32_t broken_err;     /* why broken: PP_EBROKEN cause code */
-    _Atomic int32_t broken_code;    /* signal (>0) or exit status (<0) */
-    _Atomic int32_t broken_pid;
+    _Atomic int32_t broken_err;     /* 0, or PP_EBROKEN: set by the one breaker's CAS */
+    _Atomic int32_t broken_code;    /* signal (>0) or ppi_code_exit(status) */
+    _Atomic int32_t broken_pid;     /* who broke it, 0 if no process did */
     _Atomic uint32_t broken_started; /* 1: broke after the workers had started
                                         (e.g. the initializer failed) */
-    char broken_msg[128];           /* written once, before pool_state BROKEN */
+    char broken_msg[PP_MESSAGE_MAX + 1]; /* written once, before pool_state BROKEN */
     _Atomic uint32_t ready;         /* workers started (futex for create) */
     _Atomic int32_t kill_signal;    /* manager command: signal every live worker */
     uint32_t death_policy;          /* pp_death_policy */

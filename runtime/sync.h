@@ -42,14 +42,37 @@ static inline uint64_t ppi_now_ns(void)
     return (uint64_t)ts.tv_sec * PPI_NSEC + (uint64_t)ts.tv_nsec;
 }
 
-/* Deadline for a relative timeout in seconds; UINT64_MAX = forever. */
+/*
+ * Seconds (a user's double) to nanoseconds, clamped to [0, UINT64_MAX]: NaN,
+ * negative values and anything under a nanosecond (1e-12, denormals) give 0;
+ * +inf, DBL_MAX and anything at or past UINT64_MAX ns (about 1.8e10 s) give
+ * UINT64_MAX. The only double -> nanoseconds conversion in the runtime: a
+ * plain (uint64_t)(s * 1e9) is undefined behaviour past 2^64 (on x86 it
+ * yields 2^63 or wraps, so an "infinite" timeout fired at once).
+ */
+static inline uint64_t ppi_s_to_ns(double s)
+{
+    if (!(s > 0)) /* NaN too */
+        return 0;
+    double ns = s * 1e9;
+    if (!(ns < 18446744073709551616.0)) /* 2^64, exact in a double */
+        return UINT64_MAX;
+    return (uint64_t)ns;
+}
+
+/* @a + @b, or UINT64_MAX if that overflows ("never" for deadlines). */
+static inline uint64_t ppi_add_sat(uint64_t a, uint64_t b)
+{
+    return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+/* Deadline for a relative timeout in seconds; UINT64_MAX = forever
+ * (negative timeouts, and any too far away to be told from forever). */
 static inline uint64_t ppi_deadline(double timeout_s)
 {
     if (timeout_s < 0)
         return UINT64_MAX;
-    if (timeout_s > 1e9)
-        return UINT64_MAX;
-    return ppi_now_ns() + (uint64_t)(timeout_s * 1e9);
+    return ppi_add_sat(ppi_now_ns(), ppi_s_to_ns(timeout_s));
 }
 
 /* Nanoseconds from now to @deadline, clamped to [0, cap_ns]. */

@@ -93,15 +93,15 @@ int pp_task_raise(pp_task *t, int code, const char *fmt, ...)
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        n = vsnprintf(msg, t->seg->inline_size, fmt, ap);
+        n = vsnprintf(msg, PP_MESSAGE_MAX + 1, fmt, ap); /* the area holds that */
         va_end(ap);
     } else {
         msg[0] = 0;
     }
     if (n < 0)
         n = 0;
-    if ((uint32_t)n >= t->seg->inline_size)
-        n = (int)t->seg->inline_size - 1;
+    if (n > PP_MESSAGE_MAX)
+        n = PP_MESSAGE_MAX;
     t->msg_len = (uint32_t)n;
     t->raised = 1;
     t->code = code;
@@ -141,12 +141,12 @@ static void task_write_outcome(pp_task *t, int rc)
         task_drop_result(t);
         sl->err = PP_ETASK;
         sl->code = rc;
-        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), t->seg->inline_size,
+        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), PP_MESSAGE_MAX + 1,
                                          "task returned %d", rc);
     } else if (t->res_err) {
         sl->err = t->res_err;
         sl->code = 0;
-        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), t->seg->inline_size,
+        sl->msg_len = (uint32_t)snprintf(ppi_slot_res_inline(t->seg, sl), PP_MESSAGE_MAX + 1,
                                          "%s", t->res_err == PP_ETOOBIG
                                                    ? "result larger than max_result_size"
                                                    : "no room in the arena for the result");
@@ -155,8 +155,8 @@ static void task_write_outcome(pp_task *t, int rc)
         sl->code = 0;
         sl->msg_len = 0;
     }
-    if (sl->msg_len >= t->seg->inline_size)
-        sl->msg_len = t->seg->inline_size - 1;
+    if (sl->msg_len > PP_MESSAGE_MAX)
+        sl->msg_len = PP_MESSAGE_MAX;
     sl->res_size = sl->err ? 0 : t->res_size;
     sl->res_off = t->res_off;
 }
@@ -242,7 +242,8 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
 static void arm_timeout(ppi_seg *seg, ppi_worker *me, ppi_slot *sl, uint64_t t0)
 {
     /* relaxed: the eventfd write below orders it for the manager's poll. */
-    atomic_store_explicit(&me->deadline_ns, t0 + sl->timeout_ns, memory_order_relaxed);
+    atomic_store_explicit(&me->deadline_ns, ppi_add_sat(t0, sl->timeout_ns),
+                          memory_order_relaxed);
     uint64_t one = 1;
     ssize_t n = write(seg->cmd_fd, &one, sizeof one);
     (void)n; /* a saturated counter still wakes the manager */

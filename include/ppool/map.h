@@ -212,7 +212,7 @@ typedef int (*pp_map_fn)(pp_map_item *it);
 
 /**
  * pp_map_raise - fail this item with @code and a printf-style message
- * (truncated to 200 bytes). Returns PP_ETASK so that an item function can
+ * (truncated to PP_MESSAGE_MAX bytes). Returns PP_ETASK so that an item function can
  * `return pp_map_raise(it, ...)`. The item's result is discarded.
  * Worker side, inside the item function only.
  */
