@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "fnmap.h"
+#include "map_internal.h"
 #include "ppool.h"
 #include "segment.h"
 #include "sync.h"
@@ -55,91 +56,6 @@
 #include <emmintrin.h>
 #endif
 
-#define MI_MAGIC 0x70706d6170763032ull    /* "ppmapv02" */
-#define MI_WINDOW_MAX 16384u              /* chunks in flight, at most */
-#define MI_BATCH_ITEMS 1024u              /* aim for batches of this many items */
-#define MI_RING_MIN ((size_t)1 << 20)     /* staging ring: at least 1 MiB */
-#define MI_RING_MAX ((size_t)256 << 20)   /* ... and at most 256 MiB */
-#define MI_IDLE_NS 20000ull               /* a runner idles this long, then returns */
-#define MI_SPIN_NS 20000ull               /* the iterator spins this long before sleeping */
-#define MI_NAP_NS 10000000ull             /* the client sleeps at most this long */
-#define MI_PROBE_NS 100000000ull          /* and probes its runners' health this often */
-#define MI_MSG 200                        /* bytes of an item's error message */
-#define MI_CLOSED (1ull << 63)            /* in `next`: the map was stopped */
-#define MI_CLIENT_W 0xffffffu             /* "worker" of a chunk failed by the client */
-
-enum { MI_DONE = 1, MI_FAIL = 2 };
-enum { MI_IN_SHM_FIXED = 1, MI_IN_SHM_PACKED, MI_IN_STAGED_FIXED, MI_IN_STAGED_VAR };
-
-/* done word: chunk seq (low 32 bits) | worker index (24 bits) | state (8 bits) */
-static inline uint64_t mi_dw(uint64_t c, uint32_t w, uint32_t st)
-{
-    return (c << 32) | ((uint64_t)(w & 0xffffffu) << 8) | st;
-}
-static inline bool mi_dw_is(uint64_t d, uint64_t c) { return (d >> 32) == (c & 0xffffffffu); }
-static inline uint32_t mi_dw_state(uint64_t d) { return (uint32_t)(d & 0xff); }
-static inline uint32_t mi_dw_worker(uint64_t d) { return (uint32_t)((d >> 8) & 0xffffffu); }
-
-/* One runner task's slot: runner-written, client-read. 64 bytes. */
-typedef struct mi_rslot {
-    _Atomic uint32_t live;     /* 1 while the runner will still look for work */
-    uint32_t pad0;
-    _Atomic uint64_t cur;      /* chunk + 1 it claims / runs, 0 = none */
-    _Atomic uint64_t progress; /* items of that chunk finished */
-    uint64_t pad[5];
-} mi_rslot;
-_Static_assert(sizeof(mi_rslot) == 64, "one runner slot per cache line");
-
-/* One worker's error report (at most one item fails per worker per map). */
-typedef struct mi_errslot {
-    uint64_t chunk;    /* the chunk that failed */
-    uint64_t n_ok;     /* its items finished before the failure */
-    int32_t err, code; /* PP_ETASK / PP_ETOOBIG, and the item's code */
-    int32_t pid;
-    uint32_t len;
-    char msg[MI_MSG];
-    uint64_t pad[3];
-} mi_errslot;
-_Static_assert(sizeof(mi_errslot) == 256, "error slot size");
-
-typedef struct mi_in {
-    uint32_t how, pad;
-    uint64_t item_size, stride;
-    uint64_t off, off2; /* segment offsets: SHM_FIXED base; SHM_PACKED data, offsets */
-} mi_in;
-
-typedef struct mi_hdr {
-    uint64_t magic;
-    uint64_t fn;                   /* the item function as a token (fnmap.h) */
-    uint64_t cs;                   /* items per chunk */
-    uint32_t n_in, nrec, nb, bc;   /* inputs, done words, batch slots, chunks per batch */
-    uint32_t nrun, nwork, out_var, out_shm;
-    uint64_t out_cap;
-    uint64_t out_off, sizes_off;   /* out_shm: segment offsets of out / out_sizes (0 = none) */
-    uint64_t ctx_rel, ctx_size;    /* relative to the block */
-    uint64_t done_rel, batch_rel, run_rel, errs_rel;
-    mi_in in[PP_MAP_MAX_INPUTS];
-    alignas(64) _Atomic uint64_t next; /* next chunk to claim | MI_CLOSED */
-    alignas(64) _Atomic uint64_t avail;     /* chunks published */
-    _Atomic uint64_t items_pub;             /* items published */
-    _Atomic uint64_t limit;                 /* no claim at or past this chunk */
-    _Atomic uint32_t stop;                  /* the client stopped the map */
-    _Atomic uint32_t pool_stop;             /* a runner saw pp_task_should_stop */
-    alignas(64) _Atomic uint32_t cwait;     /* the client sleeps on cword */
-    _Atomic uint32_t cword;
-    _Atomic uint64_t wake_at; /* ... until this chunk finishes */
-} mi_hdr;
-
-typedef struct mi_arg {
-    uint64_t block;
-    uint32_t rid;
-    uint32_t pad;
-} mi_arg;
-
-/* Blob layout of one batch: u64 header[n_in + 2] with the byte offsets of
- * each staged input's section, of the results and of the result sizes; then
- * the sections. Fixed-size staged input: items back to back. Variable-size
- * staged input: u64 offsets[count + 1] (relative to the bytes), the bytes. */
 
 /* ======================================================================== */
 /* Worker side                                                               */
@@ -602,8 +518,6 @@ struct pp_map_iter {
     size_t tmp_cap, tmp_used;
 };
 
-static inline size_t al16(size_t x) { return (x + 15) & ~(size_t)15; }
-
 pp_map_input pp_map_array(const void *base, size_t count, size_t item_size)
 {
     return (pp_map_input){.kind = PP_MAP_IN_ARRAY, .base = base, .count = count,
@@ -1027,13 +941,7 @@ static char *blob_alloc(pp_map_iter *m, size_t bytes, mi_batch *bt, bool *fatal)
     bytes = (bytes + 63) & ~(size_t)63;
     bool empty = m->published == m->consumed;
     if (!m->ring) {
-        size_t cap = bytes * ((size_t)m->nwork + 2);
-        cap += cap / 4;
-        if (cap < MI_RING_MIN)
-            cap = MI_RING_MIN;
-        if (cap > MI_RING_MAX)
-            cap = MI_RING_MAX;
-        cap = (cap + 4095) & ~(size_t)4095;
+        size_t cap = ppi_map_ring_cap(bytes, m->nwork);
         void *p;
         if (pp_shm_alloc(m->ex, cap, &p) != 0) {
             *fatal = true;
@@ -1122,42 +1030,36 @@ static int stage_batch(pp_map_iter *m)
     }
     const int n_in = m->n_in;
     uint64_t sect[PP_MAP_MAX_INPUTS + 2];
-    size_t bytes = al16(8 * ((size_t)n_in + 2));
-    size_t data_bytes = 0;
+    int kind[PP_MAP_MAX_INPUTS];
+    size_t sdata[PP_MAP_MAX_INPUTS];
+    size_t bytes, data_bytes = 0;
     bool any = false;
     for (int j = 0; j < n_in; j++) {
-        sect[j] = 0;
+        kind[j] = MI_SECT_NONE;
+        sdata[j] = 0;
         if (m->in_shm[j])
             continue;
         any = true;
-        sect[j] = bytes;
         size_t g0 = (size_t)j * m->g_cap;
         if (m->in[j].kind == PP_MAP_IN_ARRAY) {
-            bytes += count * m->in[j].item_size;
-            data_bytes += count * m->in[j].item_size;
+            kind[j] = MI_SECT_FIXED;
+            sdata[j] = count * m->in[j].item_size;
         } else {
-            size_t sum = 0;
+            kind[j] = MI_SECT_VAR;
             if (m->in[j].kind == PP_MAP_IN_PACKED)
-                sum = m->in[j].offsets[first + count] - m->in[j].offsets[first];
+                sdata[j] = m->in[j].offsets[first + count] - m->in[j].offsets[first];
             else
                 for (size_t k = 0; k < count; k++)
-                    sum += m->g_size[g0 + k];
-            bytes += 8 * (count + 2) + sum;
-            data_bytes += sum;
+                    sdata[j] += m->g_size[g0 + k];
         }
-        bytes = al16(bytes);
+        data_bytes += sdata[j];
     }
-    sect[n_in] = sect[n_in + 1] = 0;
     bool out_staged = !m->out_shm && m->out_cap;
-    if (out_staged) {
+    if (out_staged)
         any = true;
-        sect[n_in] = bytes;
-        bytes = al16(bytes + count * m->out_cap);
-        if (m->out_var) {
-            sect[n_in + 1] = bytes;
-            bytes += 8 * count;
-        }
-    }
+    if (ppi_map_blob_layout(n_in, count, kind, sdata, out_staged ? m->out_cap : 0, m->out_var,
+                            sect, &bytes))
+        return -ENOMEM; /* a blob larger than memory: as if it could not be allocated */
     uint64_t b = m->published / m->bc;
     mi_batch *bt = &m->bat[b % m->nb];
     char *blob = NULL;
@@ -1447,8 +1349,7 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
         return -EINVAL;
     if (opts.chunksize < 1 || isnan(opts.timeout) || (opts.ctx_size && !opts.ctx))
         return -EINVAL;
-    if (opts.out_size > ((size_t)1 << 40) || opts.ctx_size > ((size_t)1 << 30) ||
-        opts.chunksize > ((size_t)1 << 48))
+    if (opts.out_size > MI_OUT_MAX || opts.ctx_size > MI_CTX_MAX || opts.chunksize > MI_CHUNK_MAX)
         return -EINVAL;
     if (all && opts.out_size && (!outbuf || out_count == SIZE_MAX))
         return -EINVAL;
@@ -1494,27 +1395,19 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
             m->out_shm = in_shm(ex, outbuf, n * m->out_cap) &&
                          (!m->out_sizes || in_shm(ex, m->out_sizes, n * sizeof(size_t)));
     }
-    /* The window: nrec chunks in flight, in nb batches of bc chunks. */
-    uint64_t nchunks = m->n_limit == SIZE_MAX ? UINT64_MAX
-                                              : (m->n_limit / m->cs) + (m->n_limit % m->cs != 0);
-    uint64_t nrec = MI_WINDOW_MAX;
-    if (opts.buffersize && opts.buffersize < nrec)
-        nrec = opts.buffersize;
-    if (nchunks < nrec)
-        nrec = nchunks ? nchunks : 1;
-    uint64_t bc = m->cs >= MI_BATCH_ITEMS ? 1 : MI_BATCH_ITEMS / m->cs;
-    if (bc > nrec / 4)
-        bc = nrec / 4 ? nrec / 4 : 1;
-    m->bc = (uint32_t)bc;
-    m->nb = (uint32_t)(nrec / bc);
-    m->nrec = m->nb * m->bc;
-    m->nrun = 2 * m->nwork + 2;
-    size_t off_ctx = al16(sizeof(mi_hdr));
-    size_t off_done = (off_ctx + opts.ctx_size + 63) & ~(size_t)63;
-    size_t off_batch = off_done + (size_t)m->nrec * 8;
-    size_t off_run = (off_batch + (size_t)m->nb * 8 + 63) & ~(size_t)63;
-    size_t off_errs = off_run + (size_t)m->nrun * sizeof(mi_rslot);
-    size_t total = off_errs + (size_t)m->nwork * sizeof(mi_errslot);
+    ppi_map_geom_in gi = {.items = m->n_limit, .chunksize = m->cs, .buffersize = opts.buffersize,
+                          .ctx_size = opts.ctx_size, .nwork = m->nwork};
+    ppi_map_geom g;
+    if (ppi_map_geometry(&gi, &g)) { /* cannot fail: the limits were checked above */
+        free(m);
+        return -EINVAL;
+    }
+    m->bc = g.bc;
+    m->nb = g.nb;
+    m->nrec = g.nrec;
+    m->nrun = g.nrun;
+    size_t off_ctx = g.off_ctx, off_done = g.off_done, off_batch = g.off_batch;
+    size_t off_run = g.off_run, off_errs = g.off_errs, total = g.total;
     m->rf = calloc(m->nrun, sizeof *m->rf);
     m->rid_free = calloc(m->nrun, sizeof *m->rid_free);
     m->bat = calloc(m->nb, sizeof *m->bat);
