@@ -336,14 +336,6 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
     mi_notify(h, c);
 }
 
-/* The segment's module table, from a pointer @p at segment offset @off
- * (any process: the segment header sits at the base of every mapping). */
-static const ppi_modtab *mi_modtab(const void *p, uint64_t off)
-{
-    const char *base = (const char *)p - off;
-    return (const ppi_modtab *)(const void *)(base + ((const ppi_hdr *)(const void *)base)->off_modtab);
-}
-
 /* The runner task: claim and run chunks until none is left. */
 static int mi_runner(pp_task *t)
 {
@@ -366,7 +358,7 @@ static int mi_runner(pp_task *t)
                 .batch = (const uint64_t *)((char *)h + h->batch_rel),
                 .me = (mi_rslot *)((char *)h + h->run_rel) + a->rid,
                 .es = (mi_errslot *)((char *)h + h->errs_rel) + widx,
-                .fn = (pp_map_fn)ppi_fn_decode(mi_modtab(h, a->block), h->fn, &why),
+                .fn = (pp_map_fn)ppi_fn_decode(ppi_task_modtab(t), h->fn, &why),
                 .widx = widx,
                 .ctx = h->ctx_size ? (char *)h + h->ctx_rel : NULL};
     if (!r.fn) {
@@ -1421,8 +1413,7 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
         return rc;
     }
     /* The item function crosses to the workers as a token, like a pp_fn. */
-    uint64_t token = ppi_fn_encode(mi_modtab(m->block, pp_shm_offset(ex, m->block)),
-                                   (uintptr_t)fn);
+    uint64_t token = ppi_fn_encode(ppi_executor_modtab(ex), (uintptr_t)fn);
     if (!token) {
         map_free(m);
         return PP_ENOFUNC;
