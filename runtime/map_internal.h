@@ -198,4 +198,142 @@ int ppi_map_blob_layout(int n_in, size_t count, const int *kind, const size_t *d
  * [MI_RING_MIN, MI_RING_MAX], a multiple of 4096. */
 size_t ppi_map_ring_cap(size_t bytes, uint32_t nwork);
 
+/* ---- the client's iterator (map_client.c, map_wait.c, map_stage.c) ------ */
+
+typedef struct mi_cerr { /* a chunk failed by the client (runner died) */
+    uint64_t seq, n_ok;
+    int err, code;
+    pid_t pid;
+    char msg[256];
+    struct mi_cerr *next;
+} mi_cerr;
+
+typedef struct mi_batch { /* client-private view of a staged batch */
+    char *blob;          /* client pointer, NULL when nothing is staged */
+    bool own;            /* its own pp_shm_alloc block (else in the ring) */
+    uint64_t ring_end;   /* ring position after the blob */
+    uint64_t c0, nch;    /* its chunks */
+} mi_batch;
+
+struct pp_map_iter {
+    pp_executor *ex;
+    pp_map_fn fn;
+    int n_in;
+    pp_map_input in[PP_MAP_MAX_INPUTS];
+    bool in_shm[PP_MAP_MAX_INPUTS];
+    bool per_item; /* some input must be gathered item by item */
+    size_t cs;
+    size_t n_limit; /* items (min of the known counts and out_count), SIZE_MAX unknown */
+    uint64_t deadline;
+    double timeout;
+    /* all-at-once output */
+    bool all;
+    char *out;
+    size_t *out_sizes;
+    bool out_shm;
+    size_t out_cap;
+    bool out_var;
+    /* shared block */
+    void *block;
+    mi_hdr *h;
+    _Atomic uint64_t *done;
+    uint64_t *batch;
+    mi_rslot *rs;
+    mi_errslot *errs;
+    uint32_t nrec, nb, bc, nrun, nwork;
+    mi_batch *bat; /* [nb] */
+    /* staging ring (client-only bookkeeping; positions grow monotonically) */
+    char *ring;
+    size_t ring_cap;
+    uint64_t ring_head, ring_tail;
+    /* progress */
+    uint64_t published, consumed;
+    size_t items_staged;
+    bool input_end;
+    int in_err; /* an input failed at position in_err_at */
+    size_t in_err_at;
+    char in_err_msg[160];
+    bool pending; /* a gathered batch waits for room */
+    size_t pend_count;
+    /* chunks >= dead_from will never run (no runner can be started) */
+    uint64_t dead_from;
+    int dead_err;
+    /* iterator */
+    bool cur_valid;
+    size_t cur_k;
+    int final_err;
+    bool stopped;
+    uint64_t closed_at; /* first chunk cancelled by the stop */
+    pp_map_status st;
+    /* runners */
+    pp_future **rf;
+    uint32_t *rid_free;
+    uint32_t n_rid_free;
+    int submit_err;
+    bool saw_cancel;
+    uint64_t last_probe;
+    mi_cerr *cerrs;
+    mi_cerr *suspects; /* chunks a dead runner may have held (see check_suspects) */
+    /* scratch for gathering a batch */
+    size_t g_cap;
+    const char **g_ptr; /* [j * g_cap + k]; generator items: NULL (bytes in tmp) */
+    size_t *g_size;
+    size_t *g_toff;
+    char *tmp;
+    size_t tmp_cap, tmp_used;
+};
+
+/* Items in chunk @c (all published chunks are full but the last). */
+static inline size_t chunk_count(pp_map_iter *m, uint64_t c)
+{
+    size_t first = (size_t)c * m->cs;
+    return m->items_staged - first < m->cs ? m->items_staged - first : m->cs;
+}
+
+static inline mi_batch *batch_of(pp_map_iter *m, uint64_t c)
+{
+    return &m->bat[(c / m->bc) % m->nb];
+}
+
+/* The done word of chunk @c, 0 if it is not finished. Chunks past dead_from
+ * read as failed by the client. */
+static inline uint64_t chunk_done(pp_map_iter *m, uint64_t c)
+{
+    if (c >= m->dead_from)
+        return mi_dw(c, MI_CLIENT_W, MI_FAIL);
+    /* acquire: pairs with the runner's release of DONE/FAIL (results). */
+    uint64_t d = atomic_load_explicit(&m->done[c % m->nrec], memory_order_acquire);
+    return mi_dw_is(d, c) && mi_dw_state(d) ? d : 0;
+}
+
+/* ---- calls between the files --------------------------------------------- */
+
+/* map_runner.c: the runner task (pp_fn) that ensure_runners submits. */
+int ppi_map_runner(pp_task *t);
+
+/* map_stage.c */
+/* Stage as many batches as fit, publish them, start runners (was refill). */
+int ppi_map_refill(pp_map_iter *m);
+/* Give back chunk m->consumed, and its batch after its last chunk (was
+ * release_chunk). */
+void ppi_map_release_chunk(pp_map_iter *m);
+
+/* map_wait.c */
+/* Record the map's outcome, once (was set_final). */
+void ppi_map_set_final(pp_map_iter *m, int err, size_t pos, int code, pid_t pid, const char *msg);
+/* Stop the map: cancel every chunk not started (was stop_map). */
+void ppi_map_stop(pp_map_iter *m);
+/* Make sure enough runners will look at the unclaimed chunks (was
+ * ensure_runners). */
+void ppi_map_ensure_runners(pp_map_iter *m);
+/* Reap finished runners (@wait == 0) or wait for them (was reap). */
+void ppi_map_reap(pp_map_iter *m, double wait);
+/* Wait until chunk @x is finished: 0 or -ETIMEDOUT (was wait_chunk). */
+int ppi_map_wait_chunk(pp_map_iter *m, uint64_t x, bool spin);
+/* Items of finished chunk @c (done word @d) that may be delivered (was
+ * deliverable). */
+size_t ppi_map_deliverable(pp_map_iter *m, uint64_t c, uint64_t d);
+/* Set the final error from failed chunk @c (was chunk_error). */
+void ppi_map_chunk_error(pp_map_iter *m, uint64_t c, uint64_t d, size_t pos);
+
 #endif
