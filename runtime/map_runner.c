@@ -20,7 +20,6 @@
 
 #include "fnmap.h"
 #include "map_internal.h"
-#include "segment.h"
 #include "sync.h"
 
 /* What pp_map_raise / pp_map_should_stop reach through it->internal_. */

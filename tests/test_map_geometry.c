@@ -12,8 +12,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#define T_OUT .timeout = 10
-
 static ppi_map_geom geom(size_t items, size_t cs, size_t buffersize, size_t ctx, uint32_t nwork)
 {
     ppi_map_geom_in in = {.items = items, .chunksize = cs, .buffersize = buffersize,
@@ -87,7 +85,7 @@ static void check_invariants(size_t items, size_t cs, size_t buf, size_t ctx, ui
 #undef CHECK
 }
 
-Test(map_geometry, chunksize_1_many_items, T_OUT)
+Test(map_geometry, chunksize_1_many_items, .timeout = 10)
 {
     ppi_map_geom g = geom(1000000, 1, 0, 0, 2);
     cr_assert_eq(g.nchunks, 1000000);
@@ -98,7 +96,7 @@ Test(map_geometry, chunksize_1_many_items, T_OUT)
     check_invariants(1000000, 1, 0, 0, 2);
 }
 
-Test(map_geometry, chunksize_100, T_OUT)
+Test(map_geometry, chunksize_100, .timeout = 10)
 {
     ppi_map_geom g = geom(1000000, 100, 0, 0, 4);
     cr_assert_eq(g.nchunks, 10000);
@@ -108,7 +106,7 @@ Test(map_geometry, chunksize_100, T_OUT)
     check_invariants(1000000, 100, 0, 0, 4);
 }
 
-Test(map_geometry, large_chunks_are_their_own_batch, T_OUT)
+Test(map_geometry, large_chunks_are_their_own_batch, .timeout = 10)
 {
     ppi_map_geom g = geom(1000000, 5000, 0, 0, 2);
     cr_assert_eq(g.nchunks, 200);
@@ -117,7 +115,7 @@ Test(map_geometry, large_chunks_are_their_own_batch, T_OUT)
     cr_assert_eq(g.nrec, 200);
 }
 
-Test(map_geometry, few_items_small_window, T_OUT)
+Test(map_geometry, few_items_small_window, .timeout = 10)
 {
     ppi_map_geom g = geom(10, 1, 0, 0, 2);
     cr_assert_eq(g.nchunks, 10);
@@ -126,7 +124,7 @@ Test(map_geometry, few_items_small_window, T_OUT)
     cr_assert_eq(g.nrec, 10);
 }
 
-Test(map_geometry, chunksize_past_the_item_count, T_OUT)
+Test(map_geometry, chunksize_past_the_item_count, .timeout = 10)
 {
     ppi_map_geom g = geom(5, 100, 0, 0, 2);
     cr_assert_eq(g.nchunks, 1);
@@ -137,14 +135,14 @@ Test(map_geometry, chunksize_past_the_item_count, T_OUT)
     check_invariants(1, 1000000, 0, 0, 2);
 }
 
-Test(map_geometry, last_chunk_partial, T_OUT)
+Test(map_geometry, last_chunk_partial, .timeout = 10)
 {
     cr_assert_eq(geom(101, 10, 0, 0, 1).nchunks, 11);
     cr_assert_eq(geom(100, 10, 0, 0, 1).nchunks, 10);
     cr_assert_eq(geom(9, 10, 0, 0, 1).nchunks, 1);
 }
 
-Test(map_geometry, no_items_still_one_slot, T_OUT)
+Test(map_geometry, no_items_still_one_slot, .timeout = 10)
 {
     ppi_map_geom g = geom(0, 1, 0, 0, 2);
     cr_assert_eq(g.nchunks, 0);
@@ -155,7 +153,7 @@ Test(map_geometry, no_items_still_one_slot, T_OUT)
     check_invariants(0, 7, 3, 64, 1);
 }
 
-Test(map_geometry, unknown_count_full_window, T_OUT)
+Test(map_geometry, unknown_count_full_window, .timeout = 10)
 {
     ppi_map_geom g = geom(SIZE_MAX, 3, 0, 0, 2);
     cr_assert_eq(g.nchunks, UINT64_MAX);
@@ -165,7 +163,7 @@ Test(map_geometry, unknown_count_full_window, T_OUT)
     check_invariants(SIZE_MAX, 3, 0, 0, 2);
 }
 
-Test(map_geometry, buffersize_bounds_the_window, T_OUT)
+Test(map_geometry, buffersize_bounds_the_window, .timeout = 10)
 {
     ppi_map_geom g = geom(SIZE_MAX, 1, 1, 0, 2);
     cr_assert_eq(g.nrec, 1);
@@ -181,7 +179,7 @@ Test(map_geometry, buffersize_bounds_the_window, T_OUT)
     cr_assert_eq(g.nrec, 3);
 }
 
-Test(map_geometry, huge_counts_and_chunks, T_OUT)
+Test(map_geometry, huge_counts_and_chunks, .timeout = 10)
 {
     ppi_map_geom g = geom(SIZE_MAX - 1, MI_CHUNK_MAX, 0, 0, 2);
     cr_assert_eq(g.nchunks, (SIZE_MAX - 1) / MI_CHUNK_MAX + 1);
@@ -197,7 +195,7 @@ Test(map_geometry, huge_counts_and_chunks, T_OUT)
     check_invariants(SIZE_MAX - 1, 1, SIZE_MAX, MI_CTX_MAX, MI_CLIENT_W - 1);
 }
 
-Test(map_geometry, block_layout, T_OUT)
+Test(map_geometry, block_layout, .timeout = 10)
 {
     ppi_map_geom g = geom(100, 1, 0, 100, 3);
     cr_assert_eq(g.off_ctx, al16(sizeof(mi_hdr)));
@@ -210,7 +208,7 @@ Test(map_geometry, block_layout, T_OUT)
     cr_assert_eq(g.off_done, (al16(sizeof(mi_hdr)) + 63) & ~(size_t)63);
 }
 
-Test(map_geometry, rejects_what_begin_rejects, T_OUT)
+Test(map_geometry, rejects_what_begin_rejects, .timeout = 10)
 {
     cr_assert_eq(geom_rc(10, 0, 0, 0, 2), -EINVAL);
     cr_assert_eq(geom_rc(10, MI_CHUNK_MAX + 1, 0, 0, 2), -EINVAL);
@@ -274,7 +272,7 @@ static void check_blob(int n_in, size_t count, const int *kind, const size_t *da
     cr_assert_geq(bytes, at, "the blob holds its last section");
 }
 
-Test(map_geometry, blob_fixed_input_and_results, T_OUT)
+Test(map_geometry, blob_fixed_input_and_results, .timeout = 10)
 {
     int kind[1] = {MI_SECT_FIXED};
     size_t data[1] = {10 * 8};
@@ -288,7 +286,7 @@ Test(map_geometry, blob_fixed_input_and_results, T_OUT)
     check_blob(1, 10, kind, data, 8, false, sect, bytes);
 }
 
-Test(map_geometry, blob_variable_input_and_sizes, T_OUT)
+Test(map_geometry, blob_variable_input_and_sizes, .timeout = 10)
 {
     int kind[3] = {MI_SECT_VAR, MI_SECT_NONE, MI_SECT_FIXED};
     size_t data[3] = {7, 0, 3 * 5};
@@ -304,7 +302,7 @@ Test(map_geometry, blob_variable_input_and_sizes, T_OUT)
     check_blob(3, 3, kind, data, 100, true, sect, bytes);
 }
 
-Test(map_geometry, blob_without_inputs, T_OUT)
+Test(map_geometry, blob_without_inputs, .timeout = 10)
 {
     uint64_t sect[2];
     size_t bytes = 0;
@@ -316,7 +314,7 @@ Test(map_geometry, blob_without_inputs, T_OUT)
     cr_assert_eq(bytes, 16);
 }
 
-Test(map_geometry, blob_layouts_hold_their_sections, T_OUT)
+Test(map_geometry, blob_layouts_hold_their_sections, .timeout = 10)
 {
     static const size_t counts[] = {1, 2, 3, 17, 1024, 5000};
     static const size_t caps[] = {0, 1, 8, 100, 4096};
@@ -341,7 +339,7 @@ Test(map_geometry, blob_layouts_hold_their_sections, T_OUT)
                 }
 }
 
-Test(map_geometry, blob_overflow_is_reported, T_OUT)
+Test(map_geometry, blob_overflow_is_reported, .timeout = 10)
 {
     int kind[1] = {MI_SECT_VAR};
     size_t data[1] = {0};
@@ -369,21 +367,21 @@ Test(map_geometry, blob_overflow_is_reported, T_OUT)
 
 /* ---- the staging ring ---------------------------------------------------- */
 
-Test(map_geometry, ring_small_blobs_get_the_minimum, T_OUT)
+Test(map_geometry, ring_small_blobs_get_the_minimum, .timeout = 10)
 {
     cr_assert_eq(ppi_map_ring_cap(0, 1), MI_RING_MIN);
     cr_assert_eq(ppi_map_ring_cap(64, 2), MI_RING_MIN);
     cr_assert_eq(ppi_map_ring_cap(4096, 64), MI_RING_MIN); /* 4096 * 66 * 1.25 < 1 MiB */
 }
 
-Test(map_geometry, ring_room_for_every_worker, T_OUT)
+Test(map_geometry, ring_room_for_every_worker, .timeout = 10)
 {
     size_t b = (size_t)1 << 20;
     cr_assert_eq(ppi_map_ring_cap(b, 2), 5 * b); /* 4 blobs + a quarter */
     cr_assert_eq(ppi_map_ring_cap(1000000, 2), ((size_t)5000000 + 4095) & ~(size_t)4095);
 }
 
-Test(map_geometry, ring_maximum_and_overflow, T_OUT)
+Test(map_geometry, ring_maximum_and_overflow, .timeout = 10)
 {
     cr_assert_eq(ppi_map_ring_cap((size_t)64 << 20, 2), MI_RING_MAX);
     cr_assert_eq(ppi_map_ring_cap(SIZE_MAX / 2, 2), MI_RING_MAX);
@@ -391,7 +389,7 @@ Test(map_geometry, ring_maximum_and_overflow, T_OUT)
     cr_assert_eq(ppi_map_ring_cap(SIZE_MAX / 5, 3), MI_RING_MAX); /* *5 fits, *1.25 does not */
 }
 
-Test(map_geometry, ring_bounds_and_monotony, T_OUT)
+Test(map_geometry, ring_bounds_and_monotony, .timeout = 10)
 {
     static const uint32_t nworks[] = {1, 2, 7, 4096};
     for (size_t d = 0; d < sizeof nworks / sizeof *nworks; d++) {
