@@ -393,6 +393,8 @@ int pp_max_workers(const pp_executor *ex)
     return ex ? ex->nworkers : -EINVAL;
 }
 
+const ppi_modtab *ppi_executor_modtab(const pp_executor *ex) { return ex->seg.modtab; }
+
 /*
  * ppi_pool_check - 0 while the pool runs, PP_EBROKEN once it is broken.
  * Notices a dead manager (pidfd readable while no stop was asked) and breaks

@@ -67,4 +67,13 @@ void ppi_modtab_resolve(const ppi_modtab *t, bool same_image);
  * not usable here (@why receives a reason). */
 uintptr_t ppi_fn_decode(const ppi_modtab *t, uint64_t token, const char **why);
 
+/* The module table a token is encoded with or decoded by, for code that
+ * holds a task or an executor rather than a segment (pp_map's runner and
+ * client): the worker's view of its segment (worker.c), the client's
+ * (executor.c). */
+struct pp_task;
+struct pp_executor;
+const ppi_modtab *ppi_task_modtab(const struct pp_task *t);
+const ppi_modtab *ppi_executor_modtab(const struct pp_executor *ex);
+
 #endif

@@ -128,6 +128,8 @@ void *pp_task_shm(pp_task *t, uint64_t offset)
     return t->seg->base + offset;
 }
 
+const ppi_modtab *ppi_task_modtab(const pp_task *t) { return t->seg->modtab; }
+
 /* Write the outcome fields (slot owned by us: RUNNING(widx)). */
 static void task_write_outcome(pp_task *t, int rc)
 {
