@@ -65,6 +65,11 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 /* Error codes (negated errno values are used alongside these).              */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_errors Error codes
+ * 0 or a negative code from every function; pp_strerror() names them.
+ * \{
+ */
 
 /** The pool is broken (a worker or the manager died under the BREAK policy,
  *  or the pool could not start); Python's BrokenProcessPool. */
@@ -103,6 +108,17 @@ extern "C" {
  */
 PP_API const char *pp_strerror(int err);
 
+/** \} */
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_version_group Version
+ * The header's version (ppool/version.h) and the loaded library's.
+ * \{
+ */
+
 /**
  * pp_version - the version of the library loaded at run time, as
  * PPOOL_VERSION encodes it ((major << 16) | (minor << 8) | patch). Compare it
@@ -114,9 +130,16 @@ PP_API unsigned pp_version(void);
 /** pp_version_string - the same as a static string, e.g. "0.1.0". */
 PP_API const char *pp_version_string(void);
 
+/** \} */
+
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                             */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_config_group Configuration
+ * pp_config and the enumerations it uses; pp_config_init() fills the defaults.
+ * \{
+ */
 
 /** A pool: its shared segment, manager and workers (opaque). */
 typedef struct pp_executor pp_executor;
@@ -163,11 +186,11 @@ typedef enum pp_start_method {
 /** Where workers are pinned. The plan is a pure function of (topology,
  *  number of workers, policy); see docs/topology.md. */
 typedef enum pp_pin_policy {
-    PP_PIN_COMPACT = 0, /* one worker per physical core, filling a package first (default) */
-    PP_PIN_SCATTER,     /* one per physical core, spread across packages / NUMA nodes */
-    PP_PIN_NONE,        /* no pinning: workers inherit the client's affinity */
-    PP_PIN_PUS,         /* one per hardware thread (PU), compact order */
-    PP_PIN_LIST,        /* the OS PU numbers in pp_config.pin_cpus, in order */
+    PP_PIN_COMPACT = 0, /**< one worker per physical core, filling a package first (default) */
+    PP_PIN_SCATTER,     /**< one per physical core, spread across packages / NUMA nodes */
+    PP_PIN_NONE,        /**< no pinning: workers inherit the client's affinity */
+    PP_PIN_PUS,         /**< one per hardware thread (PU), compact order */
+    PP_PIN_LIST,        /**< the OS PU numbers in pp_config.pin_cpus, in order */
 } pp_pin_policy;
 
 /** What happens when a worker process dies unexpectedly (signal, exit(),
@@ -254,9 +277,16 @@ typedef struct pp_config {
  */
 PP_API void pp_config_init(pp_config *cfg);
 
+/** \} */
+
 /* ------------------------------------------------------------------------ */
 /* Executor                                                                  */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_executor_group Executor
+ * Create, submit, shut down, destroy; statistics.
+ * \{
+ */
 
 /**
  * pp_executor_create - start a pool: shared segment, manager, workers.
@@ -347,32 +377,33 @@ PP_API int pp_executor_destroy(pp_executor *ex);
 
 /** pp_max_workers - the number of worker processes (>= 1), or -EINVAL. */
 PP_API int pp_max_workers(const pp_executor *ex);
-/** pp_start_method_used - the method actually used (never PP_START_AUTO). */
+/** pp_start_method_used - the method actually used (never PP_START_AUTO for
+ *  an executor; PP_START_AUTO only for a NULL @ex). Does not block. */
 PP_API pp_start_method pp_start_method_used(const pp_executor *ex);
 
 /** Per-worker statistics, read from shared memory while the pool runs. */
 typedef struct pp_worker_stats {
-    pid_t pid;             /* current process (0 before it started) */
-    int cpu;               /* first OS PU it is pinned to, -1 when unpinned */
-    int core;              /* logical index of its physical core, -1 unknown */
-    int numa;              /* OS index of its NUMA node, -1 unknown */
-    uint64_t tasks;        /* tasks finished by this worker position */
-    uint64_t busy_ns;      /* time spent inside task functions */
-    uint64_t respawns;     /* times this position got a new process */
+    pid_t pid;             /**< current process (0 before it started) */
+    int cpu;               /**< first OS PU it is pinned to, -1 when unpinned */
+    int core;              /**< logical index of its physical core, -1 unknown */
+    int numa;              /**< OS index of its NUMA node, -1 unknown */
+    uint64_t tasks;        /**< tasks finished by this worker position */
+    uint64_t busy_ns;      /**< time spent inside task functions */
+    uint64_t respawns;     /**< times this position got a new process */
 } pp_worker_stats;
 
 /** Pool-wide statistics. */
 typedef struct pp_stats {
-    int workers;           /* worker positions (max_workers) */
-    uint64_t submitted;    /* accepted by pp_submit */
-    uint64_t backlog;      /* waiting client-side for a free slot */
-    uint64_t queued;       /* in shared memory, not started */
-    uint64_t running;      /* being executed by a worker */
-    uint64_t completed;    /* finished with a result */
-    uint64_t failed;       /* finished with an error (not cancellations) */
-    uint64_t cancelled;    /* cancelled before a worker started them */
-    uint64_t killed;       /* stopped by pp_future_kill or a task timeout */
-    uint64_t respawns;     /* worker processes replaced (deaths, recycling) */
+    int workers;           /**< worker positions (max_workers) */
+    uint64_t submitted;    /**< accepted by pp_submit */
+    uint64_t backlog;      /**< waiting client-side for a free slot */
+    uint64_t queued;       /**< in shared memory, not started */
+    uint64_t running;      /**< being executed by a worker */
+    uint64_t completed;    /**< finished with a result */
+    uint64_t failed;       /**< finished with an error (not cancellations) */
+    uint64_t cancelled;    /**< cancelled before a worker started them */
+    uint64_t killed;       /**< stopped by pp_future_kill or a task timeout */
+    uint64_t respawns;     /**< worker processes replaced (deaths, recycling) */
 } pp_stats;
 
 /**
@@ -385,7 +416,7 @@ typedef struct pp_stats {
  * completion may not be counted yet (after pp_shutdown(wait=true) all are). Any client thread; does
  * not block.
  */
-PP_API int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
+PP_API int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *workers, int n);
 
 /**
  * pp_executor_broken_cause - why the pool broke: what pp_submit's PP_EBROKEN
@@ -405,13 +436,21 @@ PP_API int pp_executor_broken_cause(pp_executor *ex, pp_exception *out);
 /**
  * pp_executor_topology - one line describing the machine as the pool sees it
  * (e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)") and the pin
- * policy. Returns a string owned by the executor, valid until it is freed.
+ * policy. Returns a string owned by the executor, valid until it is freed
+ * ("" for a NULL @ex). Any client thread; does not block.
  */
-PP_API const char *pp_executor_topology(pp_executor *ex);
+PP_API const char *pp_executor_topology(const pp_executor *ex);
+
+/** \} */
 
 /* ------------------------------------------------------------------------ */
 /* Futures                                                                   */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_future_group Futures
+ * Waiting for, reading, cancelling and killing one task; callbacks; pp_wait and as_completed.
+ * \{
+ */
 
 /**
  * pp_future_result - wait for the task and get its result.
@@ -434,34 +473,34 @@ PP_API int pp_future_result(pp_future *f, double timeout, const void **data, siz
 /** What pp_exception.code holds (pp_exception.how): it tells a worker that
  *  called exit(0) (PP_CODE_EXIT, code 0) from no code at all (PP_CODE_NONE). */
 typedef enum pp_code_kind {
-    PP_CODE_NONE = 0,   /* no signal, exit status or task code: code is 0
+    PP_CODE_NONE = 0,   /**< no signal, exit status or task code: code is 0
                            (success, cancellation, a kill that ended in its
                            grace period, the manager's death, ...), or a
                            negated errno where the runtime itself failed (no
                            replacement worker could be forked) */
-    PP_CODE_TASK = 1,   /* PP_ETASK: the task's own code */
-    PP_CODE_SIGNAL = 2, /* the signal number (> 0) that ended the worker */
-    PP_CODE_EXIT = 3,   /* minus the worker's exit status: exit(3) gives -3,
+    PP_CODE_TASK = 1,   /**< PP_ETASK: the task's own code */
+    PP_CODE_SIGNAL = 2, /**< the signal number (> 0) that ended the worker */
+    PP_CODE_EXIT = 3,   /**< minus the worker's exit status: exit(3) gives -3,
                            exit(0) gives 0 */
 } pp_code_kind;
 
 /** What went wrong with a task. Strings stay valid until the future is
  *  released. */
 struct pp_exception {
-    int error;             /* 0 when the task succeeded, else as pp_future_result */
-    int code;              /* PP_ETASK: the task's code; PP_EWORKER and PP_EBROKEN
+    int error;             /**< 0 when the task succeeded, else as pp_future_result */
+    int code;              /**< PP_ETASK: the task's code; PP_EWORKER and PP_EBROKEN
                               (a worker died): its signal number (> 0) or exit
                               status (<= 0); PP_EKILLED: the signal that ended
                               it (0 if it ended during the grace period);
                               else 0. Read @how to tell which. */
-    pid_t pid;             /* worker that ran it, 0 if none did (a task still
+    pid_t pid;             /**< worker that ran it, 0 if none did (a task still
                               queued when the pool broke, or failed by the
                               client); with PP_EBROKEN under
                               PP_DEATH_BREAK, the worker whose death broke the
                               pool. Never negative: safe to pass to kill() */
-    const char *message;   /* the task's message or a description, at most
+    const char *message;   /**< the task's message or a description, at most
                               PP_MESSAGE_MAX bytes; never NULL */
-    pp_code_kind how;      /* what @code is (see pp_code_kind) */
+    pp_code_kind how;      /**< what @code is (see pp_code_kind) */
 };
 
 /**
@@ -529,9 +568,9 @@ PP_API int pp_future_add_done_callback(pp_future *f, pp_callback cb, void *userd
 
 /** Return conditions for pp_wait (Python's FIRST_COMPLETED, ...). */
 typedef enum pp_return_when {
-    PP_ALL_COMPLETED = 0,
-    PP_FIRST_COMPLETED = 1,
-    PP_FIRST_EXCEPTION = 2, /* as ALL_COMPLETED when nothing fails */
+    PP_ALL_COMPLETED = 0,   /**< every future is done (Python's ALL_COMPLETED) */
+    PP_FIRST_COMPLETED = 1, /**< at least one future is done */
+    PP_FIRST_EXCEPTION = 2, /**< a future failed (not cancelled), or as ALL_COMPLETED when nothing fails */
 } pp_return_when;
 
 /**
@@ -587,9 +626,16 @@ PP_API int pp_terminate_workers(pp_executor *ex);
 /** pp_kill_workers - as pp_terminate_workers, with SIGKILL. */
 PP_API int pp_kill_workers(pp_executor *ex);
 
+/** \} */
+
 /* ------------------------------------------------------------------------ */
 /* Scope-exit helpers (the `with` statement)                                  */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_scope Scope-exit helpers
+ * Python's `with` statement: cleanup-attribute helpers.
+ * \{
+ */
 
 /** For __attribute__((cleanup)): destroys *exp if non-NULL. */
 PP_API void pp_executor_cleanup(pp_executor **exp);
@@ -605,9 +651,16 @@ PP_API void pp_future_cleanup(pp_future **fp);
 #define PP_SCOPED_FUTURE(name) pp_future *name __attribute__((cleanup(pp_future_cleanup))) = NULL
 #endif
 
+/** \} */
+
 /* ------------------------------------------------------------------------ */
 /* Shared memory for large arrays                                            */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_shm Shared arrays
+ * Arena memory visible to every worker, passed by offset.
+ * \{
+ */
 
 /**
  * pp_shm_alloc - @size bytes (> 0) of memory visible to every worker, from
@@ -624,9 +677,16 @@ PP_API void pp_shm_free(pp_executor *ex, void *ptr);
  *  UINT64_MAX if @ptr is not in it. */
 PP_API uint64_t pp_shm_offset(pp_executor *ex, const void *ptr);
 
+/** \} */
+
 /* ------------------------------------------------------------------------ */
 /* Inside a task (worker process only)                                        */
 /* ------------------------------------------------------------------------ */
+/**
+ * \defgroup pp_task_group Inside a task
+ * Called only by a task function, in a worker process.
+ * \{
+ */
 
 /** The argument bytes (read-only, 16-byte aligned); *size receives their
  *  count if @size is non-NULL. Valid until the task function returns. */
@@ -663,6 +723,8 @@ PP_API void *pp_task_shm(pp_task *t, uint64_t offset);
 
 /** Index (0..max_workers-1) of the worker running this task. */
 PP_API int pp_task_worker(pp_task *t);
+
+/** \} */
 
 #include "ppool/map.h"
 

@@ -378,7 +378,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     return 0;
 }
 
-const char *pp_executor_topology(pp_executor *ex)
+const char *pp_executor_topology(const pp_executor *ex)
 {
     return ex ? ex->topology : "";
 }
@@ -703,11 +703,11 @@ int pp_executor_destroy(pp_executor *ex)
     return 0;
 }
 
-int pp_executor_stats(pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
+int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, int n)
 {
     if (!ex || n < 0 || (n > 0 && !w))
         return -EINVAL;
-    ppi_seg *s = &ex->seg;
+    const ppi_seg *s = &ex->seg;
     for (int i = 0; i < n && i < ex->nworkers; i++) {
         ppi_worker *r = &s->workers[i];
         /* relaxed: statistics; each counter exact on its own. */

@@ -70,6 +70,12 @@
 extern "C" {
 #endif
 
+/**
+ * \defgroup pp_map_group Map
+ * Executor.map for C: inputs, options, the item function, running a map.
+ * \{
+ */
+
 /* ------------------------------------------------------------------------ */
 /* Inputs                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -89,10 +95,10 @@ typedef int (*pp_map_gen)(void *user, size_t index, const void **item, size_t *s
 
 /** What a pp_map_input describes (set by the pp_map_* builders below). */
 typedef enum pp_map_input_kind {
-    PP_MAP_IN_ARRAY = 1, /* fixed-size items: item i at base + i * stride, item_size bytes */
-    PP_MAP_IN_PTRS,      /* variable-size items: items[i], sizes[i] bytes */
-    PP_MAP_IN_PACKED,    /* variable-size items: base[offsets[i] .. offsets[i+1]) */
-    PP_MAP_IN_GEN,       /* a generator callback (count unknown, possibly endless) */
+    PP_MAP_IN_ARRAY = 1, /**< fixed-size items: item i at base + i * stride, item_size bytes */
+    PP_MAP_IN_PTRS,      /**< variable-size items: items[i], sizes[i] bytes */
+    PP_MAP_IN_PACKED,    /**< variable-size items: base[offsets[i] .. offsets[i+1]) */
+    PP_MAP_IN_GEN,       /**< a generator callback (count unknown, possibly endless) */
 } pp_map_input_kind;
 
 /**
@@ -103,16 +109,16 @@ typedef enum pp_map_input_kind {
  * it valid and unchanged until pp_map_end (or pp_map) returns.
  */
 typedef struct pp_map_input {
-    pp_map_input_kind kind;    /* which of the fields below are used */
-    size_t count;              /* items (ARRAY, PTRS, PACKED) */
-    const void *base;          /* ARRAY: item 0; PACKED: the bytes */
-    size_t item_size;          /* ARRAY: bytes per item */
-    size_t stride;             /* ARRAY: bytes from one item to the next (0 = item_size) */
-    const void *const *items;  /* PTRS: item pointers */
-    const size_t *sizes;       /* PTRS: item sizes; NULL = NUL-terminated strings (size excludes the NUL) */
-    const size_t *offsets;     /* PACKED: count + 1 non-decreasing offsets into base */
-    pp_map_gen gen;            /* GEN */
-    void *user;                /* GEN: passed to gen */
+    pp_map_input_kind kind;    /**< which of the fields below are used */
+    size_t count;              /**< items (ARRAY, PTRS, PACKED) */
+    const void *base;          /**< ARRAY: item 0; PACKED: the bytes */
+    size_t item_size;          /**< ARRAY: bytes per item */
+    size_t stride;             /**< ARRAY: bytes from one item to the next (0 = item_size) */
+    const void *const *items;  /**< PTRS: item pointers */
+    const size_t *sizes;       /**< PTRS: item sizes; NULL = NUL-terminated strings (size excludes the NUL) */
+    const size_t *offsets;     /**< PACKED: count + 1 non-decreasing offsets into base */
+    pp_map_gen gen;            /**< GEN */
+    void *user;                /**< GEN: passed to gen */
 } pp_map_input;
 
 /**
@@ -183,22 +189,22 @@ PP_API void pp_map_opts_init(pp_map_opts *o);
  * memory and valid only during the call.
  */
 typedef struct pp_map_item {
-    size_t index;              /* position of the item in the map (0-based) */
-    int n_in;                  /* number of inputs */
-    const void *const *in;     /* in[j]: this item of input j (read-only). Copied
+    size_t index;              /**< position of the item in the map (0-based) */
+    int n_in;                  /**< number of inputs */
+    const void *const *in;     /**< in[j]: this item of input j (read-only). Copied
                                   fixed-size items sit at multiples of their size from
                                   a 16-byte aligned start; copied variable-size items
                                   are packed (no alignment); shared ones are in place */
-    const size_t *in_size;     /* in_size[j]: its size in bytes */
-    void *out;                 /* where to write the result: out_cap bytes
+    const size_t *in_size;     /**< in_size[j]: its size in bytes */
+    void *out;                 /**< where to write the result: out_cap bytes
                                   (NULL when the map has no result) */
-    size_t out_cap;            /* opts.out_size */
-    size_t out_size;           /* variable results: set it (preset to out_cap);
+    size_t out_cap;            /**< opts.out_size */
+    size_t out_size;           /**< variable results: set it (preset to out_cap);
                                   fixed results: ignored */
-    const void *ctx;           /* opts.ctx bytes (read-only), NULL if none */
-    size_t ctx_size;           /* opts.ctx_size */
-    pp_task *task;             /* the runner task: pp_task_shm, pp_task_worker, ... */
-    void *internal_;           /* ppool's; do not touch */
+    const void *ctx;           /**< opts.ctx bytes (read-only), NULL if none */
+    size_t ctx_size;           /**< opts.ctx_size */
+    pp_task *task;             /**< the runner task: pp_task_shm, pp_task_worker, ... */
+    void *internal_;           /**< ppool's; do not touch */
 } pp_map_item;
 
 /**
@@ -232,23 +238,23 @@ PP_API bool pp_map_should_stop(const pp_map_item *it);
 
 /** What a map did, and how it ended. */
 typedef struct pp_map_status {
-    size_t done;           /* items delivered (all at once: written to out);
+    size_t done;           /**< items delivered (all at once: written to out);
                               on an error, the position of the failed item */
-    int error;             /* 0, -ENOENT (iterator at its end), or the error that
+    int error;             /**< 0, -ENOENT (iterator at its end), or the error that
                               ended the map: -ETIMEDOUT, PP_ETASK (an item
                               failed), PP_ETOOBIG, PP_EWORKER / PP_EKILLED (the
                               worker running its chunk died / was killed),
                               PP_EBROKEN, -ECANCELED / -ESHUTDOWN (the executor
                               was shut down), or a generator's negative code */
-    int code;              /* PP_ETASK: the item's code; PP_EWORKER: signal or
+    int code;              /**< PP_ETASK: the item's code; PP_EWORKER: signal or
                               exit status as pp_exception.code; else 0 */
-    pid_t pid;             /* worker that ran the failed item, 0 if none */
-    char message[256];     /* what happened, "" when error is 0 or -ENOENT */
-    uint64_t chunks;       /* chunks submitted */
-    uint64_t runners;      /* runner tasks submitted (pp_submit calls) */
-    uint64_t staged_bytes; /* item bytes copied into shared memory */
-    uint64_t result_bytes; /* result bytes copied out of shared memory */
-    size_t max_in_flight;  /* most chunks in flight at any time */
+    pid_t pid;             /**< worker that ran the failed item, 0 if none */
+    char message[256];     /**< what happened, "" when error is 0 or -ENOENT */
+    uint64_t chunks;       /**< chunks submitted */
+    uint64_t runners;      /**< runner tasks submitted (pp_submit calls) */
+    uint64_t staged_bytes; /**< item bytes copied into shared memory */
+    uint64_t result_bytes; /**< result bytes copied out of shared memory */
+    size_t max_in_flight;  /**< most chunks in flight at any time */
 } pp_map_status;
 
 /** An ordered-result iterator over a running map. */
@@ -325,6 +331,8 @@ PP_API int pp_map_end(pp_map_iter *m);
 PP_API int pp_map(pp_executor *ex, pp_map_fn fn, const pp_map_input *in, int n_in, void *out,
                   size_t out_count, size_t *out_sizes, const pp_map_opts *opts,
                   pp_map_status *st);
+
+/** \} */
 
 #ifdef __cplusplus
 }
