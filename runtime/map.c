@@ -153,6 +153,7 @@ typedef struct mi_itemstate {
     uint64_t chunk;
     int raised;
     int code;
+    int stop_seen; /* pp_map_should_stop answered true for the pool's stop */
 } mi_itemstate;
 
 int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...)
@@ -182,11 +183,18 @@ bool pp_map_should_stop(const pp_map_item *it)
 {
     if (!it || !it->internal_)
         return false;
-    const mi_itemstate *s = it->internal_;
+    mi_itemstate *s = it->internal_;
     /* relaxed: polled hints; a late answer costs one more item. */
-    return atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
-           s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed) ||
-           pp_task_should_stop(s->t);
+    if (atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
+        s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed))
+        return true; /* the map ends before this item: not delivered anyway */
+    if (!pp_task_should_stop(s->t))
+        return false;
+    /* The pool stops (shutdown with cancel_futures, broken, killed): an item
+     * that returns now may be unfinished; it fails with -ECANCELED instead of
+     * being delivered (mi_run_chunk). */
+    s->stop_seen = 1;
+    return true;
 }
 
 typedef struct mi_run {
@@ -388,6 +396,16 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
         it.out = outp ? outp + k * cap : NULL;
         it.out_size = cap;
         int rc = r->fn(&it);
+        if (!rc && !ist.raised && ist.stop_seen) {
+            /* It saw the pool's stop and returned: its result may be partial. */
+            int n = snprintf(r->es->msg, sizeof r->es->msg,
+                             "item stopped early: the pool is stopping (pp_map_should_stop)");
+            r->es->len = (uint32_t)(n < 0 ? 0 : n);
+            /* relaxed: a hint for the client's error report. */
+            atomic_store_explicit(&h->pool_stop, 1, memory_order_relaxed);
+            mi_fail_chunk(r, c, k, -ECANCELED, 0);
+            return;
+        }
         if (rc || ist.raised) {
             if (!ist.raised) {
                 int n = snprintf(r->es->msg, sizeof r->es->msg, "item function returned %d", rc);
