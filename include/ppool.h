@@ -22,7 +22,12 @@
  *  - Processes: the *client* is the process that created the executor. Every
  *    pp_executor / pp_future function is called in the client, by any of its
  *    threads, unless its comment says otherwise. pp_task_* functions are called
- *    only inside a task function, in a worker process.
+ *    only inside a task function, in a worker process. A process fork()ed
+ *    from the client after pp_executor_create is not the client: there every
+ *    call on that executor, its futures and maps fails at once with
+ *    PP_EFORKED (bool queries answer false) and touches nothing shared;
+ *    pp_executor_destroy, pp_future_release and pp_map_end free only the
+ *    child's private copy. The parent's pool is never disturbed.
  *  - Ownership: the executor owns its processes and shared segment. Each
  *    future returned to you holds one reference, which you give back with
  *    pp_future_release(); result data stays valid until then. A future keeps
@@ -87,6 +92,9 @@ extern "C" {
  *  was loaded when the pool started (e.g. dlopen'ed later), or the worker's
  *  copy of its module differs (build-id). */
 #define PP_ENOFUNC  (-10006)
+/** The executor or future belongs to another process: this process is a
+ *  fork() of its client made after pp_executor_create (see "Processes"). */
+#define PP_EFORKED  (-10007)
 
 /** Wait without a time limit. Any negative timeout means the same. A
  *  timeout too large to count in nanoseconds (about 1.8e10 s and above, +inf,
@@ -354,9 +362,15 @@ PP_API int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_s
  * @cancel_futures: true: cancel every task that no worker has started,
  *   wherever it is queued; running tasks see pp_task_should_stop() true.
  *
- * Idempotent: later calls are allowed (a later wait=true still waits).
- * Returns 0, or -EINVAL for a NULL executor. Blocks only when @wait.
- * Any client thread.
+ * Idempotent: later calls are allowed (a later wait=true still waits), also
+ * from several threads at once: each wait=true caller returns only after
+ * everything above (and every pending done-callback) is done.
+ * Returns 0, -EINVAL for a NULL executor, or PP_EFORKED. Blocks only when
+ * @wait. Any client thread, and inside a done-callback of @ex (see
+ * pp_future_add_done_callback): there wait=true waits the same way, except
+ * for the callbacks running on the calling thread (they end after it
+ * returns); on the executor's service thread it feeds the client backlog in
+ * itself first, and other callbacks may run inside the call meanwhile.
  *
  * At exit(3) (or a return from main), every executor of this process that
  * was not destroyed is shut down with wait=true, cancel_futures=false, as
@@ -364,14 +378,17 @@ PP_API int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_s
  * pp_shutdown(ex, false, ...), and the program ends after it. _exit(),
  * quick_exit() and fatal signals skip this: the workers then die with the
  * process and unfinished work is lost. exit() called inside a done-callback
- * does not wait for that callback's own executor.
+ * on the executor's service thread does not wait for that executor; on any
+ * other thread it waits as above.
  */
 PP_API int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures);
 
 /**
  * pp_executor_destroy - pp_shutdown(ex, true, false), then free the executor.
  * The shared segment lives on until the last future is released.
- * Returns 0 or -EINVAL. Blocks. Must be the last call on @ex; call it once.
+ * Returns 0 or -EINVAL (PP_EFORKED in a fork()ed child, which frees its own
+ * copy only). Blocks. Must be the last call on @ex; call it once. Allowed
+ * inside a done-callback of @ex (the runtime keeps what it still needs).
  */
 PP_API int pp_executor_destroy(pp_executor *ex);
 
@@ -555,12 +572,20 @@ PP_API void pp_future_release(pp_future *f);
  * when those cancel it; otherwise on the executor's client-side thread as soon
  * as the task finishes (also when it fails or the pool breaks). A callback
  * returning non-zero is reported on stderr with the future's identity and the
- * remaining callbacks still run. A callback may submit new tasks and may
- * release references it owns; it must not call pp_executor_destroy on its
- * own executor. The runtime keeps @f alive until its callbacks have run, and
- * pp_shutdown(wait=true) / pp_executor_destroy return only after every
- * pending callback ran.
- * Returns 0, -EINVAL or -ENOMEM. Any client thread; never blocks on the pool.
+ * remaining callbacks still run. The runtime keeps @f alive until its
+ * callbacks have run, and pp_shutdown(wait=true) / pp_executor_destroy return
+ * only after every pending callback ran.
+ * Inside a callback every client call is allowed, on any executor: submit,
+ * the pp_future_* calls (also on @f: it is done), adding callbacks (on a done
+ * future they run at once, nested), pp_wait, pp_shutdown with or without
+ * wait, pp_executor_destroy. Waits return without deadlock, except one that
+ * waits without a timeout for a task that can start only after the callback
+ * returns: on the service thread, a task still in the client backlog of the
+ * same executor (use a timeout, or pp_shutdown(wait=true), which feeds the
+ * backlog in itself); and two executors' callbacks that wait in
+ * pp_shutdown for each other.
+ * Returns 0, -EINVAL, -ENOMEM or PP_EFORKED. Any client thread; never blocks
+ * on the pool.
  */
 /** A done-callback: returns 0, or non-zero to report a failure (logged). */
 typedef int (*pp_callback)(pp_future *f, void *userdata);

@@ -20,6 +20,36 @@
 
 #include "client.h"
 
+/*
+ * The callbacks the calling thread is running, innermost first (a callback
+ * may run others: pp_future_cancel inside a callback). pp_shutdown(wait)
+ * called inside a callback cannot wait for those: they finish only after it
+ * returns. Thread-local: each frame lives on its thread's stack.
+ */
+typedef struct cb_frame {
+    pp_executor *ex;
+    bool counted; /* its future is counted in ex->cb_pending */
+    struct cb_frame *up;
+} cb_frame;
+static _Thread_local cb_frame *cb_top;
+
+uint64_t ppi_cb_running_here(pp_executor *ex)
+{
+    uint64_t n = 0;
+    for (cb_frame *fr = cb_top; fr; fr = fr->up)
+        n += fr->ex == ex && fr->counted;
+    return n;
+}
+
+static int run_one(pp_future *f, ppi_cb *cb)
+{
+    int rc = cb->fn(f, cb->userdata);
+    if (rc)
+        fprintf(stderr, "ppool: exception calling callback for future %p (slot %u): %d (%s)\n",
+                (void *)f, f->idx, rc, pp_strerror(rc));
+    return rc;
+}
+
 /* Run @f's callbacks if it is done and they have not run. Any client thread;
  * must not hold a slot lock or the executor lock. */
 void ppi_fire_callbacks(pp_future *f)
@@ -33,18 +63,20 @@ void ppi_fire_callbacks(pp_future *f)
         f->cb_fired = 1;
     }
     pthread_mutex_unlock(&ex->cb_lock);
+    cb_frame fr = {ex, counted, cb_top};
+    cb_top = &fr;
     while (list) {
         ppi_cb *cb = list;
         list = cb->next;
-        int rc = cb->fn(f, cb->userdata);
-        if (rc)
-            fprintf(stderr, "ppool: exception calling callback for future %p (slot %u): %d (%s)\n",
-                    (void *)f, f->idx, rc, pp_strerror(rc));
+        run_one(f, cb);
         free(cb);
     }
+    cb_top = fr.up;
     if (counted) {
-        /* relaxed: a count the service thread polls; its sleep is bounded. */
-        atomic_fetch_sub_explicit(&ex->cb_pending, 1, memory_order_relaxed);
+        /* seq_cst: read by pp_shutdown's waiters together with cb_blocked;
+         * the service thread polls it on bounded sleeps. */
+        atomic_fetch_sub_explicit(&ex->cb_pending, 1, memory_order_seq_cst);
+        ppi_svc_notify(ex);
         pp_future_release(f); /* the reference taken at registration */
     }
 }
@@ -82,6 +114,8 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
     if (!f || !fn)
         return -EINVAL;
     pp_executor *ex = f->ex;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     ppi_cb *cb = malloc(sizeof *cb);
     if (!cb)
         return -ENOMEM;
@@ -91,10 +125,10 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
     pthread_mutex_lock(&ex->cb_lock);
     if (f->cb_fired) {
         pthread_mutex_unlock(&ex->cb_lock);
-        int rc = fn(f, userdata); /* already done: run now, in the caller */
-        if (rc)
-            fprintf(stderr, "ppool: exception calling callback for future %p (slot %u): %d (%s)\n",
-                    (void *)f, f->idx, rc, pp_strerror(rc));
+        cb_frame fr = {ex, false, cb_top};
+        cb_top = &fr;
+        run_one(f, cb); /* already done: run now, in the caller */
+        cb_top = fr.up;
         free(cb);
         return 0;
     }
@@ -115,7 +149,6 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
     /* release: pairs with ppi_bind's acquire (a backlog entry bound later
      * gets PPI_F_NOTIFY). */
     atomic_store_explicit(&f->want_notify, 1, memory_order_seq_cst);
-    ppi_service_start(ex);
     bool armed = false;
     /* seq_cst: read after publishing want_notify, so a concurrent bind either
      * saw want_notify or is visible to us here as SLOT. */
@@ -127,7 +160,13 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
         armed = arm_slot(ex, f);
         ppi_slot_unlock(ex, f->idx);
     }
-    if (!armed)
+    /* Only a future still to finish needs the service thread: a done one
+     * (e.g. after pp_executor_destroy) runs its callbacks here, and never
+     * restarts the service thread of a finished executor. Started after
+     * arming: a completion entry pushed meanwhile waits on the ring for it. */
+    if (armed)
+        ppi_service_start(ex);
+    else
         ppi_fire_callbacks(f);
     return 0;
 }

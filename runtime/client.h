@@ -99,6 +99,12 @@ struct pp_executor {
     char topology[192];            /* pp_executor_topology */
     pthread_mutex_t cb_lock;       /* callback lists of this executor's futures */
     _Atomic uint64_t cb_pending;   /* futures whose callbacks have not run yet */
+    _Atomic uint64_t cb_blocked;   /* of those, running on threads that wait in
+                                      pp_shutdown (callback.c) */
+    _Atomic uint32_t svc_seq;      /* private futex: bumped when stop_sent, cb_pending
+                                      or cb_blocked change (ppi_svc_notify) */
+    _Atomic uint32_t svc_waiters;  /* threads sleeping on svc_seq */
+    pid_t owner_pid;               /* the client: the process that created it */
     _Atomic uint64_t last_check_ns; /* pp_submit's periodic liveness check */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
@@ -154,9 +160,30 @@ void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
 void ppi_backlog_fail_broken(pp_executor *ex);
 void ppi_pump_join(pp_executor *ex);
 bool ppi_pump_is_self(pp_executor *ex);
+void ppi_pump_serve_backlog(pp_executor *ex);
+void ppi_pump_serve_callbacks(pp_executor *ex);
 
 /* exit.c: executors still alive at exit(3) are shut down with wait. */
 void ppi_exit_add(pp_executor *ex);
 void ppi_exit_remove(pp_executor *ex);
+
+/* exit.c: this process's pid, cached: set at pp_executor_create, reset in a
+ * fork()ed child by a pthread_atfork handler. */
+extern _Atomic pid_t ppi_self_pid;
+void ppi_self_pid_init(void);
+/* true when the calling process is not @ex's client (a fork()ed child): then
+ * every public call fails with PP_EFORKED and touches nothing shared. One
+ * relaxed load: the cache is written only by this process, to its own pid. */
+static inline bool ppi_foreign(const pp_executor *ex)
+{
+    /* relaxed: see above. */
+    return atomic_load_explicit(&ppi_self_pid, memory_order_relaxed) != ex->owner_pid;
+}
+
+/* callback.c: done-callbacks of @ex that the calling thread is running now
+ * and that pp_shutdown's wait must not count (cb_pending). */
+uint64_t ppi_cb_running_here(pp_executor *ex);
+/* executor.c: wake the threads waiting in pp_shutdown (svc_seq). */
+void ppi_svc_notify(pp_executor *ex);
 
 #endif

@@ -14,6 +14,7 @@ const char *pp_strerror(int err)
     case PP_EKILLED: return "the task was killed (on request or by its timeout)";
     case PP_ETOOBIG: return "payload larger than the configured limit";
     case PP_ENOFUNC: return "the function cannot be called in the workers (its module was not loaded when the pool started, or differs)";
+    case PP_EFORKED: return "the executor belongs to another process (this one was forked from its client)";
     case -EINVAL: return "invalid argument";
     case -ENOMEM: return "out of memory";
     case -ETIMEDOUT: return "timed out";

@@ -185,6 +185,17 @@ static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *s
 
 static void executor_free(pp_executor *ex)
 {
+    /* A fork()ed child's copy: the service thread is not in this process and
+     * another thread of the parent may have held a lock at the fork. */
+    bool foreign = ex->owner_pid && ppi_foreign(ex);
+    /* The service thread dropped its reference last thing: it touches
+     * nothing of ours any more, so joining it is short. */
+    if (ex->pump_started && !foreign) {
+        if (pthread_equal(ex->pump, pthread_self()))
+            pthread_detach(ex->pump);
+        else
+            pthread_join(ex->pump, NULL);
+    }
     if (ex->manager_pidfd >= 0)
         close(ex->manager_pidfd);
     ppi_seg_unmap(&ex->seg);
@@ -192,6 +203,10 @@ static void executor_free(pp_executor *ex)
     free(ex->slot_owner);
     free(ex->notify_owner);
     free((void *)ex->slot_lock);
+    if (foreign) {
+        free(ex);
+        return;
+    }
     pthread_mutex_destroy(&ex->lock);
     pthread_mutex_destroy(&ex->reap_lock);
     pthread_mutex_destroy(&ex->cb_lock);
@@ -344,6 +359,8 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ex->manager_pidfd = -1;
     ex->seg.fd = -1;
     atomic_init(&ex->refs, 1);
+    ppi_self_pid_init();
+    ex->owner_pid = getpid();
     pthread_mutex_init(&ex->lock, NULL);
     pthread_mutex_init(&ex->reap_lock, NULL);
     pthread_mutex_init(&ex->cb_lock, NULL);
@@ -390,7 +407,7 @@ pp_start_method pp_start_method_used(const pp_executor *ex)
 
 int pp_max_workers(const pp_executor *ex)
 {
-    return ex ? ex->nworkers : -EINVAL;
+    return !ex ? -EINVAL : ppi_foreign(ex) ? PP_EFORKED : ex->nworkers;
 }
 
 const ppi_modtab *ppi_executor_modtab(const pp_executor *ex) { return ex->seg.modtab; }
@@ -587,6 +604,8 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
         *out = NULL;
     if (!ex || !fn || !out || (!arg && arg_size))
         return -EINVAL;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     if (opts && (isnan(opts->timeout) || isnan(opts->kill_grace) || opts->kill_grace < 0))
         return -EINVAL;
     if (arg_size > ex->cfg.max_arg_size)
@@ -653,10 +672,90 @@ static void cancel_pending(pp_executor *ex)
         ppi_cancel_bound(ex, i);
 }
 
+/* Wake the threads waiting in pp_shutdown: call after changing stop_sent,
+ * cb_pending or cb_blocked. */
+void ppi_svc_notify(pp_executor *ex)
+{
+    /* seq_cst: our change, this bump, then the load of svc_waiters; a waiter
+     * announces itself, then reads svc_seq, then the state (Dekker): either
+     * it sees our change, or we see it waiting and wake it (and its futex
+     * compare then fails on the new svc_seq). */
+    atomic_fetch_add_explicit(&ex->svc_seq, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&ex->svc_waiters, memory_order_seq_cst))
+        ppi_futex_wake(&ex->svc_seq, INT_MAX, false);
+}
+
+#define SVC_NAP_NS 50000000ull /* a lost wake-up costs at most this */
+
+/* Wait until stop was sent to the workers: by the service thread once it has
+ * fed the last backlog entry in, or here when there is no service thread
+ * (then there is no backlog either: it exists only with a service thread). */
+static void wait_stop_sent(pp_executor *ex)
+{
+    /* seq_cst: see ppi_svc_notify. */
+    atomic_fetch_add_explicit(&ex->svc_waiters, 1, memory_order_seq_cst);
+    for (;;) {
+        /* seq_cst: see ppi_svc_notify. */
+        uint32_t seq = atomic_load_explicit(&ex->svc_seq, memory_order_seq_cst);
+        pthread_mutex_lock(&ex->lock);
+        bool sent = ex->stop_sent;
+        if (!sent && !ex->pump_running) {
+            ex->stop_sent = 1;
+            ppi_request_stop(ex);
+            sent = true;
+        }
+        pthread_mutex_unlock(&ex->lock);
+        if (sent)
+            break;
+        ppi_futex_wait(&ex->svc_seq, seq, SVC_NAP_NS, false);
+    }
+    /* relaxed: only a hint for notifiers; a late one costs a futex_wake. */
+    atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
+}
+
+/* Wait until every pending done-callback ran, except those running on
+ * threads that wait here themselves (@mine of them on this thread): they
+ * finish only after their pp_shutdown returns. On the service thread, do
+ * its callback work meanwhile. */
+static void wait_callbacks(pp_executor *ex, uint64_t mine)
+{
+    if (mine) {
+        /* seq_cst: read with cb_pending by the other waiters. */
+        atomic_fetch_add_explicit(&ex->cb_blocked, mine, memory_order_seq_cst);
+        ppi_svc_notify(ex);
+    }
+    bool self = ppi_pump_is_self(ex);
+    /* seq_cst: see ppi_svc_notify. */
+    atomic_fetch_add_explicit(&ex->svc_waiters, 1, memory_order_seq_cst);
+    for (;;) {
+        /* seq_cst: see ppi_svc_notify. A blocked waiter's count may be
+         * dropped before its callback's: a transient "not yet", re-checked
+         * at the next notification. */
+        uint32_t seq = atomic_load_explicit(&ex->svc_seq, memory_order_seq_cst);
+        uint64_t pending = atomic_load_explicit(&ex->cb_pending, memory_order_seq_cst);
+        uint64_t blocked = atomic_load_explicit(&ex->cb_blocked, memory_order_seq_cst);
+        if (pending <= blocked)
+            break;
+        if (self)
+            ppi_pump_serve_callbacks(ex); /* bounded sleep, then run what finished */
+        else
+            ppi_futex_wait(&ex->svc_seq, seq, SVC_NAP_NS, false);
+    }
+    /* relaxed: as in wait_stop_sent. */
+    atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
+    if (mine) {
+        /* seq_cst: as above. */
+        atomic_fetch_sub_explicit(&ex->cb_blocked, mine, memory_order_seq_cst);
+        ppi_svc_notify(ex);
+    }
+}
+
 int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
 {
     if (!ex)
         return -EINVAL;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     /* seq_cst: pairs with pp_submit's increment of in_submit (Dekker). */
     atomic_store_explicit(&ex->shutdown, 1, memory_order_seq_cst);
     while (atomic_load_explicit(&ex->in_submit, memory_order_seq_cst))
@@ -681,14 +780,19 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
     pthread_mutex_unlock(&ex->lock);
     if (!wait)
         return 0;
-    ppi_pump_join(ex);
-    pthread_mutex_lock(&ex->lock);
-    if (!ex->stop_sent) {
-        ex->stop_sent = 1;
-        ppi_request_stop(ex);
-    }
-    pthread_mutex_unlock(&ex->lock);
+    /* Inside a done-callback of @ex the service thread cannot end (the
+     * callback counts as pending): do not join it. On the service thread
+     * itself, feed the backlog in here. Either way wait for what can finish
+     * before the callback returns: every task, the processes, and every
+     * other callback. A second concurrent caller waits the same way. */
+    uint64_t mine = ppi_cb_running_here(ex);
+    if (ppi_pump_is_self(ex))
+        ppi_pump_serve_backlog(ex);
+    else if (mine == 0)
+        ppi_pump_join(ex);
+    wait_stop_sent(ex);
     reap_manager(ex);
+    wait_callbacks(ex, mine);
     return 0;
 }
 
@@ -696,6 +800,12 @@ int pp_executor_destroy(pp_executor *ex)
 {
     if (!ex)
         return -EINVAL;
+    if (ppi_foreign(ex)) {
+        /* A fork()ed child's copy: free its private memory, touch nothing
+         * shared, leave the parent's pool and exit registry alone. */
+        ppi_executor_unref(ex);
+        return PP_EFORKED;
+    }
     /* Off the exit registry before the handle's reference goes (exit.c). */
     ppi_exit_remove(ex);
     pp_shutdown(ex, true, false);
@@ -707,6 +817,8 @@ int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, i
 {
     if (!ex || n < 0 || (n > 0 && !w))
         return -EINVAL;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     const ppi_seg *s = &ex->seg;
     for (int i = 0; i < n && i < ex->nworkers; i++) {
         ppi_worker *r = &s->workers[i];
@@ -759,6 +871,8 @@ static int signal_workers(pp_executor *ex, int sig)
 {
     if (!ex)
         return -EINVAL;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     pp_shutdown(ex, false, true);
     if (ppi_manager_dead(ex))
         return 0;

@@ -19,9 +19,9 @@
  * |------------------------------|---------------------------------------------|-----------------------------|
  * | list links, ex->exit_listed  | ppi_exit_add (create), ppi_exit_remove      | exit_handler, under         |
  * |                              | (destroy), under exit_lock                  | exit_lock                   |
- * | registry_pid                 | ppi_exit_add (first call, under exit_lock), | exit_handler: acquire load, |
- * |                              | after_fork_child (single-threaded child):   | before it takes exit_lock   |
- * |                              | release stores                              |                             |
+ * | ppi_self_pid                 | ppi_self_pid_init, ppi_exit_add (this       | exit_handler: acquire load, |
+ * |                              | process's pid), after_fork_child (single-   | before it takes exit_lock;  |
+ * |                              | threaded child): release stores             | ppi_foreign: relaxed        |
  *
  * References: the user's reference to an executor is dropped only after
  * ppi_exit_remove took it off the list under exit_lock, so an executor on
@@ -32,13 +32,20 @@
  * fork(): a child inherits the parent's list (executors that are not its
  * own: their manager is the parent's child) and possibly exit_lock held by
  * another parent thread. A pthread_atfork child handler empties the list and
- * re-initialises the lock. The handler also checks registry_pid against
+ * re-initialises the lock. The handler also checks ppi_self_pid against
  * getpid(), so a process that did not build the list (a child made by a raw
  * clone, or a worker whose task calls exit()) never touches it.
  *
  * A handler that runs on an executor's service thread (exit() called inside
- * a done-callback) cannot wait for that executor: the service thread feeds
- * its backlog. That executor is shut down without waiting; the others wait.
+ * a done-callback there) does not wait for that executor: waiting would run
+ * its other callbacks inside exit(). That executor is shut down without
+ * waiting; the others wait. exit() inside a callback on any other thread
+ * waits for every executor (pp_shutdown skips only the callbacks running
+ * on the calling thread).
+ *
+ * ppi_self_pid doubles as the pid cache of the entry checks (client.h,
+ * ppi_foreign): a fork()ed child sees its own pid there, which differs from
+ * its executors' owner_pid, without a getpid() per call.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -49,7 +56,7 @@
 
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
 static pp_executor *exit_head; /* under exit_lock */
-static _Atomic pid_t registry_pid;
+_Atomic pid_t ppi_self_pid; /* client.h: also the entry checks' pid cache */
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_child(void)
@@ -58,13 +65,13 @@ static void after_fork_child(void)
     pthread_mutex_init(&exit_lock, NULL);
     exit_head = NULL;
     /* release: pairs with exit_handler's acquire load. */
-    atomic_store_explicit(&registry_pid, getpid(), memory_order_release);
+    atomic_store_explicit(&ppi_self_pid, getpid(), memory_order_release);
 }
 
 static void exit_handler(void)
 {
     /* acquire: pairs with the stores of ppi_exit_add / after_fork_child. */
-    if (atomic_load_explicit(&registry_pid, memory_order_acquire) != getpid())
+    if (atomic_load_explicit(&ppi_self_pid, memory_order_acquire) != getpid())
         return;
     pthread_mutex_lock(&exit_lock);
     size_t n = 0;
@@ -92,12 +99,21 @@ static void exit_setup(void)
     (void)atexit(exit_handler);
 }
 
+/* pp_executor_create, first thing: the pid cache and the fork handler are
+ * in place before the executor exists. */
+void ppi_self_pid_init(void)
+{
+    pthread_once(&exit_once, exit_setup);
+    /* release: pairs with exit_handler's acquire load. */
+    atomic_store_explicit(&ppi_self_pid, getpid(), memory_order_release);
+}
+
 void ppi_exit_add(pp_executor *ex)
 {
     pthread_once(&exit_once, exit_setup);
     pthread_mutex_lock(&exit_lock);
     /* release: pairs with exit_handler's acquire load. */
-    atomic_store_explicit(&registry_pid, getpid(), memory_order_release);
+    atomic_store_explicit(&ppi_self_pid, getpid(), memory_order_release);
     ex->exit_prev = NULL;
     ex->exit_next = exit_head;
     if (exit_head)

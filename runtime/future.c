@@ -40,7 +40,7 @@ pp_future *ppi_future_new(pp_executor *ex)
 static void future_free(pp_future *f)
 {
     pp_executor *ex = f->ex;
-    if (f->res_arena)
+    if (f->res_arena && !ppi_foreign(ex)) /* a forked child's copy: no shared write */
         ppi_arena_free(&ex->seg, f->res_arena);
     free(f->res_heap);
     free(f->msg);
@@ -390,6 +390,8 @@ static int wait_outcome(pp_future *f, double timeout)
 {
     if (!f || timeout_check(timeout))
         return -EINVAL;
+    if (ppi_foreign(f->ex))
+        return PP_EFORKED;
     int rc = future_wait(f, ppi_deadline(timeout));
     if (rc)
         return rc;
@@ -435,12 +437,12 @@ int pp_future_exception(pp_future *f, double timeout, pp_exception *exc)
 
 bool pp_future_done(pp_future *f)
 {
-    return f && future_wait(f, 0) == 0;
+    return f && !ppi_foreign(f->ex) && future_wait(f, 0) == 0;
 }
 
 bool pp_future_running(pp_future *f)
 {
-    if (!f)
+    if (!f || ppi_foreign(f->ex))
         return false;
     /* acquire: pairs with the release stores of cstate. */
     if (atomic_load_explicit(&f->cstate, memory_order_acquire) != PPI_F_SLOT)
@@ -455,7 +457,7 @@ bool pp_future_running(pp_future *f)
 
 bool pp_future_cancel(pp_future *f)
 {
-    if (!f)
+    if (!f || ppi_foreign(f->ex))
         return false;
     pp_executor *ex = f->ex;
     for (;;) {
@@ -483,6 +485,8 @@ int pp_future_kill(pp_future *f, double grace)
     if (!f || isnan(grace) || grace < 0)
         return -EINVAL;
     pp_executor *ex = f->ex;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     if (pp_future_cancel(f))
         return 0; /* not started: cancelled instead */
     /* acquire: pairs with the release stores of cstate. */
@@ -517,7 +521,7 @@ int pp_future_kill(pp_future *f, double grace)
 
 bool pp_future_cancelled(pp_future *f)
 {
-    if (!f)
+    if (!f || ppi_foreign(f->ex))
         return false;
     /* acquire: pairs with the release stores of cstate. */
     return atomic_load_explicit(&f->cstate, memory_order_acquire) == PPI_F_DONE &&
@@ -537,6 +541,15 @@ void pp_future_release(pp_future *f)
     if (!f)
         return;
     pp_executor *ex = f->ex;
+    if (ppi_foreign(ex)) {
+        /* A fork()ed child's copy: drop the reference; the last one frees
+         * only the child's private memory (never the slot, never the arena).
+         * acq_rel: as below. */
+        uint32_t was = atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel);
+        if ((was & ~PPI_BOUND) == 1)
+            future_free(f);
+        return;
+    }
     /* acquire: see BOUND as last written under the slot lock. */
     uint32_t r = atomic_load_explicit(&f->refs, memory_order_acquire);
     if ((r & ~PPI_BOUND) == 1 && (r & PPI_BOUND)) {

@@ -159,6 +159,8 @@ static int check_args(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp
     if (all && opts->out_size && (!outbuf || out_count == SIZE_MAX))
         return -EINVAL;
     *nwork = pp_max_workers(ex);
+    if (*nwork == PP_EFORKED)
+        return PP_EFORKED; /* a fork()ed child of the client */
     if (*nwork < 1)
         return -EINVAL;
     return 0;
@@ -389,6 +391,8 @@ int pp_map_next(pp_map_iter *m, const void **res, size_t *res_size)
         *res_size = 0;
     if (!m)
         return -EINVAL;
+    if (pp_max_workers(m->ex) == PP_EFORKED)
+        return PP_EFORKED; /* a fork()ed child's copy: the map is the parent's */
     if (m->final_err)
         return m->final_err;
     for (;;) {
@@ -454,6 +458,14 @@ int pp_map_end(pp_map_iter *m)
 {
     if (!m)
         return -EINVAL;
+    if (pp_max_workers(m->ex) == PP_EFORKED) {
+        /* A fork()ed child's copy: free its private memory only (releases and
+         * pp_shm_free touch nothing shared there). */
+        for (uint32_t rid = 0; rid < m->nrun; rid++)
+            pp_future_release(m->rf[rid]);
+        map_free(m);
+        return PP_EFORKED;
+    }
     ppi_map_stop(m);
     for (uint32_t rid = 0; rid < m->nrun; rid++)
         if (m->rf[rid])

@@ -30,6 +30,7 @@ typedef struct mi_itemstate {
     uint64_t chunk;
     int raised;
     int code;
+    int stop_seen; /* pp_map_should_stop answered true for the pool's stop */
 } mi_itemstate;
 
 int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...)
@@ -59,11 +60,18 @@ bool pp_map_should_stop(const pp_map_item *it)
 {
     if (!it || !it->internal_)
         return false;
-    const mi_itemstate *s = it->internal_;
+    mi_itemstate *s = it->internal_;
     /* relaxed: polled hints; a late answer costs one more item. */
-    return atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
-           s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed) ||
-           pp_task_should_stop(s->t);
+    if (atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
+        s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed))
+        return true; /* the map ends before this item: not delivered anyway */
+    if (!pp_task_should_stop(s->t))
+        return false;
+    /* The pool stops (shutdown with cancel_futures, broken, killed): an item
+     * that returns now may be unfinished; it fails with -ECANCELED instead of
+     * being delivered (item_done). */
+    s->stop_seen = 1;
+    return true;
 }
 
 typedef struct mi_run {
@@ -275,6 +283,16 @@ static inline bool item_done(mi_run *r, mi_chunk *ck, uint64_t k, int rc, const 
                              const mi_itemstate *ist)
 {
     const size_t cap = r->h->out_cap;
+    if (!rc && !ist->raised && ist->stop_seen) {
+        /* It saw the pool's stop and returned: its result may be partial. */
+        int n = snprintf(r->es->msg, sizeof r->es->msg,
+                         "item stopped early: the pool is stopping (pp_map_should_stop)");
+        r->es->len = (uint32_t)(n < 0 ? 0 : n);
+        /* relaxed: a hint for the client's error report. */
+        atomic_store_explicit(&r->h->pool_stop, 1, memory_order_relaxed);
+        mi_fail_chunk(r, ck->c, k, -ECANCELED, 0);
+        return false;
+    }
     if (rc || ist->raised) {
         if (!ist->raised) {
             int n = snprintf(r->es->msg, sizeof r->es->msg, "item function returned %d", rc);

@@ -76,9 +76,16 @@ static int service_start_locked(pp_executor *ex)
     if (ex->pump_started) /* it left its loop (after shutdown): reap it first */
         pthread_join(ex->pump, NULL);
     ex->pump_started = 0;
+    /* The thread holds a reference to @ex until its very end: a future that
+     * outlives pp_executor_destroy can never free the executor under it
+     * (executor_free joins or detaches it). relaxed: we hold one already. */
+    atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
     int rc = pthread_create(&ex->pump, NULL, pump_main, ex);
-    if (rc)
+    if (rc) {
+        /* relaxed: ours, taken just above; the caller's keeps it above 0. */
+        atomic_fetch_sub_explicit(&ex->refs, 1, memory_order_relaxed);
         return -rc;
+    }
     ex->pump_started = ex->pump_running = 1;
     return 0;
 }
@@ -282,6 +289,7 @@ static void *pump_main(void *arg)
         if (shut && !ex->bl_head && !ex->stop_sent) {
             ex->stop_sent = 1; /* the last backlog entry is in: let workers drain */
             ppi_request_stop(ex);
+            ppi_svc_notify(ex);
         }
         if (service_idle(ex)) {
             if (shut)
@@ -320,6 +328,8 @@ static void *pump_main(void *arg)
     }
     ex->pump_running = 0;
     pthread_mutex_unlock(&ex->lock);
+    ppi_svc_notify(ex);
+    ppi_executor_unref(ex); /* may free it (then detaches this thread) */
     return NULL;
 }
 
@@ -343,4 +353,58 @@ void ppi_pump_join(pp_executor *ex)
      * nor a pending callback remains. */
     if (join)
         pthread_join(tid, NULL);
+}
+
+/*
+ * pp_shutdown(wait=true) called on the service thread (inside a done-
+ * callback): nobody else feeds the backlog, so the caller does the service
+ * thread's work here until the backlog is in and stop is sent. Other
+ * callbacks may run here meanwhile (nested in the calling one). Every sleep
+ * is bounded (refill_nap, pump_nap).
+ */
+void ppi_pump_serve_backlog(pp_executor *ex)
+{
+    int starved = 0;
+    for (;;) {
+        pthread_mutex_lock(&ex->lock);
+        bool backlog = ex->bl_head != NULL;
+        if (!backlog && !ex->stop_sent) {
+            ex->stop_sent = 1; /* the last backlog entry is in: let workers drain */
+            ppi_request_stop(ex);
+        }
+        pthread_mutex_unlock(&ex->lock);
+        if (!backlog) {
+            ppi_svc_notify(ex);
+            return;
+        }
+        ppi_drain_completions(ex);
+        if (ppi_pool_check(ex) != 0) {
+            pump_broken(ex); /* fails the backlog */
+            continue;
+        }
+        if (feed(ex) > 0) {
+            starved = 0;
+            continue;
+        }
+        if (++starved >= STARVED_NAPS) {
+            ppi_harvest(ex);
+            starved = feed(ex) > 0 ? 0 : STARVED_NAPS / 2;
+        }
+        if (starved)
+            refill_nap(ex);
+    }
+}
+
+/* The service thread's callback work, once, for a pp_shutdown(wait=true)
+ * called on it that waits for the other callbacks: a bounded sleep unless a
+ * completion entry waits, then run the callbacks of finished tasks and fail
+ * what a dead pool left. */
+void ppi_pump_serve_callbacks(pp_executor *ex)
+{
+    pump_nap(ex); /* returns at once if an entry waits */
+    ppi_drain_completions(ex);
+    if (ppi_pool_check(ex) != 0) {
+        pump_broken(ex);
+        ppi_drain_completions(ex);
+    }
 }

@@ -16,6 +16,8 @@ int pp_shm_alloc(pp_executor *ex, size_t size, void **ptr)
         *ptr = NULL;
     if (!ex || !ptr || size == 0)
         return -EINVAL;
+    if (ppi_foreign(ex))
+        return PP_EFORKED;
     uint64_t off = ppi_arena_alloc(&ex->seg, size);
     if (!off)
         return -ENOMEM;
@@ -25,7 +27,7 @@ int pp_shm_alloc(pp_executor *ex, size_t size, void **ptr)
 
 void pp_shm_free(pp_executor *ex, void *ptr)
 {
-    if (!ex || !ptr)
+    if (!ex || !ptr || ppi_foreign(ex))
         return;
     uint64_t off = pp_shm_offset(ex, ptr);
     if (off != UINT64_MAX)

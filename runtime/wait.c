@@ -152,6 +152,9 @@ int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
 {
     if ((!fs && n) || isnan(timeout) || (unsigned)when > PP_FIRST_EXCEPTION)
         return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (fs[i] && ppi_foreign(fs[i]->ex))
+            return PP_EFORKED;
     pp_future **u = malloc((n ? n : 1) * sizeof *u);
     if (!u)
         return -ENOMEM;
@@ -184,6 +187,9 @@ int pp_as_completed_begin(pp_as_completed **itp, pp_future *const *fs, size_t n,
     if (!itp || (!fs && n) || isnan(timeout))
         return -EINVAL;
     *itp = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (fs[i] && ppi_foreign(fs[i]->ex))
+            return PP_EFORKED;
     pp_as_completed *it = calloc(1, sizeof *it);
     if (!it)
         return -ENOMEM;

@@ -227,7 +227,10 @@ PP_API int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...) PP_PRIN
 /**
  * pp_map_should_stop - true when the map was stopped (ended early, timed
  * out, failed) or the pool is shutting down with cancel_futures / broken:
- * a long item may return early (its result is then not delivered anyway).
+ * a long item may return early. Its result is then not delivered: the map
+ * ended before it, or (the pool's stop) an item that returns 0 after this
+ * said true fails with -ECANCELED at its position ("item stopped early"),
+ * the items before it being delivered.
  * Worker side, inside the item function only; one or two shared loads.
  */
 PP_API bool pp_map_should_stop(const pp_map_item *it);
