@@ -46,6 +46,14 @@ int ppt_reap_zombies(void);
  *  process as parent. Returns the number still there (0 on success). */
 int ppt_wait_no_children(double seconds);
 
+/** Before exit() from a thread other than the one LeakSanitizer can stop
+ *  (e.g. inside a done-callback while other threads still run): turn off
+ *  the at-exit leak check of this process. LSan cannot suspend a thread
+ *  that is itself exiting, so it cannot scan what that thread's stack
+ *  holds and reports those blocks as leaked ("Running thread ... was not
+ *  suspended. False leaks are possible."). No effect without ASan/LSan. */
+void ppt_exit_without_leak_check(void);
+
 /* ---- time ----------------------------------------------------------------- */
 /** CLOCK_MONOTONIC, in seconds. */
 double ppt_now(void);
