@@ -101,6 +101,9 @@ extern "C" {
  *  DBL_MAX) also means no limit; one under a nanosecond (1e-12, denormals)
  *  means "now". This holds for every timeout and grace period in this API. */
 #define PP_FOREVER  (-1.0)
+/** Largest pp_config.arena_size (256 TiB); larger fails pp_executor_create
+ *  with -EINVAL (sizes near SIZE_MAX would wrap when rounded up). */
+#define PP_ARENA_MAX ((size_t)1 << 48)
 
 /** Longest message, in bytes without the terminating NUL, that a future or a
  *  map reports (pp_exception.message): pp_task_raise, pp_map_raise and the
@@ -242,7 +245,8 @@ typedef struct pp_config {
      *  printing one warning and oversubscribing. */
     int pin_strict;
     /** Largest argument accepted by pp_submit (default 64 MiB); larger fails
-     *  with PP_ETOOBIG at submit. */
+     *  with PP_ETOOBIG at submit, and so does an argument over inline_size
+     *  that is larger than the whole arena (arena_size). */
     size_t max_arg_size;
     /** Largest result a task may set (default 64 MiB); larger fails that
      *  future with PP_ETOOBIG. */
@@ -251,7 +255,8 @@ typedef struct pp_config {
      *  (default 192; rounded up to 64, at least 64). Larger go to the arena. */
     size_t inline_size;
     /** Shared arena for large payloads, in bytes (default 1 GiB of address
-     *  space; memory is used only as touched and returned when freed). */
+     *  space; memory is used only as touched and returned when freed).
+     *  Rounded up to 4 KiB; at most PP_ARENA_MAX. */
     size_t arena_size;
     /** Task slots in shared memory (default 4096; rounded up to a power of
      *  two). More submissions than slots wait in a client-side backlog. */
@@ -322,8 +327,12 @@ PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
  * @out: receives a new future (one reference, yours to release).
  *
  * Never blocks on the pool: when every slot is in use, the call is held in a
- * client-side backlog (memory O(arg_size)) and fed in as slots free up.
- * Returns 0, -EINVAL, -ENOMEM, PP_ETOOBIG (arg_size > max_arg_size),
+ * client-side backlog (memory O(arg_size)) and fed in as slots free up. An
+ * argument over inline_size that finds no arena room waits there too, while
+ * later tasks that fit pass it; if it still finds none once pp_shutdown was
+ * called and no task is queued or running, its future fails with -ENOMEM.
+ * Returns 0, -EINVAL, -ENOMEM, PP_ETOOBIG (arg_size > max_arg_size, or an
+ * argument over inline_size larger than the whole arena),
  * PP_ENOFUNC (@fn cannot be called in the workers), -ESHUTDOWN (after
  * pp_shutdown), PP_EBROKEN (pool broken: pp_executor_broken_cause says
  * why). On error *out is

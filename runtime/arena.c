@@ -3,7 +3,9 @@
  *
  * A first-fit bitmap allocator over 4 KiB units, guarded by a robust
  * process-shared mutex. Allocations happen in the client (arguments) and in
- * workers (results); frees happen only in the client. This is the cold path
+ * workers (results); a block is freed by whoever owns it: the client, a worker
+ * (its replaced result block, or an orphaned slot's blocks before RECLAIM), the
+ * manager (an orphaned slot it fails after its worker died). This is the cold path
  * (each payload over the inline size costs one lock), so a lock is acceptable;
  * the hot path (inline payloads) never touches it.
  *
@@ -14,7 +16,9 @@
  * most one block per crash, never a double allocation.
  *
  * Freed blocks of 256 KiB or more are punched out of the memfd so that their
- * memory goes back to the system at once.
+ * memory goes back to the system at once. The punch happens while the block
+ * is still marked used (before the bitmap is cleared): punched after, it
+ * could zero the data of a concurrent allocation that got the same units.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,8 +93,20 @@ static uint64_t find_run(const uint64_t *bm, uint64_t from, uint64_t to, uint64_
  */
 uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes)
 {
+    return ppi_arena_alloc_rec(s, bytes, NULL);
+}
+
+/*
+ * ppi_arena_alloc_rec - as ppi_arena_alloc, and store the block's offset in
+ * *@rec (when not NULL) before the lock is released: a process that dies
+ * right after leaves the block recorded there (a worker records its result
+ * block in its slot, which the client frees when the slot fails).
+ */
+uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec)
+{
     ppi_arena *a = &s->hdr->arena;
-    uint64_t n = (bytes + PPI_ARENA_UNIT - 1) / PPI_ARENA_UNIT;
+    /* Rounded up without overflow (bytes may be close to UINT64_MAX). */
+    uint64_t n = bytes / PPI_ARENA_UNIT + (bytes % PPI_ARENA_UNIT != 0);
     if (n == 0 || n > a->units || n > UINT32_MAX)
         return 0;
     arena_lock(a);
@@ -102,6 +118,8 @@ uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes)
         bits_set(bm, at, n, 1);
         runlen(s)[at] = (uint32_t)n;
         a->hint = at + n < a->units ? at + n : 0;
+        if (rec)
+            *rec = a->off_data + at * PPI_ARENA_UNIT;
     }
     pthread_mutex_unlock(&a->lock);
     return at == UINT64_MAX ? 0 : a->off_data + at * PPI_ARENA_UNIT;
@@ -109,20 +127,38 @@ uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes)
 
 /*
  * ppi_arena_free - give back a block from ppi_arena_alloc (0 is ignored).
- * Called by the client only. Takes the arena lock.
+ * Called by the block's owner (the client; a worker for the result block it
+ * took). Takes the arena lock.
  */
 void ppi_arena_free(ppi_seg *s, uint64_t off)
 {
+    ppi_arena_free_rec(s, &off);
+}
+
+/*
+ * ppi_arena_free_rec - free the block recorded in *@rec (0: nothing) and
+ * clear the record under the arena lock, so that a process dying at any
+ * point leaves the block either recorded or free (never freed twice). Any
+ * process that owns the block.
+ */
+void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
+{
+    uint64_t off = *rec;
     if (off == 0)
         return;
     ppi_arena *a = &s->hdr->arena;
     uint64_t at = (off - a->off_data) / PPI_ARENA_UNIT;
-    arena_lock(a);
+    /* The run length was written under the lock before the block was handed
+     * out, and only the block's owner (us) clears it: readable unlocked. The
+     * block is still ours while it is punched, so no other allocation can
+     * have its data zeroed; only then do its units become free. */
     uint64_t n = runlen(s)[at];
-    runlen(s)[at] = 0;
-    bits_set(bitmap(s), at, n, 0);
-    pthread_mutex_unlock(&a->lock);
     if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
         (void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                         (off_t)(n * PPI_ARENA_UNIT));
+    arena_lock(a);
+    *rec = 0;
+    runlen(s)[at] = 0;
+    bits_set(bitmap(s), at, n, 0);
+    pthread_mutex_unlock(&a->lock);
 }

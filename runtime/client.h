@@ -52,6 +52,8 @@ struct pp_future {
     uint64_t fn_token;         /* the task function as a token (fnmap.h) */
     void *arg;
     size_t arg_size;
+    uint64_t arg_off;          /* arena block reserved by the pump for the argument
+                                  (until ppi_bind fills it), 0 = none */
     struct pp_future *next;
     /* Callbacks (callback.c), guarded by the executor's cb_lock. */
     struct ppi_cb *cbs;        /* registration order */
@@ -128,6 +130,7 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
 
 /* executor.c */
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
+void ppi_reclaim_slots(pp_executor *ex);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);
 void ppi_poke_manager(pp_executor *ex);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);

@@ -86,6 +86,10 @@ static int config_check(pp_config *c)
         return -EINVAL;
     if (c->inline_size > 64 * 1024)
         return -EINVAL;
+    /* Bounds before rounding: a size near SIZE_MAX would round up to 0, and
+     * the segment's layout sums must not overflow (see PP_ARENA_MAX). */
+    if (c->arena_size > PP_ARENA_MAX)
+        return -EINVAL;
     if (c->max_arg_size == 0 && c->max_result_size == 0 && c->arena_size == 0)
         return -EINVAL;
     if ((unsigned)c->on_worker_death > PP_DEATH_RESPAWN)
@@ -358,6 +362,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ex->nworkers = nworkers;
     ex->manager_pidfd = -1;
     ex->seg.fd = -1;
+    ex->seg.cmd_fd = -1; /* executor_free before the segment exists */
     atomic_init(&ex->refs, 1);
     ppi_self_pid_init();
     ex->owner_pid = getpid();
@@ -371,7 +376,10 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
                       .arena_size = cfg.arena_size,
                       .max_arg = cfg.max_arg_size,
                       .max_result = cfg.max_result_size};
-    rc = ppi_seg_create(&ex->seg, &g);
+    /* The module table is sized from the libraries loaded now. */
+    rc = ppi_modtab_measure(&g.mod_cap, &g.mod_strings);
+    if (!rc)
+        rc = ppi_seg_create(&ex->seg, &g);
     if (!rc)
         rc = client_alloc(ex);
     if (!rc)
@@ -464,10 +472,22 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
         *idx = (uint32_t)v;
         return 0;
     }
+    ppi_reclaim_slots(ex);
+    if (ppi_ring_pop(ex->free_slots, &v)) {
+        *idx = (uint32_t)v;
+        return 0;
+    }
+    return -EAGAIN;
+}
+
+/* Free the slots in RECLAIM (orphaned or cancelled uses) and their arena
+ * blocks, returning them to the free ring. Client threads. */
+void ppi_reclaim_slots(pp_executor *ex)
+{
     ppi_seg *s = &ex->seg;
     /* acquire: pairs with the workers' release increments. */
     if (atomic_load_explicit(&s->hdr->reclaim, memory_order_acquire) == 0)
-        return -EAGAIN;
+        return;
     for (uint32_t i = 0; i < s->nslots; i++) {
         ppi_slot *sl = ppi_slot_at(s, i);
         /* relaxed: the CAS below validates. */
@@ -486,11 +506,6 @@ int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
         sl->arg_off = sl->res_off = 0;
         ppi_free_ring_push(ex, i);
     }
-    if (ppi_ring_pop(ex->free_slots, &v)) {
-        *idx = (uint32_t)v;
-        return 0;
-    }
-    return -EAGAIN;
 }
 
 /* Return a FREE slot index to the client's free ring. Its consumers are our
@@ -519,7 +534,9 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     ppi_slot *sl = ppi_slot_at(s, idx);
     uint64_t arg_off = 0;
     if (arg_size > s->inline_size) {
-        arg_off = ppi_arena_alloc(s, arg_size);
+        /* The pump may have reserved the block already (pump.c, backlog_take). */
+        arg_off = f->arg_off ? f->arg_off : ppi_arena_alloc(s, arg_size);
+        f->arg_off = 0;
         if (!arg_off) {
             ppi_free_ring_push(ex, idx);
             return -EAGAIN;
@@ -609,6 +626,11 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
     if (opts && (isnan(opts->timeout) || isnan(opts->kill_grace) || opts->kill_grace < 0))
         return -EINVAL;
     if (arg_size > ex->cfg.max_arg_size)
+        return PP_ETOOBIG;
+    /* An argument over the whole arena could never be placed: it would wait
+     * in the backlog for ever. */
+    if (arg_size > ex->seg.inline_size &&
+        arg_size > ex->seg.hdr->arena.units * (uint64_t)PPI_ARENA_UNIT)
         return PP_ETOOBIG;
     ppi_liveness_tick(ex);
     /* seq_cst: announce the submission before checking shutdown, so that

@@ -91,6 +91,14 @@ static bool slot_fail(ppi_seg *seg, uint32_t idx, unsigned accept, int worker, i
     sl->res_size = 0;
     /* relaxed: the CAS below validates (flags may change under us). */
     uint64_t w2 = atomic_load_explicit(&sl->state, memory_order_relaxed);
+    if (ppi_st_flags(w2) & PPI_F_ORPHAN) {
+        /* Nobody reads an orphan's outcome: free its blocks (a dead worker's
+         * result block too) while we own the slot, rather than let them hold
+         * arena room until the client's next reclaim scan. ORPHAN is never
+         * cleared, so the CAS below does go to RECLAIM. */
+        ppi_arena_free_rec(seg, &sl->res_off);
+        ppi_arena_free_rec(seg, &sl->arg_off);
+    }
     uint64_t nw;
     do {
         uint32_t fl = ppi_st_flags(w2);

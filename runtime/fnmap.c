@@ -78,7 +78,7 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     size_t plen = strlen(path) + 1;
     if (lo >= hi)
         return 0;
-    if (t->n == PPI_MAX_MODULES || t->strings_used + plen > sizeof t->strings) {
+    if (t->n == t->cap || plen > t->strings_cap - t->strings_used) {
         c->err = -ENOMEM;
         return 1;
     }
@@ -88,9 +88,42 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
     m->base = info->dlpi_addr;
     m->is_main = !(info->dlpi_name && info->dlpi_name[0]);
     m->path_off = t->strings_used;
-    memcpy(t->strings + t->strings_used, path, plen);
+    memcpy(ppi_modtab_strings(t) + t->strings_used, path, plen);
     t->strings_used += (uint32_t)plen;
     m->build_id_len = build_id_of(info, m->build_id);
+    return 0;
+}
+
+typedef struct measure_ctx {
+    uint64_t n, bytes;
+} measure_ctx;
+
+static int measure_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    measure_ctx *c = arg;
+    char exe[PATH_MAX];
+    const char *path = module_path(info, exe, sizeof exe);
+    if (path) {
+        c->n++;
+        c->bytes += strlen(path) + 1;
+    }
+    return 0;
+}
+
+int ppi_modtab_measure(uint32_t *cap, uint32_t *strings_cap)
+{
+    measure_ctx c = {0, 0};
+    dl_iterate_phdr(measure_module, &c);
+    /* Slack: libraries loaded by another thread meanwhile. */
+    c.n += 64;
+    c.bytes += 64 * 256;
+    if (c.n > PPI_MAX_MODULES)
+        c.n = PPI_MAX_MODULES;
+    if (c.bytes > UINT32_MAX / 2)
+        return -ENOMEM;
+    *cap = (uint32_t)c.n;
+    *strings_cap = (uint32_t)c.bytes;
     return 0;
 }
 
@@ -98,7 +131,8 @@ int ppi_modtab_build(ppi_modtab *t)
 {
     /* relaxed: only uniqueness matters. */
     static _Atomic uint64_t next_id = 1;
-    memset(t, 0, sizeof *t);
+    t->n = 0;
+    t->strings_used = 0;
     t->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     build_ctx c = {.t = t};
     dl_iterate_phdr(add_module, &c);
@@ -130,15 +164,16 @@ uint64_t ppi_fn_encode(const ppi_modtab *t, uintptr_t fn)
     return 0;
 }
 
-/* Worker-local resolution: this process's load bias per table entry. */
-static uint64_t local_base[PPI_MAX_MODULES];
-static const char *local_why[PPI_MAX_MODULES];
+/* Worker-local resolution: this process's load bias per table entry (arrays
+ * of the table's n entries, allocated by ppi_modtab_resolve). */
+static uint64_t *local_base;
+static const char **local_why;
 /* 1: the module is not in this image yet (the client had dlopen'ed it):
  * loaded by the first decode that needs it, not at start. A client that ever
  * loaded hwloc's plugins (X11, OpenCL, libxml2 for hwloc_gl, _opencl,
  * _xml_libxml) would otherwise make every spawned worker and forkserver
  * manager dlopen them all, about 10 ms, for functions nobody submits. */
-static uint8_t local_pending[PPI_MAX_MODULES];
+static uint8_t *local_pending;
 
 typedef struct find_ctx {
     bool is_main;
@@ -179,7 +214,7 @@ static int resolve_one(const ppi_modtab *t, uint32_t i, bool may_load)
 {
     const ppi_module *m = &t->mod[i];
     find_ctx c = {.is_main = m->is_main,
-                  .path = t->strings + m->path_off,
+                  .path = ppi_modtab_strings(t) + m->path_off,
                   .bid = m->build_id,
                   .bid_len = m->build_id_len};
     local_pending[i] = 0;
@@ -204,6 +239,22 @@ static int resolve_one(const ppi_modtab *t, uint32_t i, bool may_load)
 
 void ppi_modtab_resolve(const ppi_modtab *t, bool same_image)
 {
+    free(local_base);
+    free(local_why);
+    free(local_pending);
+    size_t n = t->n ? t->n : 1;
+    local_base = calloc(n, sizeof *local_base);
+    local_why = calloc(n, sizeof *local_why);
+    local_pending = calloc(n, sizeof *local_pending);
+    if (!local_base || !local_why || !local_pending) {
+        free(local_base);
+        free(local_why);
+        free(local_pending);
+        local_base = NULL; /* every decode then fails cleanly (PP_ENOFUNC) */
+        local_why = NULL;
+        local_pending = NULL;
+        return;
+    }
     for (uint32_t i = 0; i < t->n; i++) {
         local_base[i] = same_image ? t->mod[i].base : 0;
         local_why[i] = NULL;
@@ -218,6 +269,11 @@ uintptr_t ppi_fn_decode(const ppi_modtab *t, uint64_t token, const char **why)
     if (mod == 0 || mod > t->n) {
         if (why)
             *why = "invalid function token";
+        return 0;
+    }
+    if (!local_base) {
+        if (why)
+            *why = "no memory for the module table in the worker";
         return 0;
     }
     /* A worker is single-threaded: a lazy load needs no lock. */

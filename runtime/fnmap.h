@@ -28,7 +28,9 @@
 
 #include "segment.h"
 
-#define PPI_MAX_MODULES 256
+/* Modules a token can name (16 bits of module index above 48 of offset). The
+ * table itself is sized from the modules actually loaded at create. */
+#define PPI_MAX_MODULES 65535u
 #define PPI_BUILD_ID_MAX 32
 
 typedef struct ppi_module {
@@ -45,12 +47,29 @@ typedef struct ppi_modtab {
     uint64_t id;              /* unique per table in this process (encode cache key) */
     uint32_t n;
     uint32_t strings_used;
-    ppi_module mod[PPI_MAX_MODULES];
-    char strings[PPI_MAX_MODULES * 256];
+    uint32_t cap;             /* entries mod[] has room for (set at segment layout) */
+    uint32_t strings_cap;     /* bytes of the path area, which follows mod[cap] */
+    ppi_module mod[];
 } ppi_modtab;
 
-/* Client: fill @t from this process's loaded modules. Returns 0 or -ENOMEM
- * (too many modules or paths too long). */
+static inline char *ppi_modtab_strings(const ppi_modtab *t)
+{
+    return (char *)(uintptr_t)(t->mod + t->cap);
+}
+
+/* Bytes of a table with room for @cap modules and @strings_cap path bytes. */
+static inline uint64_t ppi_modtab_bytes(uint32_t cap, uint32_t strings_cap)
+{
+    return sizeof(ppi_modtab) + (uint64_t)cap * sizeof(ppi_module) + strings_cap;
+}
+
+/* Client: the room a table needs for the modules loaded now, with slack for
+ * libraries another thread loads before ppi_modtab_build runs. Returns 0 or
+ * -ENOMEM (more than PPI_MAX_MODULES modules). */
+int ppi_modtab_measure(uint32_t *cap, uint32_t *strings_cap);
+
+/* Client: fill @t (cap and strings_cap set) from this process's loaded
+ * modules. Returns 0 or -ENOMEM (more modules or path bytes than its room). */
 int ppi_modtab_build(ppi_modtab *t);
 
 /* Client: the token for function address @fn (a function pointer cast to

@@ -42,21 +42,6 @@ static _Thread_local pp_executor *pump_of_this_thread;
 static void *pump_main(void *arg);
 static void backlog_complete_all(pp_executor *ex, int err, int code, pid_t pid, const char *msg);
 
-/* Remove and return the backlog head, or NULL. Caller holds ex->lock. */
-static pp_future *backlog_pop(pp_executor *ex)
-{
-    pp_future *f = ex->bl_head;
-    if (f) {
-        ex->bl_head = f->next;
-        if (!ex->bl_head)
-            ex->bl_tail = NULL;
-        f->next = NULL;
-        /* relaxed: a hint for submitters; the list itself is under the lock. */
-        atomic_fetch_sub_explicit(&ex->bl_count, 1, memory_order_relaxed);
-    }
-    return f;
-}
-
 /* Put @f back at the head (it found no slot). Caller holds ex->lock. */
 static void backlog_push_front(pp_executor *ex, pp_future *f)
 {
@@ -205,25 +190,127 @@ static void backlog_complete_all(pp_executor *ex, int err, int code, pid_t pid, 
     }
 }
 
-/* Move backlog entries into slots while slots are free. Returns how many. */
-static int feed(pp_executor *ex)
+/*
+ * Unlink and return the first backlog entry that can be bound now: the head,
+ * or, when the head's argument finds no arena room, the first later entry
+ * whose argument is inline or finds room (a large argument waiting for room
+ * does not hold up smaller tasks). An arena argument's block is reserved
+ * here, under the lock (f->arg_off), so the bind cannot fail for want of
+ * room. Sets *no_room when an entry was passed over for want of room. Only
+ * sizes below the smallest that already failed are tried, so one scan costs
+ * few allocation attempts. Caller holds ex->lock.
+ */
+static pp_future *backlog_take(pp_executor *ex, bool *no_room)
+{
+    size_t failed = SIZE_MAX;
+    pp_future *prev = NULL;
+    for (pp_future *f = ex->bl_head; f; prev = f, f = f->next) {
+        if (f->arg_size > ex->seg.inline_size) {
+            uint64_t off = f->arg_size < failed ? ppi_arena_alloc(&ex->seg, f->arg_size) : 0;
+            if (!off) {
+                failed = f->arg_size < failed ? f->arg_size : failed;
+                *no_room = true;
+                continue;
+            }
+            f->arg_off = off;
+        }
+        if (prev)
+            prev->next = f->next;
+        else
+            ex->bl_head = f->next;
+        if (ex->bl_tail == f)
+            ex->bl_tail = prev;
+        f->next = NULL;
+        /* relaxed: a hint for submitters; the list itself is under the lock. */
+        atomic_fetch_sub_explicit(&ex->bl_count, 1, memory_order_relaxed);
+        return f;
+    }
+    return NULL;
+}
+
+/* True when no task is queued, running or cancelled-but-unreclaimed: nothing
+ * in the pool will finish and free arena room by itself. */
+static bool pool_quiet(pp_executor *ex)
+{
+    for (uint32_t i = 0; i < ex->seg.nslots; i++) {
+        /* relaxed: a hint; the caller acts only after shutdown, when the
+         * state can only move towards terminal. */
+        uint32_t st = ppi_st_state(
+            atomic_load_explicit(&ppi_slot_at(&ex->seg, i)->state, memory_order_relaxed));
+        if (st == PPI_S_QUEUED || st == PPI_S_RUNNING || st == PPI_S_KILLING ||
+            st == PPI_S_CANCELLED || st == PPI_S_RECLAIM)
+            return false;
+    }
+    return true;
+}
+
+/* After shutdown, with the pool quiet: fail the backlog entries whose
+ * arguments still find no arena room (-ENOMEM); nothing will free any. */
+static void backlog_fail_no_room(pp_executor *ex)
+{
+    pp_future *fail = NULL;
+    pthread_mutex_lock(&ex->lock);
+    pp_future **pp = &ex->bl_head, *prev = NULL;
+    while (*pp) {
+        pp_future *f = *pp;
+        if (f->arg_size <= ex->seg.inline_size) {
+            prev = f;
+            pp = &f->next;
+            continue;
+        }
+        *pp = f->next;
+        if (ex->bl_tail == f)
+            ex->bl_tail = prev;
+        /* relaxed: a hint, as above. */
+        atomic_fetch_sub_explicit(&ex->bl_count, 1, memory_order_relaxed);
+        f->next = fail;
+        fail = f;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    while (fail) {
+        pp_future *f = fail;
+        fail = f->next;
+        f->next = NULL;
+        ppi_future_finish(f, -ENOMEM, "no room in the shared arena for the argument at shutdown");
+        pp_future_release(f); /* the backlog's reference */
+    }
+}
+
+/* Move backlog entries into slots while slots are free. Returns how many.
+ * Sets *no_room when an entry waits for arena room rather than a slot. */
+static int feed(pp_executor *ex, bool *no_room)
 {
     int moved = 0;
+    *no_room = false;
     for (;;) {
         uint32_t idx;
         if (ppi_acquire_slot(ex, &idx) != 0)
             return moved;
         pthread_mutex_lock(&ex->lock);
-        pp_future *f = backlog_pop(ex);
+        pp_future *f = backlog_take(ex, no_room);
         pthread_mutex_unlock(&ex->lock);
         if (!f) {
             ppi_free_ring_push(ex, idx);
             return moved;
         }
         if (ppi_bind(ex, f, idx, f->arg, f->arg_size) != 0) {
-            pthread_mutex_lock(&ex->lock); /* no arena room: retry later */
-            backlog_push_front(ex, f);
+            /* Cannot happen (the block was reserved); keep the entry. Under
+             * the lock, after a shutdown(cancel_futures) has emptied the
+             * backlog, it is cancelled rather than put back. */
+            pthread_mutex_lock(&ex->lock);
+            /* relaxed: ordered by the lock (pp_shutdown stores cancel_req
+             * before its cancel sweep takes the lock). */
+            bool cancel = atomic_load_explicit(&ex->cancel_req, memory_order_relaxed);
+            uint32_t was = cancel ? ppi_future_complete(f, -ECANCELED, "cancelled by shutdown") : 0;
+            if (!cancel)
+                backlog_push_front(ex, f);
             pthread_mutex_unlock(&ex->lock);
+            if (cancel) {
+                ppi_future_completed(f, was);
+                /* relaxed: statistics. */
+                atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
+                pp_future_release(f); /* the backlog's reference */
+            }
             return moved;
         }
         free(f->arg);
@@ -276,6 +363,44 @@ static bool service_idle(pp_executor *ex)
            !ppi_ring_nonempty(ex->seg.cring);
 }
 
+/* One round of feeding the backlog (the service thread's loop, and a
+ * pp_shutdown(wait) called on that thread): move entries into free slots;
+ * when none moved, free what finished and sleep a bounded nap. @starved
+ * counts rounds without a free slot across calls. Returns true when entries
+ * moved (the caller loops again without sleeping). */
+static bool feed_round(pp_executor *ex, int *starved, bool shut)
+{
+    bool no_room;
+    if (feed(ex, &no_room) > 0) {
+        *starved = 0;
+        return true;
+    }
+    if (no_room) {
+        /* Waiting for arena room, not for a slot (so the free ring is not
+         * empty and refill_nap would not sleep): free the blocks of finished
+         * and reclaimable slots, then sleep until a task finishes or a nap
+         * passes. After shutdown, once nothing runs, what still finds no room
+         * fails instead of waiting for ever. */
+        *starved = 0;
+        ppi_harvest(ex);
+        ppi_reclaim_slots(ex);
+        if (feed(ex, &no_room) > 0)
+            return true;
+        if (no_room && shut && pool_quiet(ex))
+            backlog_fail_no_room(ex);
+        else
+            pump_nap(ex);
+        return false;
+    }
+    if (++*starved >= STARVED_NAPS) {
+        ppi_harvest(ex);
+        *starved = feed(ex, &no_room) > 0 ? 0 : STARVED_NAPS / 2;
+    }
+    if (*starved)
+        refill_nap(ex);
+    return *starved == 0;
+}
+
 static void *pump_main(void *arg)
 {
     pp_executor *ex = arg;
@@ -312,15 +437,8 @@ static void *pump_main(void *arg)
             if (!service_idle(ex))
                 pump_nap(ex);
         } else if (backlog) {
-            if (feed(ex) > 0) {
-                starved = 0;
+            if (feed_round(ex, &starved, shut))
                 napped = false;
-            } else if (++starved >= STARVED_NAPS) {
-                ppi_harvest(ex);
-                starved = feed(ex) > 0 ? 0 : STARVED_NAPS / 2;
-            }
-            if (starved)
-                refill_nap(ex);
         } else {
             pump_nap(ex);
         }
@@ -382,16 +500,7 @@ void ppi_pump_serve_backlog(pp_executor *ex)
             pump_broken(ex); /* fails the backlog */
             continue;
         }
-        if (feed(ex) > 0) {
-            starved = 0;
-            continue;
-        }
-        if (++starved >= STARVED_NAPS) {
-            ppi_harvest(ex);
-            starved = feed(ex) > 0 ? 0 : STARVED_NAPS / 2;
-        }
-        if (starved)
-            refill_nap(ex);
+        feed_round(ex, &starved, true); /* called by pp_shutdown: shut down */
     }
 }
 

@@ -55,7 +55,7 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));
     uint64_t off_cring = align64(off_ring + ppi_ring_bytes(g->nslots));
     uint64_t off_modtab = align64(off_cring + ppi_ring_bytes(g->nslots));
-    uint64_t off_slots = align64(off_modtab + sizeof(ppi_modtab));
+    uint64_t off_slots = align64(off_modtab + ppi_modtab_bytes(g->mod_cap, g->mod_strings));
     uint64_t off_bitmap = align64(off_slots + (uint64_t)g->nslots * slot_size);
     uint64_t off_runlen = align64(off_bitmap + ((units + 63) / 64) * 8);
     uint64_t off_data = align_unit(off_runlen + units * 4);
@@ -106,6 +106,8 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
         return rc;
     }
     seg_view(seg);
+    seg->modtab->cap = g->mod_cap;
+    seg->modtab->strings_cap = g->mod_strings;
     ppi_ring_init(seg->ring, g->nslots);
     ppi_ring_init(seg->cring, g->nslots);
     seg->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

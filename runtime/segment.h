@@ -249,6 +249,8 @@ typedef struct ppi_seg_geom {
     uint64_t arena_size;    /* bytes, multiple of PPI_ARENA_UNIT */
     uint64_t max_arg;
     uint64_t max_result;
+    uint32_t mod_cap;       /* module table room (ppi_modtab_measure) */
+    uint32_t mod_strings;
 } ppi_seg_geom;
 
 /* Create and initialise a segment (client). Returns 0 or -errno. */
@@ -289,5 +291,10 @@ void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags);
 /* Arena (arena.c). Offsets are from the segment base; 0 means none. */
 uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes);
 void ppi_arena_free(ppi_seg *s, uint64_t off);
+/* Variants that keep the offset in *rec (set under the arena lock on alloc,
+ * cleared under it on free), so a process dying between the two leaves the
+ * block recorded for its reclaimer (a worker's result block in its slot). */
+uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec);
+void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec);
 
 #endif

@@ -45,10 +45,13 @@ const void *pp_task_arg(pp_task *t, size_t *size)
     return ppi_slot_arg_inline(t->seg, t->slot);
 }
 
+/* The result block is recorded in the slot (res_off) from the moment it is
+ * taken until it is freed: if this worker dies in between (crash, kill,
+ * timeout), the slot fails and its reclaimer (the client detaching or
+ * reclaiming it) frees the block; nothing leaks. */
 static void task_drop_result(pp_task *t)
 {
-    if (t->res_off)
-        ppi_arena_free(t->seg, t->res_off);
+    ppi_arena_free_rec(t->seg, &t->slot->res_off);
     t->res_off = 0;
     t->res_size = 0;
 }
@@ -65,7 +68,7 @@ void *pp_task_result(pp_task *t, size_t size)
         t->res_size = size;
         return ppi_slot_res_inline(t->seg, t->slot);
     }
-    uint64_t off = ppi_arena_alloc(t->seg, size);
+    uint64_t off = ppi_arena_alloc_rec(t->seg, size, &t->slot->res_off);
     if (!off) {
         t->res_err = -ENOMEM;
         return NULL;
@@ -229,8 +232,15 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
         if (ppi_st_gen(w) != gen || ppi_st_state(w) != PPI_S_RUNNING ||
             ppi_st_worker(w) != (uint32_t)widx)
             return; /* a broken-pool sweep failed it first */
-        if (ppi_st_flags(w) & PPI_F_ORPHAN)
+        if (ppi_st_flags(w) & PPI_F_ORPHAN) {
+            /* Nobody reads the outcome: free the blocks while the slot is
+             * ours, so they do not hold arena room until the client's next
+             * reclaim scan (ORPHAN is never cleared: a failed CAS retries
+             * this branch, and a second free finds the records cleared). */
+            ppi_arena_free_rec(seg, &sl->res_off);
+            ppi_arena_free_rec(seg, &sl->arg_off);
             nw = ppi_st_make(gen, PPI_S_RECLAIM, 0, PPI_NO_WORKER);
+        }
         else
             nw = ppi_st_make(gen, st, 0, (uint32_t)widx);
         /* release: publishes the outcome fields written before; pairs with
