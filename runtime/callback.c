@@ -5,8 +5,8 @@
  * per registration, in one of three places:
  *   - the registering thread, when the future is already done;
  *   - the thread that completes the future client-side (pp_future_cancel,
- *     pp_shutdown's cancellation, the pump failing the backlog);
- *   - the executor's service thread (pump.c), for tasks finished by a worker
+ *     pp_shutdown's cancellation, the service thread failing the backlog);
+ *   - the executor's service thread (service_thread.c), for tasks finished by a worker
  *     or failed by the manager: the finisher saw PPI_F_NOTIFY in the slot word
  *     and pushed (idx, gen) on the completion ring.
  *
@@ -56,18 +56,19 @@ void ppi_fire_callbacks(pp_future *f)
 {
     pp_executor *ex = f->ex;
     pthread_mutex_lock(&ex->cb_lock);
-    ppi_cb *list = f->cb_fired ? NULL : f->cbs;
-    bool counted = list != NULL;
-    if (list) {
-        f->cbs = NULL;
+    struct cds_list_head list;
+    CDS_INIT_LIST_HEAD(&list);
+    bool counted = !f->cb_fired && !cds_list_empty(&f->cbs);
+    if (counted) {
+        cds_list_splice(&f->cbs, &list); /* take them all, in order */
+        CDS_INIT_LIST_HEAD(&f->cbs);
         f->cb_fired = 1;
     }
     pthread_mutex_unlock(&ex->cb_lock);
     cb_frame fr = {ex, counted, cb_top};
     cb_top = &fr;
-    while (list) {
-        ppi_cb *cb = list;
-        list = cb->next;
+    ppi_cb *cb, *tmp;
+    cds_list_for_each_entry_safe(cb, tmp, &list, node) {
         run_one(f, cb);
         free(cb);
     }
@@ -121,7 +122,6 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
         return -ENOMEM;
     cb->fn = fn;
     cb->userdata = userdata;
-    cb->next = NULL;
     pthread_mutex_lock(&ex->cb_lock);
     if (f->cb_fired) {
         pthread_mutex_unlock(&ex->cb_lock);
@@ -132,11 +132,8 @@ int pp_future_add_done_callback(pp_future *f, pp_callback fn, void *userdata)
         free(cb);
         return 0;
     }
-    bool first = f->cbs == NULL;
-    ppi_cb **tail = &f->cbs;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = cb;
+    bool first = cds_list_empty(&f->cbs);
+    cds_list_add_tail(&cb->node, &f->cbs); /* O(1): registration order */
     if (first) {
         pp_future_ref(f); /* held until the callbacks ran */
         /* relaxed: a count the service thread polls. */

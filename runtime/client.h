@@ -4,7 +4,7 @@
  * other processes.
  *
  * Locking, outermost first:
- *   ex->lock (backlog list, pump life-cycle)  >  slot_lock[i]
+ *   ex->lock (backlog list, service thread life-cycle)  >  slot_lock[i]
  * A slot lock guards slot_owner[i] and the detach of the future bound to
  * slot i (copying its outcome out, freeing the slot). Nothing sleeps while
  * holding a slot lock.
@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <urcu/list.h> /* intrusive O(1) lists, client-private memory only */
 
 #include "ppool.h"
 #include "segment.h"
@@ -52,11 +53,11 @@ struct pp_future {
     uint64_t fn_token;         /* the task function as a token (fnmap.h) */
     void *arg;
     size_t arg_size;
-    uint64_t arg_off;          /* arena block reserved by the pump for the argument
-                                  (until ppi_bind fills it), 0 = none */
-    struct pp_future *next;
+    uint64_t arg_off;          /* arena block reserved by the service thread for the
+                                  argument (until ppi_bind fills it), 0 = none */
+    struct cds_list_head bl_node; /* in ex->backlog (under ex->lock); empty = not in it */
     /* Callbacks (callback.c), guarded by the executor's cb_lock. */
-    struct ppi_cb *cbs;        /* registration order */
+    struct cds_list_head cbs;  /* ppi_cb.node, registration order */
     int cb_fired;              /* 1 once they ran (later ones run at once) */
     _Atomic uint32_t want_notify; /* 1: bind with PPI_F_NOTIFY */
     alignas(16) unsigned char small[64]; /* small results live here */
@@ -65,7 +66,7 @@ struct pp_future {
 typedef struct ppi_cb {
     pp_callback fn;
     void *userdata;
-    struct ppi_cb *next;
+    struct cds_list_head node; /* in pp_future.cbs */
 } ppi_cb;
 
 struct pp_executor {
@@ -83,13 +84,13 @@ struct pp_executor {
                                       entry; the slot is freed only once it is seen */
     _Atomic uint32_t *slot_lock;   /* spinlock per slot */
 
-    pthread_mutex_t lock;          /* backlog and pump */
-    pthread_cond_t pump_cv;
-    pp_future *bl_head, *bl_tail;
-    _Atomic uint64_t bl_count;
-    pthread_t pump;
-    int pump_started;              /* a thread exists that nobody joined yet */
-    int pump_running;              /* that thread is still in its loop */
+    pthread_mutex_t lock;          /* backlog and service thread life-cycle */
+    pthread_cond_t service_cv;     /* the idle service thread waits here */
+    struct cds_list_head backlog;  /* pp_future.bl_node, FIFO (backlog.c) */
+    _Atomic uint64_t bl_count;     /* its length, for lock-free hints */
+    pthread_t service;             /* the service thread (service_thread.c) */
+    int service_started;           /* a thread exists that nobody joined yet */
+    int service_running;           /* that thread is still in its loop */
 
     _Atomic uint32_t shutdown;     /* no new submissions */
     _Atomic uint32_t cancel_req;   /* shutdown(cancel_futures): nothing more may start */
@@ -110,7 +111,7 @@ struct pp_executor {
     _Atomic uint64_t last_check_ns; /* pp_submit's periodic liveness check */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
-    pp_executor *exit_prev, *exit_next; /* exit.c's registry, under its lock */
+    struct cds_list_head exit_node; /* exit_registry.c's list, under its lock */
     int exit_listed;
 };
 
@@ -155,22 +156,37 @@ void ppi_fire_callbacks(pp_future *f);
 void ppi_drain_completions(pp_executor *ex);
 void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen);
 
-/* pump.c */
-void ppi_service_start(pp_executor *ex);
+/* backlog.c: submissions waiting client-side for a slot or arena room. */
 int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size);
 bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
 void ppi_backlog_fail_broken(pp_executor *ex);
-void ppi_pump_join(pp_executor *ex);
-bool ppi_pump_is_self(pp_executor *ex);
-void ppi_pump_serve_backlog(pp_executor *ex);
-void ppi_pump_serve_callbacks(pp_executor *ex);
+/* true when nothing waits in the backlog. Caller holds ex->lock (or reads a
+ * hint). */
+bool ppi_backlog_empty(pp_executor *ex);
+typedef enum ppi_feed_result {
+    PPI_FEED_MOVED,     /* entries went into slots: go on without sleeping */
+    PPI_FEED_IDLE,      /* nothing moved; any short nap was taken already */
+    PPI_FEED_WAIT_DONE, /* waiting for arena room: sleep until a task finishes */
+} ppi_feed_result;
+/* One round of feeding the backlog into free slots (service thread only, or
+ * pp_shutdown(wait) on it). @starved counts rounds without a free slot
+ * across calls; @shut: the executor is shut down. */
+ppi_feed_result ppi_backlog_feed_round(pp_executor *ex, int *starved, bool shut);
 
-/* exit.c: executors still alive at exit(3) are shut down with wait. */
+/* service_thread.c: the executor's client-side thread (backlog, callbacks). */
+void ppi_service_start(pp_executor *ex);
+int ppi_service_start_locked(pp_executor *ex); /* caller holds ex->lock */
+void ppi_service_join(pp_executor *ex);
+bool ppi_service_is_self(pp_executor *ex);
+void ppi_service_serve_backlog(pp_executor *ex);
+void ppi_service_serve_callbacks(pp_executor *ex);
+
+/* exit_registry.c: executors still alive at exit(3) are shut down with wait. */
 void ppi_exit_add(pp_executor *ex);
 void ppi_exit_remove(pp_executor *ex);
 
-/* exit.c: this process's pid, cached: set at pp_executor_create, reset in a
+/* exit_registry.c: this process's pid, cached: set at pp_executor_create, reset in a
  * fork()ed child by a pthread_atfork handler. */
 extern _Atomic pid_t ppi_self_pid;
 void ppi_self_pid_init(void);

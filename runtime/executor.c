@@ -8,7 +8,8 @@
  *   -> notify the workers' eventcount (one fence, one load).
  * When no slot (or no arena room for a large argument) is free, or a backlog
  * already exists (to keep submission order), the call goes to the backlog,
- * which the pump thread (pump.c) feeds in as slots free up.
+ * which the service thread (service_thread.c, backlog.c) feeds in as slots
+ * free up.
  */
 #include <errno.h>
 #include <math.h>
@@ -25,6 +26,7 @@
 #include "fnmap.h"
 #include "process.h"
 #include "topology.h"
+#include "tunables.h"
 
 #define MiB (1024ull * 1024ull)
 
@@ -194,11 +196,11 @@ static void executor_free(pp_executor *ex)
     bool foreign = ex->owner_pid && ppi_foreign(ex);
     /* The service thread dropped its reference last thing: it touches
      * nothing of ours any more, so joining it is short. */
-    if (ex->pump_started && !foreign) {
-        if (pthread_equal(ex->pump, pthread_self()))
-            pthread_detach(ex->pump);
+    if (ex->service_started && !foreign) {
+        if (pthread_equal(ex->service, pthread_self()))
+            pthread_detach(ex->service);
         else
-            pthread_join(ex->pump, NULL);
+            pthread_join(ex->service, NULL);
     }
     if (ex->manager_pidfd >= 0)
         close(ex->manager_pidfd);
@@ -214,7 +216,7 @@ static void executor_free(pp_executor *ex)
     pthread_mutex_destroy(&ex->lock);
     pthread_mutex_destroy(&ex->reap_lock);
     pthread_mutex_destroy(&ex->cb_lock);
-    pthread_cond_destroy(&ex->pump_cv);
+    pthread_cond_destroy(&ex->service_cv);
     free(ex);
 }
 
@@ -369,7 +371,8 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     pthread_mutex_init(&ex->lock, NULL);
     pthread_mutex_init(&ex->reap_lock, NULL);
     pthread_mutex_init(&ex->cb_lock, NULL);
-    pthread_cond_init(&ex->pump_cv, NULL);
+    pthread_cond_init(&ex->service_cv, NULL);
+    CDS_INIT_LIST_HEAD(&ex->backlog);
     ppi_seg_geom g = {.nslots = cfg.slots,
                       .inline_size = (uint32_t)cfg.inline_size,
                       .nworkers = (uint32_t)nworkers,
@@ -518,7 +521,7 @@ void ppi_free_ring_push(pp_executor *ex, uint32_t idx)
 
 void ppi_release_slot(pp_executor *ex, uint32_t idx)
 {
-    /* The pump polls the free ring on short timed naps while a backlog
+    /* The service thread polls the free ring on short timed naps while a backlog
      * exists, so freeing a slot costs no wake-up. */
     ppi_free_ring_push(ex, idx);
 }
@@ -534,7 +537,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     ppi_slot *sl = ppi_slot_at(s, idx);
     uint64_t arg_off = 0;
     if (arg_size > s->inline_size) {
-        /* The pump may have reserved the block already (pump.c, backlog_take). */
+        /* The service thread may have reserved the block already (backlog_take). */
         arg_off = f->arg_off ? f->arg_off : ppi_arena_alloc(s, arg_size);
         f->arg_off = 0;
         if (!arg_off) {
@@ -707,8 +710,6 @@ void ppi_svc_notify(pp_executor *ex)
         ppi_futex_wake(&ex->svc_seq, INT_MAX, false);
 }
 
-#define SVC_NAP_NS 50000000ull /* a lost wake-up costs at most this */
-
 /* Wait until stop was sent to the workers: by the service thread once it has
  * fed the last backlog entry in, or here when there is no service thread
  * (then there is no backlog either: it exists only with a service thread). */
@@ -721,7 +722,7 @@ static void wait_stop_sent(pp_executor *ex)
         uint32_t seq = atomic_load_explicit(&ex->svc_seq, memory_order_seq_cst);
         pthread_mutex_lock(&ex->lock);
         bool sent = ex->stop_sent;
-        if (!sent && !ex->pump_running) {
+        if (!sent && !ex->service_running) {
             ex->stop_sent = 1;
             ppi_request_stop(ex);
             sent = true;
@@ -729,7 +730,7 @@ static void wait_stop_sent(pp_executor *ex)
         pthread_mutex_unlock(&ex->lock);
         if (sent)
             break;
-        ppi_futex_wait(&ex->svc_seq, seq, SVC_NAP_NS, false);
+        ppi_futex_wait(&ex->svc_seq, seq, PPI_SHUTDOWN_NAP_NS, false);
     }
     /* relaxed: only a hint for notifiers; a late one costs a futex_wake. */
     atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
@@ -746,7 +747,7 @@ static void wait_callbacks(pp_executor *ex, uint64_t mine)
         atomic_fetch_add_explicit(&ex->cb_blocked, mine, memory_order_seq_cst);
         ppi_svc_notify(ex);
     }
-    bool self = ppi_pump_is_self(ex);
+    bool self = ppi_service_is_self(ex);
     /* seq_cst: see ppi_svc_notify. */
     atomic_fetch_add_explicit(&ex->svc_waiters, 1, memory_order_seq_cst);
     for (;;) {
@@ -759,9 +760,9 @@ static void wait_callbacks(pp_executor *ex, uint64_t mine)
         if (pending <= blocked)
             break;
         if (self)
-            ppi_pump_serve_callbacks(ex); /* bounded sleep, then run what finished */
+            ppi_service_serve_callbacks(ex); /* bounded sleep, then run what finished */
         else
-            ppi_futex_wait(&ex->svc_seq, seq, SVC_NAP_NS, false);
+            ppi_futex_wait(&ex->svc_seq, seq, PPI_SHUTDOWN_NAP_NS, false);
     }
     /* relaxed: as in wait_stop_sent. */
     atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
@@ -783,7 +784,7 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
     while (atomic_load_explicit(&ex->in_submit, memory_order_seq_cst))
         sched_yield(); /* a submission in flight finishes in microseconds */
     if (cancel_futures) {
-        /* seq_cst: pairs with the pump's fence after each bind: either it sees
+        /* seq_cst: pairs with the service thread's fence after each bind: either it sees
          * this and cancels what it just bound, or our sweep sees its slot. */
         atomic_store_explicit(&ex->cancel_req, 1, memory_order_seq_cst);
         /* Sweep before telling running tasks to stop: a task that stops early
@@ -793,12 +794,12 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
         atomic_store_explicit(&ex->seg.hdr->cancel_flag, 1, memory_order_release);
     }
     pthread_mutex_lock(&ex->lock);
-    /* The pump sends stop itself once it has fed the last backlog entry. */
-    if (!ex->bl_head && !ex->stop_sent) {
+    /* The service thread sends stop itself once it has fed the last backlog entry. */
+    if (ppi_backlog_empty(ex) && !ex->stop_sent) {
         ex->stop_sent = 1;
         ppi_request_stop(ex);
     }
-    pthread_cond_broadcast(&ex->pump_cv);
+    pthread_cond_broadcast(&ex->service_cv);
     pthread_mutex_unlock(&ex->lock);
     if (!wait)
         return 0;
@@ -808,10 +809,10 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
      * before the callback returns: every task, the processes, and every
      * other callback. A second concurrent caller waits the same way. */
     uint64_t mine = ppi_cb_running_here(ex);
-    if (ppi_pump_is_self(ex))
-        ppi_pump_serve_backlog(ex);
+    if (ppi_service_is_self(ex))
+        ppi_service_serve_backlog(ex);
     else if (mine == 0)
-        ppi_pump_join(ex);
+        ppi_service_join(ex);
     wait_stop_sent(ex);
     reap_manager(ex);
     wait_callbacks(ex, mine);
@@ -828,7 +829,7 @@ int pp_executor_destroy(pp_executor *ex)
         ppi_executor_unref(ex);
         return PP_EFORKED;
     }
-    /* Off the exit registry before the handle's reference goes (exit.c). */
+    /* Off the exit registry before the handle's reference goes (exit_registry.c). */
     ppi_exit_remove(ex);
     pp_shutdown(ex, true, false);
     ppi_executor_unref(ex);

@@ -38,7 +38,7 @@ bool ppi_pool_break(ppi_seg *seg, int code, pid_t pid, const char *msg)
     snprintf(h->broken_msg, sizeof h->broken_msg, "%s", msg);
     /* release: the cause fields are visible to whoever acquires BROKEN. */
     atomic_store_explicit(&h->pool_state, PPI_POOL_BROKEN, memory_order_release);
-    /* Wake every class of sleeper: workers, the client's pump and waiters in
+    /* Wake every class of sleeper: workers, the client's service thread and waiters in
      * pp_wait (slot waiters are woken by the sweeps that follow). */
     atomic_fetch_add_explicit(&h->work_ec.seq, 1, memory_order_release);
     ppi_futex_wake(&h->work_ec.seq, INT_MAX, true);

@@ -8,7 +8,7 @@
  *   DONE     the outcome was copied into the future ("detached") and the
  *            slot went back to the free ring.
  * Detaching happens under the slot lock, by the first of: a thread reading
- * the result, the backlog pump needing slots (harvest), or the last release.
+ * the result, the service thread needing slots for the backlog (harvest), or the last release.
  */
 #include <errno.h>
 #include <math.h>
@@ -19,9 +19,8 @@
 
 #include "client.h"
 #include "process.h"
+#include "tunables.h"
 
-#define SPIN_NS 50000ull   /* spin this long on a slot before sleeping */
-#define NAP_NS 50000000ull /* every sleep is at most this long (liveness) */
 
 pp_future *ppi_future_new(pp_executor *ex)
 {
@@ -32,6 +31,8 @@ pp_future *ppi_future_new(pp_executor *ex)
     atomic_init(&f->refs, 1);
     atomic_init(&f->cstate, PPI_F_BACKLOG);
     f->ex = ex;
+    CDS_INIT_LIST_HEAD(&f->bl_node);
+    CDS_INIT_LIST_HEAD(&f->cbs);
     /* relaxed: the caller holds a reference already (its executor handle). */
     atomic_fetch_add_explicit(&ex->refs, 1, memory_order_relaxed);
     return f;
@@ -212,7 +213,7 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
     return done;
 }
 
-/* The pump frees finished slots whose futures are still held. */
+/* The service thread frees finished slots whose futures are still held. */
 void ppi_harvest(pp_executor *ex)
 {
     ppi_seg *s = &ex->seg;
@@ -313,7 +314,7 @@ static int future_wait(pp_future *f, uint64_t deadline)
         if (c == PPI_F_DONE)
             return 0;
         if (ppi_in_backlog(c)) {
-            uint64_t left = ppi_remaining(deadline, NAP_NS);
+            uint64_t left = ppi_remaining(deadline, PPI_FUTURE_NAP_NS);
             if (left == 0)
                 return -ETIMEDOUT;
             /* acquire on failure: re-read the new state. Announce ourselves so
@@ -324,7 +325,7 @@ static int future_wait(pp_future *f, uint64_t deadline)
                                                          memory_order_acquire))
                 continue;
             if (ppi_futex_wait(&f->cstate, PPI_F_BACKLOG_WAITED, left, false) == -ETIMEDOUT)
-                ppi_pool_check(ex); /* the pump fails the backlog if broken */
+                ppi_pool_check(ex); /* the service thread fails the backlog if broken */
             continue;
         }
         ppi_slot *sl = ppi_slot_at(&ex->seg, f->idx);
@@ -349,13 +350,13 @@ static int future_wait(pp_future *f, uint64_t deadline)
             return 0;
         uint64_t now = ppi_now_ns();
         if (!spin_until)
-            spin_until = now + SPIN_NS;
+            spin_until = now + PPI_FUTURE_SPIN_NS;
         if (now < spin_until && now < deadline) {
             for (int i = 0; i < 64; i++)
                 ppi_cpu_relax();
             continue;
         }
-        uint64_t left = ppi_remaining(deadline, NAP_NS);
+        uint64_t left = ppi_remaining(deadline, PPI_FUTURE_NAP_NS);
         if (left == 0) {
             /* A caller that only polls (pp_future_done, timeout 0) still
              * notices a dead pool within milliseconds. */
@@ -466,7 +467,7 @@ bool pp_future_cancel(pp_future *f)
         if (ppi_in_backlog(c)) {
             if (ppi_backlog_cancel(ex, f))
                 return true;
-            /* Not on the list but not bound yet: the pump is binding it right
+            /* Not on the list but not bound yet: the service thread is binding it right
              * now (it never keeps one off the list for long). Cancel it in its
              * slot once bound; a concurrent cancel that won has completed it
              * under the backlog lock, which we took. */

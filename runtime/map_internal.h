@@ -14,7 +14,7 @@
  * time with one CAS on the window's `next` ticket (OpenMP's dynamic schedule
  * does the same with a fetch-and-add), runs the item function on each item,
  * stores the chunk's done word, and returns once nothing is claimable for
- * MI_IDLE_NS. The chunk stays the unit of scheduling, cancellation and error
+ * PPI_MAP_IDLE_NS. The chunk stays the unit of scheduling, cancellation and error
  * reporting, exactly as a task per chunk would be; see docs/map.md.
  *
  * The files:
@@ -63,16 +63,13 @@
 #include <sys/types.h>
 
 #include "ppool.h"
+#include "tunables.h"
 
 #define MI_MAGIC 0x70706d6170763032ull    /* "ppmapv02" */
 #define MI_WINDOW_MAX 16384u              /* chunks in flight, at most */
 #define MI_BATCH_ITEMS 1024u              /* aim for batches of this many items */
 #define MI_RING_MIN ((size_t)1 << 20)     /* staging ring: at least 1 MiB */
 #define MI_RING_MAX ((size_t)256 << 20)   /* ... and at most 256 MiB */
-#define MI_IDLE_NS 20000ull               /* a runner idles this long, then returns */
-#define MI_SPIN_NS 20000ull               /* the iterator spins this long before sleeping */
-#define MI_NAP_NS 10000000ull             /* the client sleeps at most this long */
-#define MI_PROBE_NS 100000000ull          /* and probes its runners' health this often */
 #define MI_MSG (PP_MESSAGE_MAX + 1)       /* bytes of an item's error message */
 #define MI_CLOSED (1ull << 63)            /* in `next`: the map was stopped */
 #define MI_CLIENT_W 0xffffffu             /* "worker" of a chunk failed by the client */

@@ -7,7 +7,7 @@
  * ticket, runs each claimed chunk's items, stores the chunk's done word
  * (release: the results are visible with it), wakes the client if it waits
  * for that chunk, and returns once nothing has been claimable for
- * MI_IDLE_NS. The first failing item ends its chunk: the runner fills its
+ * PPI_MAP_IDLE_NS. The first failing item ends its chunk: the runner fills its
  * worker's error slot and lowers the window's limit so that no later chunk
  * starts. Design and synchronisation: map_internal.h, docs/map.md.
  */
@@ -407,7 +407,7 @@ static void runner_no_function(mi_run *r, const char *why)
     atomic_store_explicit(&r->me->cur, 0, memory_order_relaxed);
 }
 
-/* Claim and run chunks until none is left for MI_IDLE_NS, or the map or
+/* Claim and run chunks until none is left for PPI_MAP_IDLE_NS, or the map or
  * the pool stops. */
 static void runner_loop(mi_run *r)
 {
@@ -432,7 +432,7 @@ static void runner_loop(mi_run *r)
         uint64_t now = ppi_now_ns();
         if (!idle_since) {
             idle_since = now;
-        } else if (now - idle_since > MI_IDLE_NS) {
+        } else if (now - idle_since > PPI_MAP_IDLE_NS) {
             /* seq_cst: say we leave before the last look (Dekker with the
              * client's avail store and live loads in count_live). */
             atomic_store_explicit(&r->me->live, 0, memory_order_seq_cst);

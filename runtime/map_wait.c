@@ -229,7 +229,7 @@ void ppi_map_ensure_runners(pp_map_iter *m)
 static void probe(pp_map_iter *m)
 {
     uint64_t now = ppi_now_ns();
-    if (now - m->last_probe < MI_PROBE_NS)
+    if (now - m->last_probe < PPI_MAP_PROBE_NS)
         return;
     m->last_probe = now;
     for (uint32_t rid = 0; rid < m->nrun; rid++)
@@ -243,7 +243,7 @@ int ppi_map_wait_chunk(pp_map_iter *m, uint64_t x, bool spin)
 {
     mi_hdr *h = m->h;
     if (spin) {
-        uint64_t until = ppi_now_ns() + MI_SPIN_NS;
+        uint64_t until = ppi_now_ns() + PPI_MAP_SPIN_NS;
         while (!chunk_done(m, x)) {
             if (ppi_now_ns() > until)
                 break;
@@ -261,7 +261,7 @@ int ppi_map_wait_chunk(pp_map_iter *m, uint64_t x, bool spin)
          * caller look at the earlier chunks. */
         if (chunk_done(m, x) || x >= atomic_load_explicit(&h->limit, memory_order_relaxed))
             return 0;
-        uint64_t left = ppi_remaining(m->deadline, MI_NAP_NS);
+        uint64_t left = ppi_remaining(m->deadline, PPI_MAP_NAP_NS);
         if (left == 0)
             return -ETIMEDOUT;
         /* acquire: a bump after this read makes FUTEX_WAIT return at once. */

@@ -7,14 +7,8 @@
 
 #include "segment.h"
 #include "topology.h"
+#include "tunables.h" /* PPI_WORKER_*, PPI_LIVENESS_NS */
 
-/* How long a worker spins on an empty ring before sleeping. Spinning keeps the
- * round trip in the microseconds; the bound keeps idle pools off the CPU. */
-#define PPI_WORKER_SPIN_NS 50000ull
-/* ... of which this long with pause only, then yielding the CPU. */
-#define PPI_WORKER_PAUSE_NS 20000ull
-/* How long any sleeper sleeps before re-checking that its peers live. */
-#define PPI_LIVENESS_NS 100000000ull
 
 /*
  * ppi_manager_main - run the manager: start the workers, reap them, apply the

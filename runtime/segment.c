@@ -8,6 +8,7 @@
 
 #include "fnmap.h"
 #include "segment.h"
+#include "tunables.h"
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
 static uint64_t align_unit(uint64_t x) { return (x + PPI_ARENA_UNIT - 1) & ~(uint64_t)(PPI_ARENA_UNIT - 1); }
@@ -168,7 +169,7 @@ void ppi_slot_finished(ppi_seg *s, uint32_t idx, uint64_t old, uint64_t now)
         atomic_fetch_add_explicit(&s->hdr->reclaim, 1, memory_order_release);
     else
         ppi_slot_notify(s, idx, ppi_st_gen(old), ppi_st_flags(old));
-    ppi_ec_notify(&s->hdr->done_ec, INT_MAX); /* pump, pp_wait, as_completed */
+    ppi_ec_notify(&s->hdr->done_ec, INT_MAX); /* service thread, pp_wait, as_completed */
 }
 
 void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags)
@@ -179,6 +180,6 @@ void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags)
      * logically full; wait out a preempted consumer (the client's service
      * thread). Its only way to stay stuck is the client dying, after which
      * nobody needs the entry: give up after a few seconds. */
-    ppi_ring_push_wait(s->cring, ppi_entry(idx, gen), 5000000000ull);
+    ppi_ring_push_wait(s->cring, ppi_entry(idx, gen), PPI_CRING_PUSH_TIMEOUT_NS);
     ppi_ec_notify(&s->hdr->done_ec, INT_MAX);
 }

@@ -219,7 +219,7 @@ typedef struct ppi_hdr {
     uint64_t initargs_size;
     _Atomic uint64_t killed;        /* tasks killed (statistics) */
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
-    alignas(64) ppi_ec done_ec;     /* the client's backlog pump sleeps here */
+    alignas(64) ppi_ec done_ec;     /* the client's service thread sleeps here */
     alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */
     alignas(64) ppi_arena arena;
 } ppi_hdr;

@@ -16,13 +16,13 @@
 #include <string.h>
 
 #include "client.h"
+#include "tunables.h"
 
 #ifndef SYS_futex_waitv
 #define SYS_futex_waitv 449
 #endif
 #define PPI_FUTEX_32 2u
 #define MAX_EXECS 128 /* futex_waitv's limit */
-#define NAP_NS 50000000ull
 
 struct ppi_futex_waitv {
     uint64_t val;
@@ -99,7 +99,7 @@ static void sleep_on_executors(pp_future *const *fs, size_t n, uint64_t deadline
                                          .flags = PPI_FUTEX_32};
     }
     if (!ready(arg)) {
-        uint64_t left = ppi_remaining(deadline, overflow ? 1000000ull : NAP_NS);
+        uint64_t left = ppi_remaining(deadline, overflow ? 1000000ull : PPI_WAIT_NAP_NS);
         struct timespec abs;
         clock_gettime(CLOCK_MONOTONIC, &abs);
         abs.tv_sec += (time_t)(left / PPI_NSEC);

@@ -389,7 +389,7 @@ static bool wait_for_work(ppi_seg *seg, pid_t manager)
 {
     ppi_hdr *h = seg->hdr;
     /* Spin with pause for a few microseconds (the round trip's fast path),
-     * then spin with sched_yield: a client or pump thread that shares our
+     * then spin with sched_yield: a client or service thread that shares our
      * core then gets it at once (on a machine with as many workers as cores
      * they always do), while new work is still seen within microseconds. */
     uint64_t t0 = ppi_now_ns();

@@ -1,5 +1,6 @@
 /*
- * exit.c — at exit, the program waits for the work it submitted.
+ * exit_registry.c — the registry of live executors, and the atexit(3)
+ * handler that makes the program wait for the work it submitted.
  *
  * Python joins every executor's workers when the interpreter exits
  * (concurrent.futures registers this with threading._register_atexit): work
@@ -13,7 +14,8 @@
  * atexit handlers: then the workers and the manager die with the client
  * (parent-death signal), and what they had not finished is lost.
  *
- * Registry: a doubly linked list of live executors.
+ * Registry: an intrusive urcu list (pp_executor.exit_node) of live executors
+ * (newest first).
  *
  * | what                         | written by                                  | read by                     |
  * |------------------------------|---------------------------------------------|-----------------------------|
@@ -55,7 +57,7 @@
 #include "client.h"
 
 static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
-static pp_executor *exit_head; /* under exit_lock */
+static CDS_LIST_HEAD(exit_list); /* pp_executor.exit_node, under exit_lock */
 _Atomic pid_t ppi_self_pid; /* client.h: also the entry checks' pid cache */
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
@@ -63,7 +65,7 @@ static void after_fork_child(void)
 {
     /* Single-threaded here: no other thread can hold or take the lock. */
     pthread_mutex_init(&exit_lock, NULL);
-    exit_head = NULL;
+    CDS_INIT_LIST_HEAD(&exit_list);
     /* release: pairs with exit_handler's acquire load. */
     atomic_store_explicit(&ppi_self_pid, getpid(), memory_order_release);
 }
@@ -75,11 +77,14 @@ static void exit_handler(void)
         return;
     pthread_mutex_lock(&exit_lock);
     size_t n = 0;
-    for (pp_executor *e = exit_head; e; e = e->exit_next)
+    pp_executor *e;
+    cds_list_for_each_entry(e, &exit_list, exit_node)
         n++;
     pp_executor **all = n ? malloc(n * sizeof *all) : NULL;
     size_t k = 0;
-    for (pp_executor *e = exit_head; all && e; e = e->exit_next) {
+    cds_list_for_each_entry(e, &exit_list, exit_node) {
+        if (!all)
+            break;
         /* relaxed: refs >= 1 while it is listed (see above); the lock orders
          * this against the owner's removal. */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
@@ -87,7 +92,7 @@ static void exit_handler(void)
     }
     pthread_mutex_unlock(&exit_lock);
     for (size_t i = 0; i < k; i++) {
-        pp_shutdown(all[i], !ppi_pump_is_self(all[i]), false);
+        pp_shutdown(all[i], !ppi_service_is_self(all[i]), false);
         ppi_executor_unref(all[i]);
     }
     free(all);
@@ -114,11 +119,7 @@ void ppi_exit_add(pp_executor *ex)
     pthread_mutex_lock(&exit_lock);
     /* release: pairs with exit_handler's acquire load. */
     atomic_store_explicit(&ppi_self_pid, getpid(), memory_order_release);
-    ex->exit_prev = NULL;
-    ex->exit_next = exit_head;
-    if (exit_head)
-        exit_head->exit_prev = ex;
-    exit_head = ex;
+    cds_list_add(&ex->exit_node, &exit_list);
     ex->exit_listed = 1;
     pthread_mutex_unlock(&exit_lock);
 }
@@ -127,13 +128,7 @@ void ppi_exit_remove(pp_executor *ex)
 {
     pthread_mutex_lock(&exit_lock);
     if (ex->exit_listed) {
-        if (ex->exit_prev)
-            ex->exit_prev->exit_next = ex->exit_next;
-        else
-            exit_head = ex->exit_next;
-        if (ex->exit_next)
-            ex->exit_next->exit_prev = ex->exit_prev;
-        ex->exit_prev = ex->exit_next = NULL;
+        cds_list_del(&ex->exit_node);
         ex->exit_listed = 0;
     }
     pthread_mutex_unlock(&exit_lock);

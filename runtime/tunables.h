@@ -1,0 +1,104 @@
+/*
+ * tunables.h — every spin, nap, poll interval and internal timeout of the
+ * runtime, in one place, each with why it has its value.
+ *
+ * All are nanoseconds unless the name says otherwise. None is part of the
+ * API: changing one changes latency or CPU use, never behaviour, except the
+ * timeouts marked "give up", which bound how long ppool waits for a peer
+ * that may be dead before it reports an error. Every sleep in the runtime is
+ * bounded by one of these, so a lost wake-up or a dead peer costs at most
+ * that long, never a hang.
+ */
+#ifndef PPOOL_RUNTIME_TUNABLES_H
+#define PPOOL_RUNTIME_TUNABLES_H
+
+/* ---- workers ------------------------------------------------------------ */
+
+/* How long an idle worker spins on an empty ring before sleeping. Spinning
+ * keeps the round trip at a couple of microseconds; the bound keeps idle
+ * pools off the CPU (measured: bench_core, docs/design.md). */
+#define PPI_WORKER_SPIN_NS 50000ull
+/* ... of which this long with `pause` only, then sched_yield: on a machine
+ * with as many workers as cores, a pure pause spin stole the client's CPU
+ * (throughput 0.8 -> ~2 M tasks/s on 2 cores). */
+#define PPI_WORKER_PAUSE_NS 20000ull
+/* How long any sleeper (worker, waiter, manager) sleeps before re-checking
+ * that its peers live: the time a death can go unnoticed by a sleeper that
+ * no event wakes. 100 ms is below what a user perceives as a hang. */
+#define PPI_LIVENESS_NS 100000000ull
+/* max_rss_growth: check /proc/self/statm (~2 µs) after any task of at least
+ * this long (then the check costs under 2 %)... */
+#define PPI_RSS_LONG_TASK_NS 100000ull
+/* ... and at least this often otherwise (bounds the overshoot of a leaking
+ * worker that runs microsecond tasks). */
+#define PPI_RSS_CHECK_NS 10000000ull
+
+/* ---- client: futures and waits ----------------------------------------- */
+
+/* pp_future_result spins this long on the slot word before sleeping on its
+ * futex: about a no-op round trip's worth, so short tasks cost no syscall. */
+#define PPI_FUTURE_SPIN_NS 50000ull
+/* Every future sleep is at most this long (a wake-up lost to a dead worker
+ * or manager costs at most this; each nap re-checks the pool). */
+#define PPI_FUTURE_NAP_NS 50000000ull
+/* pp_wait / as_completed sleep on the executors' done eventcounts at most
+ * this long, for the same reason. */
+#define PPI_WAIT_NAP_NS 50000000ull
+
+/* ---- client: service thread and backlog -------------------------------- */
+
+/* The service thread's bounded sleep on the done eventcount when it waits
+ * for a task to finish (callbacks, arena room). */
+#define PPI_SERVICE_NAP_NS 20000000ull
+/* While a backlog waits for slots the service thread polls the free ring
+ * every this long instead of being woken per freed slot: a ring of thousands
+ * of queued tasks lasts far longer, and nobody pays a wake-up per task. */
+#define PPI_BACKLOG_REFILL_NS 100000ull
+/* After this many refill naps without a free slot, harvest finished slots
+ * whose futures the user still holds (an O(slots) scan, so not every nap). */
+#define PPI_BACKLOG_STARVED_NAPS 20
+/* pp_shutdown(wait) sleeps at most this long for the service thread's
+ * progress notice (a lost wake-up costs at most this). */
+#define PPI_SHUTDOWN_NAP_NS 50000000ull
+
+/* ---- client: pool start ------------------------------------------------- */
+
+/* Give up: pp_executor_create waits at most this long for every worker to
+ * report ready (exec, dynamic loading, hwloc, the initializer on a loaded
+ * machine) before failing with PP_EBROKEN. */
+#define PPI_READY_TIMEOUT_NS 60000000000ull
+/* ... re-checking the manager and the pool this often meanwhile. */
+#define PPI_READY_POLL_NS 50000000ull
+
+/* ---- map ---------------------------------------------------------------- */
+
+/* A map runner with no chunk to claim idles this long, then returns its
+ * worker to the pool (a new chunk soon after is the common case). */
+#define PPI_MAP_IDLE_NS 20000ull
+/* pp_map_next spins this long for the next chunk before sleeping. */
+#define PPI_MAP_SPIN_NS 20000ull
+/* The map client sleeps at most this long at a time... */
+#define PPI_MAP_NAP_NS 10000000ull
+/* ... and probes its runners' health (a dead runner's chunks) this often. */
+#define PPI_MAP_PROBE_NS 100000000ull
+
+/* ---- shared segment ------------------------------------------------------ */
+
+/* Give up: a finished slot's completion entry waits at most this long for
+ * room in the completion ring. One cell per slot makes the ring never
+ * logically full; only a preempted or dead consumer (the client's service
+ * thread) can hold it, and after the client's death nobody needs the entry. */
+#define PPI_CRING_PUSH_TIMEOUT_NS 5000000000ull
+
+/* ---- manager ------------------------------------------------------------ */
+
+/* The manager's poll() wakes at least this often (milliseconds) when no task
+ * deadline or kill escalation is nearer: it re-checks the client's liveness
+ * and the stop flag even if a descriptor event was lost. */
+#define PPI_MANAGER_TICK_MS 1000
+/* Recovering a worker killed inside the ring's critical section: wait this
+ * long for a live consumer's ticket race to resolve (it takes far less)
+ * before treating the cell as damaged. */
+#define PPI_RECOVER_WAIT_NS 200000000ull
+
+#endif /* PPOOL_RUNTIME_TUNABLES_H */
