@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "segment.h"
 
@@ -119,10 +120,12 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
     uint64_t at = (off - a->off_data) / PPI_ARENA_UNIT;
     arena_lock(a);
     uint64_t n = runlen(s)[at];
+    /* Through the mapping, not the memfd's descriptor: a worker's task may
+     * have closed that number and opened another file there. Before the
+     * bits are cleared: once free, the block may be someone else's. */
+    if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
+        (void)madvise(s->base + off, (size_t)(n * PPI_ARENA_UNIT), MADV_REMOVE);
     runlen(s)[at] = 0;
     bits_set(bitmap(s), at, n, 0);
     pthread_mutex_unlock(&a->lock);
-    if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
-        (void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                        (off_t)(n * PPI_ARENA_UNIT));
 }

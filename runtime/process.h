@@ -5,6 +5,8 @@
 #ifndef PPOOL_RUNTIME_PROCESS_H
 #define PPOOL_RUNTIME_PROCESS_H
 
+#include <signal.h>
+
 #include "segment.h"
 #include "topology.h"
 
@@ -32,6 +34,16 @@ _Noreturn void ppi_manager_main(ppi_seg *seg);
  * or in an exec'd worker; never returns.
  */
 _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager);
+
+/* A worker that started a task with a timeout sends this signal to the
+ * manager (its parent), which reads it from its signalfd: no descriptor of
+ * the worker's is involved, so a task that closes or reuses descriptors
+ * cannot delay timeouts nor receive the wake-up. */
+#define PPI_SIG_ARM SIGUSR1
+
+/* Close every descriptor >= 3 except the @nkeep in @keep (close_range where
+ * the kernel has it, else one by one up to RLIMIT_NOFILE). start.c. */
+void ppi_close_fds(const int *keep, int nkeep);
 
 /* start.c: start methods. */
 #define PPI_EXIT_ATTACH 78 /* an exec'd process could not attach its segment */

@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fnmap.h"
@@ -51,6 +53,36 @@ int ppi_count_threads(void)
             n++;
     closedir(d);
     return n;
+}
+
+void ppi_close_fds(const int *keep, int nkeep)
+{
+    int k[8], n = 0;
+    for (int i = 0; i < nkeep && n < 8; i++)
+        if (keep[i] >= 3)
+            k[n++] = keep[i];
+    for (int i = 1; i < n; i++) /* insertion sort: a handful of numbers */
+        for (int j = i; j > 0 && k[j - 1] > k[j]; j--) {
+            int t = k[j];
+            k[j] = k[j - 1];
+            k[j - 1] = t;
+        }
+    struct rlimit rl;
+    long top = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                   ? (long)rl.rlim_cur : 65536;
+    if (top > 1 << 20)
+        top = 1 << 20; /* the fallback loop must stay short */
+    unsigned lo = 3;
+    for (int i = 0; i <= n; i++) {
+        unsigned hi = i < n ? (unsigned)k[i] - 1 : ~0u;
+        if (i < n && (unsigned)k[i] < lo) /* a duplicate */
+            continue;
+        if (hi >= lo && syscall(SYS_close_range, lo, hi, 0) != 0)
+            for (long fd = lo; fd <= (long)hi && fd < top; fd++)
+                close((int)fd); /* no close_range (before Linux 5.9, seccomp) */
+        if (i < n)
+            lo = (unsigned)k[i] + 1;
+    }
 }
 
 pp_start_method ppi_resolve_start_method(pp_start_method m)
