@@ -126,10 +126,20 @@ typedef enum pp_start_method {
      *  pp_config_init. */
     PP_START_AUTO = 0,
     /** The manager is a fork of the client; workers are forks of the manager
-     *  (a single-threaded process, so respawning is always safe). Cheapest. */
+     *  (a single-threaded process, so respawning is always safe). Cheapest.
+     *  Workers get a copy of the client's memory, but not its descriptors
+     *  (see below): a FILE * or handle opened before the pool is unusable
+     *  in a task; open what a task needs in the initializer or the task.
+     *
+     *  Under every method the manager and the workers hold descriptors 0, 1
+     *  and 2 and none other of the client's (close-on-exec or not: a pipe
+     *  the client closes sees EOF while the pool lives); they inherit the
+     *  environment, umask, resource limits and current directory (as in
+     *  Python). */
     PP_START_FORK = 1,
-    /** The manager and every worker are fresh execs of the program: nothing
-     *  of the client's state is inherited but the shared segment. */
+    /** The manager and every worker are fresh execs of the program: of the
+     *  client's state only the shared segment, descriptors 0-2, the
+     *  environment, umask, limits and directory are inherited. */
     PP_START_SPAWN = 2,
     /** The manager is a fresh exec of the program (single-threaded) and forks
      *  the workers: spawn's isolation, fork's worker start cost. */
@@ -248,7 +258,11 @@ PP_API void pp_config_init(pp_config *cfg);
  * pinned itself (so a pool that cannot start fails here, not later).
  * Call from the client, any thread. With PP_START_FORK the manager is a fork
  * of the calling process (see pp_start_method for the others). Thread-safe
- * with respect to other executors.
+ * with respect to other executors. Once it returns, a worker that dies
+ * (killed from outside, say) follows on_worker_death. Works without
+ * pidfd_open (old kernels, seccomp, valgrind: the processes then watch
+ * each other by polling every 100 ms) and when sched_getaffinity is denied
+ * (hwloc is skipped; all online CPUs are assumed).
  */
 PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
 
@@ -513,8 +527,9 @@ PP_API void pp_as_completed_end(pp_as_completed *it);
 /**
  * pp_terminate_workers / pp_kill_workers - Python 3.14's terminate_workers()
  * and kill_workers(): pp_shutdown(ex, false, true), then SIGTERM (resp.
- * SIGKILL) every live worker. Running futures fail promptly with PP_EBROKEN;
- * the pool is unusable afterwards; nothing hangs. pp_executor_destroy is still
+ * SIGKILL) every live worker. A worker still alive 1 s after SIGTERM (a
+ * task may ignore or handle it) is SIGKILLed. Running futures fail promptly
+ * with PP_EBROKEN; the pool is unusable afterwards; nothing hangs. pp_executor_destroy is still
  * needed to free the handle. Returns 0 or -EINVAL. Does not block.
  */
 PP_API int pp_terminate_workers(pp_executor *ex);
