@@ -127,19 +127,19 @@ typedef enum pp_start_method {
     PP_START_AUTO = 0,
     /** The manager is a fork of the client; workers are forks of the manager
      *  (a single-threaded process, so respawning is always safe). Cheapest.
-     *  Workers get a copy of the client's memory, but not its descriptors
-     *  (see below): a FILE * or handle opened before the pool is unusable
-     *  in a task; open what a task needs in the initializer or the task.
      *
-     *  Under every method the manager and the workers hold descriptors 0, 1
-     *  and 2 and none other of the client's (close-on-exec or not: a pipe
-     *  the client closes sees EOF while the pool lives); they inherit the
-     *  environment, umask, resource limits and current directory (as in
-     *  Python). */
+     *  Under every method the manager and the workers get the client's
+     *  descriptors as an exec would: the inheritable ones (0, 1, 2 and any
+     *  without FD_CLOEXEC) stay open, the close-on-exec ones do not (under
+     *  FORK their numbers hold /dev/null: a FILE * or library handle the
+     *  client opened with close-on-exec does not work in a task, and a
+     *  pipe the client closes sees EOF while the pool lives); none of the
+     *  pool's own descriptors is open in a worker. The environment, umask,
+     *  resource limits and current directory are inherited (as in Python). */
     PP_START_FORK = 1,
     /** The manager and every worker are fresh execs of the program: of the
-     *  client's state only the shared segment, descriptors 0-2, the
-     *  environment, umask, limits and directory are inherited. */
+     *  client's state only the shared segment and what an exec passes on
+     *  (inheritable descriptors, environment, umask, limits, directory). */
     PP_START_SPAWN = 2,
     /** The manager is a fresh exec of the program (single-threaded) and forks
      *  the workers: spawn's isolation, fork's worker start cost. */

@@ -60,6 +60,7 @@ typedef struct mgr {
     uint32_t start_fails[MAX_WORKERS]; /* consecutive replacements that died starting */
     int live;
     uint64_t term_all_at; /* pp_terminate_workers: when to SIGKILL the rest, 0 = never */
+    int cfd, sfd;         /* our pidfd of the client (-1: none) and signalfd */
 } mgr;
 
 /* A replacement that dies before it runs (e.g. a second OOM kill) is replaced
@@ -86,8 +87,12 @@ static pid_t spawn_worker(mgr *m, int widx)
         }
     } else {
         pid = fork(); /* we are single-threaded: always safe */
-        if (pid == 0)
+        if (pid == 0) {
+            if (m->cfd >= 0) /* ours, not the worker's (exec would close them) */
+                close(m->cfd);
+            close(m->sfd);
             ppi_worker_main(m->seg, widx, me);
+        }
     }
     if (pid > 0) {
         m->pids[widx] = pid;
@@ -407,10 +412,10 @@ static void run_command(mgr *m)
 _Noreturn void ppi_manager_main(ppi_seg *seg)
 {
     pid_t client = seg->hdr->client_pid;
-    /* Nothing of the client's but the segment and the command eventfd: a
-     * pipe the client closes must see EOF (workers inherit from us). */
+    /* FORK: none of the client's close-on-exec descriptors (a pipe the
+     * client closes must see EOF; workers inherit from us), as if execed. */
     int keep[2] = {seg->fd, seg->cmd_fd};
-    ppi_close_fds(keep, 2);
+    ppi_drop_cloexec_fds(keep, 2);
     /* Without pidfd_open (old kernel, seccomp, valgrind) the client's death
      * is noticed by polling getppid() every PPI_LIVENESS_NS instead. Not
      * PR_SET_PDEATHSIG: it fires when the creating *thread* exits. */
@@ -436,6 +441,8 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
         ppi_modtab_resolve(seg->modtab, false); /* once, for every forked worker */
     static mgr m; /* large (per-worker arrays): not on the stack */
     m.seg = seg;
+    m.cfd = cfd;
+    m.sfd = sfd;
     m.nworkers = (int)seg->hdr->nworkers;
     for (int i = 0; i < m.nworkers; i++)
         if (spawn_worker(&m, i) < 0) {

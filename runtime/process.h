@@ -41,9 +41,13 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager);
  * cannot delay timeouts nor receive the wake-up. */
 #define PPI_SIG_ARM SIGUSR1
 
-/* Close every descriptor >= 3 except the @nkeep in @keep (close_range where
- * the kernel has it, else one by one up to RLIMIT_NOFILE). start.c. */
-void ppi_close_fds(const int *keep, int nkeep);
+/* Replace every close-on-exec descriptor >= 3 but the @nkeep in @keep by
+ * /dev/null (close-on-exec; closed if /dev/null cannot be opened): what an
+ * exec would have closed, while the number stays taken, so a library of a
+ * forked image that kept it open never reaches another file there. The
+ * inheritable ones are left alone: passing them is what the flag means.
+ * start.c. */
+void ppi_drop_cloexec_fds(const int *keep, int nkeep);
 
 /* start.c: start methods. */
 #define PPI_EXIT_ATTACH 78 /* an exec'd process could not attach its segment */

@@ -19,13 +19,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fnmap.h"
@@ -55,34 +55,52 @@ int ppi_count_threads(void)
     return n;
 }
 
-void ppi_close_fds(const int *keep, int nkeep)
+/* Replace @fd with /dev/null (@devnull), close-on-exec, or close it. */
+static void drop_fd(int fd, int devnull)
 {
-    int k[8], n = 0;
-    for (int i = 0; i < nkeep && n < 8; i++)
-        if (keep[i] >= 3)
-            k[n++] = keep[i];
-    for (int i = 1; i < n; i++) /* insertion sort: a handful of numbers */
-        for (int j = i; j > 0 && k[j - 1] > k[j]; j--) {
-            int t = k[j];
-            k[j] = k[j - 1];
-            k[j - 1] = t;
-        }
+    if (devnull < 0 || dup3(devnull, fd, O_CLOEXEC) < 0)
+        close(fd);
+}
+
+void ppi_drop_cloexec_fds(const int *keep, int nkeep)
+{
+    /* Numbers at or above the soft limit are not ours to judge (valgrind
+     * keeps its own there). */
     struct rlimit rl;
     long top = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
                    ? (long)rl.rlim_cur : 65536;
     if (top > 1 << 20)
-        top = 1 << 20; /* the fallback loop must stay short */
-    unsigned lo = 3;
-    for (int i = 0; i <= n; i++) {
-        unsigned hi = i < n ? (unsigned)k[i] - 1 : ~0u;
-        if (i < n && (unsigned)k[i] < lo) /* a duplicate */
-            continue;
-        if (hi >= lo && syscall(SYS_close_range, lo, hi, 0) != 0)
-            for (long fd = lo; fd <= (long)hi && fd < top; fd++)
-                close((int)fd); /* no close_range (before Linux 5.9, seccomp) */
-        if (i < n)
-            lo = (unsigned)k[i] + 1;
+        top = 1 << 20; /* the loop without /proc must stay short */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        /* dup3 onto an open number neither adds nor removes an entry, so
+         * the listing stays valid while we go. */
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            int fd = atoi(e->d_name);
+            bool kept = fd < 3 || fd >= top || fd == dirfd(d) || fd == devnull;
+            for (int i = 0; i < nkeep; i++)
+                kept |= fd == keep[i];
+            int fl = kept ? 0 : fcntl(fd, F_GETFD);
+            if (fl > 0 && (fl & FD_CLOEXEC))
+                drop_fd(fd, devnull);
+        }
+        closedir(d);
+    } else { /* no /proc: ask every number up to the limit */
+        for (long fd = 3; fd < top; fd++) {
+            bool kept = fd == devnull;
+            for (int i = 0; i < nkeep; i++)
+                kept |= fd == keep[i];
+            int fl = kept ? 0 : fcntl((int)fd, F_GETFD);
+            if (fl > 0 && (fl & FD_CLOEXEC))
+                drop_fd((int)fd, devnull);
+        }
     }
+    if (devnull >= 0)
+        close(devnull);
 }
 
 pp_start_method ppi_resolve_start_method(pp_start_method m)

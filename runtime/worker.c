@@ -501,10 +501,13 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     ppi_worker *me = &seg->workers[widx];
     worker_pid = getpid();
     manager_pid = manager;
-    /* Only 0, 1 and 2: the segment is mapped, the manager is reached by
-     * signals; nothing of the client's or the manager's (pidfd, signalfd,
-     * a pipe's end the client closes) stays open in us. */
-    ppi_close_fds(NULL, 0);
+    /* The pool's descriptors are not the task's: the segment is mapped and
+     * the manager is reached by signals (the manager's own ones were closed
+     * after fork, or by exec). */
+    if (seg->fd >= 0)
+        close(seg->fd);
+    if (seg->cmd_fd >= 0)
+        close(seg->cmd_fd);
     seg->fd = seg->cmd_fd = -1;
     /* relaxed: published by the ready stores below. The manager stores the
      * same value after fork() returns, but it may run later than we reach
