@@ -458,7 +458,7 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
     for (;;) {
         uint64_t tick = cfd >= 0 ? 1000000000ull : PPI_LIVENESS_NS;
         int timeout_ms = (int)(tick / 1000000);
-        if (m.term_all_at && m.term_all_at < next_due)
+        if (m.term_all_at && m.live > 0 && m.term_all_at < next_due) /* never a busy loop */
             next_due = m.term_all_at;
         if (next_due != UINT64_MAX) {
             uint64_t left = ppi_remaining(next_due, tick);
