@@ -243,7 +243,8 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
 /* A task with a timeout started: tell the manager when it must end. */
 static void arm_timeout(ppi_seg *seg, ppi_worker *me, ppi_slot *sl, uint64_t t0)
 {
-    /* relaxed: the eventfd write below orders it for the manager's poll. */
+    /* relaxed: the kill() below orders it for the manager (the signal
+     * passes through the kernel's locks before its signalfd read). */
     atomic_store_explicit(&me->deadline_ns, t0 + sl->timeout_ns, memory_order_relaxed);
     (void)seg;
     /* A signal, not the command eventfd: a task may have closed that
