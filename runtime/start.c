@@ -163,7 +163,18 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
     char name[32];
     snprintf(name, sizeof name, worker ? "ppool-w%d" : "ppool-manager", widx);
     char *argv[] = {name, NULL};
-    int rc = posix_spawn(pid_out, "/proc/self/exe", &fa, &at, argv, env);
+    /* /proc/self/exe: this very file, even if the path was replaced since.
+     * Under valgrind (its preload in LD_PRELOAD) that names the tool, so
+     * the program's path (valgrind answers readlink with it) is used. */
+    char exe[4096] = "/proc/self/exe";
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) {
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[len > 0 ? len : 0] = 0;
+        if (len <= 0)
+            snprintf(exe, sizeof exe, "/proc/self/exe");
+    }
+    int rc = posix_spawn(pid_out, exe, &fa, &at, argv, env);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     free(env);
