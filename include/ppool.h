@@ -184,10 +184,20 @@ typedef enum pp_start_method {
      *  pp_config_init. */
     PP_START_AUTO = 0,
     /** The manager is a fork of the client; workers are forks of the manager
-     *  (a single-threaded process, so respawning is always safe). Cheapest. */
+     *  (a single-threaded process, so respawning is always safe). Cheapest.
+     *
+     *  Under every method the manager and the workers get the client's
+     *  descriptors as an exec would: the inheritable ones (0, 1, 2 and any
+     *  without FD_CLOEXEC) stay open, the close-on-exec ones do not (under
+     *  FORK their numbers hold /dev/null: a FILE * or library handle the
+     *  client opened with close-on-exec does not work in a task, and a
+     *  pipe the client closes sees EOF while the pool lives); none of the
+     *  pool's own descriptors is open in a worker. The environment, umask,
+     *  resource limits and current directory are inherited (as in Python). */
     PP_START_FORK = 1,
-    /** The manager and every worker are fresh execs of the program: nothing
-     *  of the client's state is inherited but the shared segment. */
+    /** The manager and every worker are fresh execs of the program: of the
+     *  client's state only the shared segment and what an exec passes on
+     *  (inheritable descriptors, environment, umask, limits, directory). */
     PP_START_SPAWN = 2,
     /** The manager is a fresh exec of the program (single-threaded) and forks
      *  the workers: spawn's isolation, fork's worker start cost. */
@@ -315,7 +325,11 @@ PP_API void pp_config_init(pp_config *cfg);
  * pinned itself (so a pool that cannot start fails here, not later).
  * Call from the client, any thread. With PP_START_FORK the manager is a fork
  * of the calling process (see pp_start_method for the others). Thread-safe
- * with respect to other executors.
+ * with respect to other executors. Once it returns, a worker that dies
+ * (killed from outside, say) follows on_worker_death. Works without
+ * pidfd_open (old kernels, seccomp, valgrind: the processes then watch
+ * each other by polling every 100 ms) and when sched_getaffinity is denied
+ * (hwloc is skipped; all online CPUs are assumed).
  */
 PP_API int pp_executor_create(pp_executor **out, const pp_config *cfg);
 
@@ -650,10 +664,11 @@ PP_API void pp_as_completed_end(pp_as_completed *it);
 /**
  * pp_terminate_workers / pp_kill_workers - Python 3.14's terminate_workers()
  * and kill_workers(): pp_shutdown(ex, false, true), then SIGTERM (resp.
- * SIGKILL) every live worker. Running futures fail promptly with PP_EBROKEN
- * (exception code: the signal, pid: the worker that ran it, 0 for any that
- * no worker had started);
- * the pool is unusable afterwards; nothing hangs. pp_executor_destroy is still
+ * SIGKILL) every live worker. A worker still alive 1 s after SIGTERM (a
+ * task may ignore or handle it) is SIGKILLed. Running futures fail promptly
+ * with PP_EBROKEN (exception code: the signal, pid: the worker that ran it,
+ * 0 for any that no worker had started); the pool is unusable afterwards;
+ * nothing hangs. pp_executor_destroy is still
  * needed to free the handle. Returns 0 or -EINVAL. Does not block.
  */
 PP_API int pp_terminate_workers(pp_executor *ex);

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "segment.h"
 
@@ -153,9 +154,10 @@ void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
      * block is still ours while it is punched, so no other allocation can
      * have its data zeroed; only then do its units become free. */
     uint64_t n = runlen(s)[at];
+    /* Through the mapping, not the memfd's descriptor: a worker's task may
+     * have closed that number and opened another file there. */
     if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
-        (void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                        (off_t)(n * PPI_ARENA_UNIT));
+        (void)madvise(s->base + off, (size_t)(n * PPI_ARENA_UNIT), MADV_REMOVE);
     arena_lock(a);
     *rec = 0;
     runlen(s)[at] = 0;

@@ -436,7 +436,14 @@ bool ppi_manager_dead(pp_executor *ex)
     if (atomic_load_explicit(&ex->manager_gone, memory_order_acquire))
         return true;
     struct pollfd pf = {.fd = ex->manager_pidfd, .events = POLLIN};
-    return ex->manager_pidfd >= 0 && poll(&pf, 1, 0) == 1;
+    if (ex->manager_pidfd >= 0)
+        return poll(&pf, 1, 0) == 1;
+    /* No pidfd_open (old kernel, seccomp, valgrind): our child's exit,
+     * seen without reaping it (reap_manager does that). ECHILD: gone. */
+    siginfo_t si = {0};
+    if (waitid(P_PID, (id_t)ex->manager_pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
+        return errno == ECHILD;
+    return si.si_pid == ex->manager_pid;
 }
 
 int ppi_pool_check(pp_executor *ex)

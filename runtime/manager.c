@@ -42,6 +42,9 @@
 
 #define MAX_WORKERS 4096
 #define RECOVER_WAIT_NS 200000000ull /* a live consumer's ticket race resolves in far less */
+/* pp_terminate_workers: a worker still alive this long after SIGTERM gets
+ * SIGKILL (documented in ppool.h). */
+#define TERMINATE_GRACE_NS 1000000000ull
 
 static int pidfd_open_compat(pid_t pid)
 {
@@ -56,6 +59,8 @@ typedef struct mgr {
     uint64_t kill_at[MAX_WORKERS];  /* when to escalate to SIGKILL, 0 = never */
     uint32_t start_fails[MAX_WORKERS]; /* consecutive replacements that died starting */
     int live;
+    uint64_t term_all_at; /* pp_terminate_workers: when to SIGKILL the rest, 0 = never */
+    int cfd, sfd;         /* our pidfd of the client (-1: none) and signalfd */
 } mgr;
 
 /* A replacement that dies before it runs (e.g. a second OOM kill) is replaced
@@ -82,8 +87,12 @@ static pid_t spawn_worker(mgr *m, int widx)
         }
     } else {
         pid = fork(); /* we are single-threaded: always safe */
-        if (pid == 0)
+        if (pid == 0) {
+            if (m->cfd >= 0) /* ours, not the worker's (exec would close them) */
+                close(m->cfd);
+            close(m->sfd);
             ppi_worker_main(m->seg, widx, me);
+        }
     }
     if (pid > 0) {
         m->pids[widx] = pid;
@@ -225,6 +234,25 @@ static void respawn(mgr *m, int widx)
     }
 }
 
+/* Does worker @widx own a running (or killing) slot, or an entry it took
+ * from the ring? Read after its death: its last stores are visible. */
+static bool holds_task(mgr *m, int widx)
+{
+    ppi_seg *s = m->seg;
+    /* relaxed: the dead worker's own record (see recover_dequeue). */
+    if (atomic_load_explicit(&s->workers[widx].deq_entry, memory_order_relaxed))
+        return true;
+    for (uint32_t i = 0; i < s->nslots; i++) {
+        /* relaxed: a dead worker's slot cannot change under us but by the
+         * client (cancel, kill), which keeps it RUNNING/KILLING(widx). */
+        uint64_t w = atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed);
+        uint32_t st = ppi_st_state(w);
+        if ((st == PPI_S_RUNNING || st == PPI_S_KILLING) && ppi_st_worker(w) == (uint32_t)widx)
+            return true;
+    }
+    return false;
+}
+
 static void on_death(mgr *m, int widx, pid_t pid, int status)
 {
     ppi_seg *s = m->seg;
@@ -269,8 +297,10 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
         break_and_exit(m, exit_code(status), pid, msg);
     }
     m->start_fails[widx] = 0; /* it did start */
-    if (stopping && exited && st == 0 && phase == PPI_PH_LOOP)
-        return; /* orderly end */
+    /* Orderly end: exit 0 between tasks. A worker that dies holding a task
+     * (e.g. the task called _exit(0)) is a death, whatever its status. */
+    if (stopping && exited && st == 0 && phase == PPI_PH_LOOP && !holds_task(m, widx))
+        return;
     bool respawn_policy = s->hdr->death_policy == PP_DEATH_RESPAWN;
     bool killed = attribute_death(m, widx, pid, status, respawn_policy);
     if (!killed && !respawn_policy) {
@@ -374,20 +404,31 @@ static void run_command(mgr *m)
         for (int i = 0; i < m->nworkers; i++)
             if (m->pids[i] > 0)
                 kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
+    /* A worker may ignore or handle SIGTERM: escalate after the grace. */
+    if (sig > 0 && sig != SIGKILL && !m->term_all_at)
+        m->term_all_at = ppi_now_ns() + TERMINATE_GRACE_NS;
 }
 
 _Noreturn void ppi_manager_main(ppi_seg *seg)
 {
     pid_t client = seg->hdr->client_pid;
+    /* FORK: none of the client's close-on-exec descriptors (a pipe the
+     * client closes must see EOF; workers inherit from us), as if execed. */
+    int keep[2] = {seg->fd, seg->cmd_fd};
+    ppi_drop_cloexec_fds(keep, 2);
+    /* Without pidfd_open (old kernel, seccomp, valgrind) the client's death
+     * is noticed by polling getppid() every PPI_LIVENESS_NS instead. Not
+     * PR_SET_PDEATHSIG: it fires when the creating *thread* exits. */
     int cfd = pidfd_open_compat(client);
-    if (cfd < 0 || getppid() != client)
+    if (getppid() != client)
         _exit(0);
     prctl(PR_SET_NAME, "ppool-manager");
     setpgid(0, 0);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_SETMASK, &chld, NULL); /* only SIGCHLD blocked: read via signalfd */
+    sigaddset(&chld, PPI_SIG_ARM); /* a worker armed a timeout (worker.c) */
+    sigprocmask(SIG_SETMASK, &chld, NULL); /* only these blocked: read via signalfd */
     signal(SIGCHLD, SIG_DFL);
     signal(SIGINT, SIG_IGN);
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -400,6 +441,8 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
         ppi_modtab_resolve(seg->modtab, false); /* once, for every forked worker */
     static mgr m; /* large (per-worker arrays): not on the stack */
     m.seg = seg;
+    m.cfd = cfd;
+    m.sfd = sfd;
     m.nworkers = (int)seg->hdr->nworkers;
     for (int i = 0; i < m.nworkers; i++)
         if (spawn_worker(&m, i) < 0) {
@@ -413,9 +456,12 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
                            {.fd = seg->cmd_fd, .events = POLLIN}};
     uint64_t next_due = UINT64_MAX;
     for (;;) {
-        int timeout_ms = 1000;
+        uint64_t tick = cfd >= 0 ? 1000000000ull : PPI_LIVENESS_NS;
+        int timeout_ms = (int)(tick / 1000000);
+        if (m.term_all_at && m.live > 0 && m.term_all_at < next_due) /* never a busy loop */
+            next_due = m.term_all_at;
         if (next_due != UINT64_MAX) {
-            uint64_t left = ppi_remaining(next_due, 1000000000ull);
+            uint64_t left = ppi_remaining(next_due, tick);
             timeout_ms = (int)((left + 999999) / 1000000);
         }
         int n = poll(pf, 3, timeout_ms);
@@ -431,6 +477,8 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             ;
         reap(&m);
+        if (m.term_all_at && ppi_now_ns() >= m.term_all_at && m.live > 0)
+            break_and_exit(&m, SIGKILL, getpid(), "workers killed: still alive 1 s after SIGTERM");
         next_due = enforce_kills(&m);
         /* acquire: pairs with the client's release of stop. */
         if (m.live == 0 && atomic_load_explicit(&seg->hdr->stop, memory_order_acquire))

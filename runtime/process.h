@@ -5,6 +5,8 @@
 #ifndef PPOOL_RUNTIME_PROCESS_H
 #define PPOOL_RUNTIME_PROCESS_H
 
+#include <signal.h>
+
 #include "segment.h"
 #include "topology.h"
 #include "tunables.h" /* PPI_WORKER_*, PPI_LIVENESS_NS */
@@ -26,6 +28,20 @@ _Noreturn void ppi_manager_main(ppi_seg *seg);
  * or in an exec'd worker; never returns.
  */
 _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager);
+
+/* A worker that started a task with a timeout sends this signal to the
+ * manager (its parent), which reads it from its signalfd: no descriptor of
+ * the worker's is involved, so a task that closes or reuses descriptors
+ * cannot delay timeouts nor receive the wake-up. */
+#define PPI_SIG_ARM SIGUSR1
+
+/* Replace every close-on-exec descriptor >= 3 but the @nkeep in @keep by
+ * /dev/null (close-on-exec; closed if /dev/null cannot be opened): what an
+ * exec would have closed, while the number stays taken, so a library of a
+ * forked image that kept it open never reaches another file there. The
+ * inheritable ones are left alone: passing them is what the flag means.
+ * start.c. */
+void ppi_drop_cloexec_fds(const int *keep, int nkeep);
 
 /* start.c: start methods. */
 #define PPI_EXIT_ATTACH 78 /* an exec'd process could not attach its segment */

@@ -19,11 +19,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fnmap.h"
@@ -51,6 +53,54 @@ int ppi_count_threads(void)
             n++;
     closedir(d);
     return n;
+}
+
+/* Replace @fd with /dev/null (@devnull), close-on-exec, or close it. */
+static void drop_fd(int fd, int devnull)
+{
+    if (devnull < 0 || dup3(devnull, fd, O_CLOEXEC) < 0)
+        close(fd);
+}
+
+void ppi_drop_cloexec_fds(const int *keep, int nkeep)
+{
+    /* Numbers at or above the soft limit are not ours to judge (valgrind
+     * keeps its own there). */
+    struct rlimit rl;
+    long top = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                   ? (long)rl.rlim_cur : 65536;
+    if (top > 1 << 20)
+        top = 1 << 20; /* the loop without /proc must stay short */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        /* dup3 onto an open number neither adds nor removes an entry, so
+         * the listing stays valid while we go. */
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            int fd = atoi(e->d_name);
+            bool kept = fd < 3 || fd >= top || fd == dirfd(d) || fd == devnull;
+            for (int i = 0; i < nkeep; i++)
+                kept |= fd == keep[i];
+            int fl = kept ? 0 : fcntl(fd, F_GETFD);
+            if (fl > 0 && (fl & FD_CLOEXEC))
+                drop_fd(fd, devnull);
+        }
+        closedir(d);
+    } else { /* no /proc: ask every number up to the limit */
+        for (long fd = 3; fd < top; fd++) {
+            bool kept = fd == devnull;
+            for (int i = 0; i < nkeep; i++)
+                kept |= fd == keep[i];
+            int fl = kept ? 0 : fcntl((int)fd, F_GETFD);
+            if (fl > 0 && (fl & FD_CLOEXEC))
+                drop_fd((int)fd, devnull);
+        }
+    }
+    if (devnull >= 0)
+        close(devnull);
 }
 
 pp_start_method ppi_resolve_start_method(pp_start_method m)
@@ -113,7 +163,18 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
     char name[32];
     snprintf(name, sizeof name, worker ? "ppool-w%d" : "ppool-manager", widx);
     char *argv[] = {name, NULL};
-    int rc = posix_spawn(pid_out, "/proc/self/exe", &fa, &at, argv, env);
+    /* /proc/self/exe: this very file, even if the path was replaced since.
+     * Under valgrind (its preload in LD_PRELOAD) that names the tool, so
+     * the program's path (valgrind answers readlink with it) is used. */
+    char exe[4096] = "/proc/self/exe";
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) {
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[len > 0 ? len : 0] = 0;
+        if (len <= 0)
+            snprintf(exe, sizeof exe, "/proc/self/exe");
+    }
+    int rc = posix_spawn(pid_out, exe, &fa, &at, argv, env);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     free(env);

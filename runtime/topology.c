@@ -319,6 +319,25 @@ static int load_machine(ppi_topo *t, char *why, size_t whylen)
     hwloc_bitmap_t bind;
     int rc;
 
+    /* hwloc (2.9 at least) retries sched_getaffinity with ever larger sets
+     * for as long as it fails, whatever the error: a seccomp profile that
+     * denies it would hang us at 100 % CPU. Ask first; EINVAL only means a
+     * set too small for the kernel's CPU count, so try a large one then. */
+    {
+        cpu_set_t probe;
+        int ok = sched_getaffinity(0, sizeof probe, &probe) == 0, err = errno;
+        if (!ok && err == EINVAL) {
+            cpu_set_t *big = CPU_ALLOC(1 << 18);
+            ok = big && sched_getaffinity(0, CPU_ALLOC_SIZE(1 << 18), big) == 0;
+            err = big ? errno : ENOMEM;
+            if (big)
+                CPU_FREE(big);
+        }
+        if (!ok) {
+            snprintf(why, whylen, "sched_getaffinity: %s", strerror(err));
+            return -EIO;
+        }
+    }
     if (hwloc_topology_init(&hw) != 0) {
         snprintf(why, whylen, "hwloc_topology_init: %s", strerror(errno));
         return -EIO;

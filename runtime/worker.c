@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fnmap.h"
@@ -23,6 +24,7 @@
 #include "process.h"
 
 static pid_t worker_pid; /* getpid() is a system call; ours never changes */
+static pid_t manager_pid; /* our parent */
 
 struct pp_task {
     ppi_seg *seg;
@@ -253,12 +255,17 @@ static void slot_publish(ppi_seg *seg, uint32_t idx, uint32_t gen, int widx)
 /* A task with a timeout started: tell the manager when it must end. */
 static void arm_timeout(ppi_seg *seg, ppi_worker *me, ppi_slot *sl, uint64_t t0)
 {
-    /* relaxed: the eventfd write below orders it for the manager's poll. */
+    /* relaxed: the kill() below orders it for the manager (the signal
+     * passes through the kernel's locks before its signalfd read). */
     atomic_store_explicit(&me->deadline_ns, ppi_add_sat(t0, sl->timeout_ns),
                           memory_order_relaxed);
-    uint64_t one = 1;
-    ssize_t n = write(seg->cmd_fd, &one, sizeof one);
-    (void)n; /* a saturated counter still wakes the manager */
+    (void)seg;
+    /* A signal, not the command eventfd: a task may have closed that
+     * descriptor, or opened another file on its number. The signal orders
+     * the store above for the manager (it reads its signalfd, then us).
+     * Only while it is our parent: its pid cannot have been reused then. */
+    if (getppid() == manager_pid)
+        kill(manager_pid, PPI_SIG_ARM);
 }
 
 /* Runs the task of ring entry @e if we win its slot. Returns false when the
@@ -322,6 +329,8 @@ static bool run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e, uint64
 typedef struct rss_watch {
     uint64_t limit;   /* growth allowed in bytes, 0 = not watching */
     int fd;           /* /proc/self/statm, -1 when it cannot be read */
+    dev_t dev;        /* ... its identity: a task may close the descriptor */
+    ino_t ino;        /* and open another file on its number */
     uint64_t base;    /* private RSS after the first task; UINT64_MAX = not yet */
     uint64_t last_ns; /* when it was last read */
 } rss_watch;
@@ -330,14 +339,39 @@ static void rss_watch_init(rss_watch *w, uint64_t limit)
 {
     w->limit = limit;
     w->fd = -1;
+    w->dev = 0;
+    w->ino = 0;
     w->base = UINT64_MAX;
     w->last_ns = 0;
     if (!limit)
         return;
     w->fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (w->fd < 0)
+    struct stat st;
+    if (w->fd >= 0 && fstat(w->fd, &st) == 0) {
+        w->dev = st.st_dev;
+        w->ino = st.st_ino;
+    } else {
         fprintf(stderr, "ppool: worker %d cannot read /proc/self/statm (%s): max_rss_growth is "
                         "not enforced\n", (int)worker_pid, strerror(errno));
+        if (w->fd >= 0)
+            close(w->fd);
+        w->fd = -1;
+    }
+}
+
+/* Is w->fd still our statm? Reopen it if a task closed or replaced it
+ * (never close a number that is no longer ours). */
+static bool rss_fd_ok(rss_watch *w)
+{
+    struct stat st;
+    if (fstat(w->fd, &st) == 0 && st.st_dev == w->dev && st.st_ino == w->ino)
+        return true;
+    w->fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (w->fd < 0 || fstat(w->fd, &st) != 0)
+        return false;
+    w->dev = st.st_dev;
+    w->ino = st.st_ino;
+    return true;
 }
 
 /* Private resident bytes, or UINT64_MAX when statm cannot be read. */
@@ -364,6 +398,8 @@ static bool rss_grew_too_much(rss_watch *w, uint64_t ran_ns, uint64_t end_ns)
     if (!first && ran_ns < RSS_LONG_TASK_NS && end_ns - w->last_ns < RSS_CHECK_NS)
         return false;
     w->last_ns = end_ns;
+    if (!rss_fd_ok(w))
+        return false;
     uint64_t rss = private_rss(w->fd);
     if (rss == UINT64_MAX)
         return false;
@@ -478,6 +514,15 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     sigprocmask(SIG_SETMASK, &all, NULL);
     ppi_worker *me = &seg->workers[widx];
     worker_pid = getpid();
+    manager_pid = manager;
+    /* The pool's descriptors are not the task's: the segment is mapped and
+     * the manager is reached by signals (the manager's own ones were closed
+     * after fork, or by exec). */
+    if (seg->fd >= 0)
+        close(seg->fd);
+    if (seg->cmd_fd >= 0)
+        close(seg->cmd_fd);
+    seg->fd = seg->cmd_fd = -1;
     /* relaxed: published by the ready stores below. The manager stores the
      * same value after fork() returns, but it may run later than we reach
      * ready (a slow parent, e.g. under ASan): pp_executor_create promises
@@ -494,6 +539,10 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
         ppi_modtab_resolve(seg->modtab, false);
     else if (seg->hdr->start_method == PP_START_FORK)
         ppi_modtab_resolve(seg->modtab, true);
+    /* Leave START before saying ready: pp_executor_create returns once all
+     * are ready, and a worker killed after that is a death in a started
+     * pool (death policy), not a pool that could not start. */
+    set_phase(me, seg->hdr->initializer ? PPI_PH_INIT : PPI_PH_LOOP);
     /* release: the client reads ready then the record (pid, cpu). */
     atomic_store_explicit(&me->ready, 1, memory_order_release);
     /* release: counts ready workers for pp_executor_create's wait. */
