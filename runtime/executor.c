@@ -246,7 +246,7 @@ static int client_alloc(pp_executor *ex)
 static int wait_ready(pp_executor *ex)
 {
     ppi_hdr *h = ex->seg.hdr;
-    uint64_t deadline = ppi_deadline(60.0);
+    uint64_t deadline = ppi_add_sat(ppi_now_ns(), PPI_READY_TIMEOUT_NS);
     for (;;) {
         /* acquire: pairs with each worker's release increment. */
         uint32_t r = atomic_load_explicit(&h->ready, memory_order_acquire);
@@ -258,7 +258,7 @@ static int wait_ready(pp_executor *ex)
             return 0; /* started, then broke (initializer): a broken pool */
         if (rc)
             return rc;
-        uint64_t left = ppi_remaining(deadline, 50000000ull);
+        uint64_t left = ppi_remaining(deadline, PPI_READY_POLL_NS);
         if (left == 0)
             return PP_EBROKEN;
         ppi_futex_wait(&h->ready, r, left, true);
@@ -522,7 +522,7 @@ void ppi_reclaim_slots(pp_executor *ex)
  * own threads, so waiting for a preempted one always ends. */
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx)
 {
-    while (!ppi_ring_push_wait(ex->free_slots, idx, 1000000000ull))
+    while (!ppi_ring_push_wait(ex->free_slots, idx, PPI_FREE_RING_RETRY_NS))
         ;
 }
 
@@ -593,7 +593,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
      * is never logically full; wait out a worker preempted inside its pop.
      * Give up only once the pool is broken (a worker died there): the slot
      * stays QUEUED and its waiters fail it (fail_if_broken). */
-    while (!ppi_ring_push_wait(s->ring, ppi_entry(idx, gen), 100000000ull))
+    while (!ppi_ring_push_wait(s->ring, ppi_entry(idx, gen), PPI_RING_PUSH_RETRY_NS))
         if (ppi_pool_check(ex) != 0)
             break;
     ppi_ec_notify(&s->hdr->work_ec, 1);
@@ -613,7 +613,7 @@ int ppi_liveness_tick(pp_executor *ex)
     uint64_t now = (uint64_t)ts.tv_sec * PPI_NSEC + (uint64_t)ts.tv_nsec;
     /* relaxed: a rate limiter; a duplicate check is harmless. */
     uint64_t last = atomic_load_explicit(&ex->last_check_ns, memory_order_relaxed);
-    if (now - last < 10000000ull)
+    if (now - last < PPI_SUBMIT_CHECK_NS)
         return 0;
     atomic_store_explicit(&ex->last_check_ns, now, memory_order_relaxed);
     return ppi_pool_check(ex);

@@ -41,10 +41,6 @@
 #include "process.h"
 
 #define MAX_WORKERS 4096
-#define RECOVER_WAIT_NS 200000000ull /* a live consumer's ticket race resolves in far less */
-/* pp_terminate_workers: a worker still alive this long after SIGTERM gets
- * SIGKILL (documented in ppool.h). */
-#define TERMINATE_GRACE_NS 1000000000ull
 
 static int pidfd_open_compat(pid_t pid)
 {
@@ -196,7 +192,7 @@ static void recover_dequeue(mgr *m, int widx)
     /* relaxed: the dead worker's last stores, all visible after its death. */
     uint64_t claim = atomic_load_explicit(&rec->deq_claim, memory_order_relaxed);
     uint64_t e;
-    if (ppi_ring_recover(s->ring, claim, others, n, RECOVER_WAIT_NS, &e))
+    if (ppi_ring_recover(s->ring, claim, others, n, PPI_RECOVER_WAIT_NS, &e))
         requeue[nr++] = e;
     e = atomic_load_explicit(&rec->deq_entry, memory_order_relaxed);
     if (e && (nr == 0 || requeue[0] != e))
@@ -208,7 +204,7 @@ static void recover_dequeue(mgr *m, int widx)
         uint32_t st = ppi_st_state(w);
         if (ppi_st_gen(w) == ppi_entry_gen(requeue[i]) &&
             (st == PPI_S_QUEUED || st == PPI_S_CANCELLED)) {
-            ppi_ring_push_wait(s->ring, requeue[i], 1000000000ull);
+            ppi_ring_push_wait(s->ring, requeue[i], PPI_REQUEUE_PUSH_NS);
             ppi_ec_notify(&s->hdr->work_ec, 1);
         }
     }
@@ -406,7 +402,7 @@ static void run_command(mgr *m)
                 kill(m->pids[i], sig); /* our own unreaped child: pid cannot be reused */
     /* A worker may ignore or handle SIGTERM: escalate after the grace. */
     if (sig > 0 && sig != SIGKILL && !m->term_all_at)
-        m->term_all_at = ppi_now_ns() + TERMINATE_GRACE_NS;
+        m->term_all_at = ppi_now_ns() + PPI_TERMINATE_GRACE_NS;
 }
 
 _Noreturn void ppi_manager_main(ppi_seg *seg)
@@ -456,7 +452,7 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
                            {.fd = seg->cmd_fd, .events = POLLIN}};
     uint64_t next_due = UINT64_MAX;
     for (;;) {
-        uint64_t tick = cfd >= 0 ? 1000000000ull : PPI_LIVENESS_NS;
+        uint64_t tick = cfd >= 0 ? PPI_MANAGER_TICK_NS : PPI_MANAGER_TICK_NO_PIDFD_NS;
         int timeout_ms = (int)(tick / 1000000);
         if (m.term_all_at && m.live > 0 && m.term_all_at < next_due) /* never a busy loop */
             next_due = m.term_all_at;

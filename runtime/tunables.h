@@ -44,6 +44,22 @@
 /* pp_wait / as_completed sleep on the executors' done eventcounts at most
  * this long, for the same reason. */
 #define PPI_WAIT_NAP_NS 50000000ull
+/* ... and at most this long when they cannot sleep on every executor at
+ * once (more executors than futex_waitv takes, or a kernel without it):
+ * then they poll, and 1 ms keeps the latency low at a small CPU cost. */
+#define PPI_WAIT_POLL_NS 1000000ull
+/* Submissions and non-blocking polls check that the manager lives at most
+ * this often (a coarse clock read otherwise): a dead manager is noticed
+ * within this long even by callers that never sleep. */
+#define PPI_SUBMIT_CHECK_NS 10000000ull
+/* A push onto the task ring waits this long for a worker preempted inside
+ * its pop before re-checking the pool (the ring is never logically full;
+ * only a dead worker keeps the cell, and then the pool is broken). */
+#define PPI_RING_PUSH_RETRY_NS 100000000ull
+/* A push onto the client's free-slot ring (consumers: the client's own
+ * threads) waits this long before trying again: one of our own preempted
+ * threads always finishes its pop. */
+#define PPI_FREE_RING_RETRY_NS 1000000000ull
 
 /* ---- client: service thread and backlog -------------------------------- */
 
@@ -95,10 +111,21 @@
 /* The manager's poll() wakes at least this often (milliseconds) when no task
  * deadline or kill escalation is nearer: it re-checks the client's liveness
  * and the stop flag even if a descriptor event was lost. */
-#define PPI_MANAGER_TICK_MS 1000
+#define PPI_MANAGER_TICK_NS 1000000000ull
+/* The same tick when the client cannot be watched through a pidfd
+ * (pidfd_open missing: old kernel, seccomp, valgrind): the manager polls
+ * getppid() this often instead, so a dead client is noticed within it. */
+#define PPI_MANAGER_TICK_NO_PIDFD_NS PPI_LIVENESS_NS
 /* Recovering a worker killed inside the ring's critical section: wait this
  * long for a live consumer's ticket race to resolve (it takes far less)
  * before treating the cell as damaged. */
 #define PPI_RECOVER_WAIT_NS 200000000ull
+/* Re-queueing the entries a dead worker had taken: each push waits at most
+ * this long for room (the ring has a cell per slot; a push fails only when
+ * another worker died inside its pop too, and then the pool breaks). */
+#define PPI_REQUEUE_PUSH_NS 1000000000ull
+/* pp_terminate_workers: a worker still alive this long after SIGTERM gets
+ * SIGKILL (documented in ppool.h: a task may ignore or handle SIGTERM). */
+#define PPI_TERMINATE_GRACE_NS 1000000000ull
 
 #endif /* PPOOL_RUNTIME_TUNABLES_H */

@@ -99,7 +99,7 @@ static void sleep_on_executors(pp_future *const *fs, size_t n, uint64_t deadline
                                          .flags = PPI_FUTEX_32};
     }
     if (!ready(arg)) {
-        uint64_t left = ppi_remaining(deadline, overflow ? 1000000ull : PPI_WAIT_NAP_NS);
+        uint64_t left = ppi_remaining(deadline, overflow ? PPI_WAIT_POLL_NS : PPI_WAIT_NAP_NS);
         struct timespec abs;
         clock_gettime(CLOCK_MONOTONIC, &abs);
         abs.tv_sec += (time_t)(left / PPI_NSEC);
@@ -110,7 +110,7 @@ static void sleep_on_executors(pp_future *const *fs, size_t n, uint64_t deadline
         }
         long rc = left ? syscall(SYS_futex_waitv, wv, ne, 0, &abs, CLOCK_MONOTONIC) : 0;
         if (rc < 0 && errno == ENOSYS) { /* old kernel: short naps */
-            struct timespec nap = {0, left < 1000000ull ? (long)left : 1000000L};
+            struct timespec nap = {0, (long)(left < PPI_WAIT_POLL_NS ? left : PPI_WAIT_POLL_NS)};
             nanosleep(&nap, NULL);
         }
     }

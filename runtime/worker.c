@@ -321,10 +321,8 @@ static bool run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e, uint64
  * worker's copy-on-write view of its parent does count, which is why the
  * baseline is taken after the first task (as loky does), not at start.
  * Reading costs one pread of /proc/self/statm (~2 µs), so it is done after
- * tasks that ran long enough to hide it, or after RSS_CHECK_NS of short ones.
+ * tasks that ran long enough to hide it, or after PPI_RSS_CHECK_NS of short ones.
  */
-#define RSS_LONG_TASK_NS 100000ull   /* 100 µs */
-#define RSS_CHECK_NS 10000000ull     /* 10 ms */
 
 typedef struct rss_watch {
     uint64_t limit;   /* growth allowed in bytes, 0 = not watching */
@@ -395,7 +393,7 @@ static bool rss_grew_too_much(rss_watch *w, uint64_t ran_ns, uint64_t end_ns)
     if (w->fd < 0)
         return false;
     bool first = w->base == UINT64_MAX;
-    if (!first && ran_ns < RSS_LONG_TASK_NS && end_ns - w->last_ns < RSS_CHECK_NS)
+    if (!first && ran_ns < PPI_RSS_LONG_TASK_NS && end_ns - w->last_ns < PPI_RSS_CHECK_NS)
         return false;
     w->last_ns = end_ns;
     if (!rss_fd_ok(w))
