@@ -129,13 +129,16 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
     atomic_store_explicit(&ex->slot_lock[i], 0, memory_order_release);
 }
 
-/* executor.c */
+/* slots.c */
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 void ppi_reclaim_slots(pp_executor *ex);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);
-void ppi_poke_manager(pp_executor *ex);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
+
+/* executor.c */
+void ppi_poke_manager(pp_executor *ex);
+void ppi_reap_manager(pp_executor *ex);
 int ppi_pool_check(pp_executor *ex);
 bool ppi_manager_dead(pp_executor *ex);
 int ppi_liveness_tick(pp_executor *ex);
@@ -202,7 +205,7 @@ static inline bool ppi_foreign(const pp_executor *ex)
 /* callback.c: done-callbacks of @ex that the calling thread is running now
  * and that pp_shutdown's wait must not count (cb_pending). */
 uint64_t ppi_cb_running_here(pp_executor *ex);
-/* executor.c: wake the threads waiting in pp_shutdown (svc_seq). */
+/* shutdown.c: wake the threads waiting in pp_shutdown (svc_seq). */
 void ppi_svc_notify(pp_executor *ex);
 
 #endif

@@ -1,15 +1,14 @@
 /*
- * executor.c — the executor's life-cycle (create, submit, shutdown, destroy,
- * statistics) and the client's slot bookkeeping.
+ * executor.c — the executor's life-cycle: configuration, create (segment,
+ * manager, workers), submit, destroy, statistics, and the pool-liveness
+ * checks every waiter uses.
  *
- * Submission fast path (no lock, no system call unless a worker sleeps):
- *   pop a FREE slot index from the client's free ring -> copy the argument in
- *   -> store QUEUED (release) -> push (idx, gen) on the task ring (release)
- *   -> notify the workers' eventcount (one fence, one load).
- * When no slot (or no arena room for a large argument) is free, or a backlog
- * already exists (to keep submission order), the call goes to the backlog,
- * which the service thread (service_thread.c, backlog.c) feeds in as slots
- * free up.
+ * pp_submit binds the call into a free slot (slots.c) when one is free and
+ * no backlog exists; otherwise (no slot, no arena room for a large
+ * argument, or a backlog to keep submission order behind) the call goes to
+ * the backlog (backlog.c), which the service thread (service_thread.c)
+ * feeds in as slots free up. pp_shutdown and terminate/kill are in
+ * shutdown.c.
  */
 #include <errno.h>
 #include <math.h>
@@ -265,7 +264,9 @@ static int wait_ready(pp_executor *ex)
     }
 }
 
-static void reap_manager(pp_executor *ex)
+/* Wait for the manager process to exit and reap it (once; any client
+ * thread; the others wait on reap_lock). Blocks until it exited. */
+void ppi_reap_manager(pp_executor *ex)
 {
     pthread_mutex_lock(&ex->reap_lock);
     if (!ex->reaped) {
@@ -397,7 +398,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     rc = wait_ready(ex);
     if (rc) {
         kill(ex->manager_pid, SIGKILL);
-        reap_manager(ex);
+        ppi_reap_manager(ex);
         executor_free(ex);
         return rc;
     }
@@ -432,14 +433,14 @@ const ppi_modtab *ppi_executor_modtab(const pp_executor *ex) { return ex->seg.mo
 /* true once the manager process has exited (reaped, or its pidfd readable). */
 bool ppi_manager_dead(pp_executor *ex)
 {
-    /* acquire: pairs with reap_manager's release. */
+    /* acquire: pairs with ppi_reap_manager's release. */
     if (atomic_load_explicit(&ex->manager_gone, memory_order_acquire))
         return true;
     struct pollfd pf = {.fd = ex->manager_pidfd, .events = POLLIN};
     if (ex->manager_pidfd >= 0)
         return poll(&pf, 1, 0) == 1;
     /* No pidfd_open (old kernel, seccomp, valgrind): our child's exit,
-     * seen without reaping it (reap_manager does that). ECHILD: gone. */
+     * seen without reaping it (ppi_reap_manager does that). ECHILD: gone. */
     siginfo_t si = {0};
     if (waitid(P_PID, (id_t)ex->manager_pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0)
         return errno == ECHILD;
@@ -452,7 +453,7 @@ int ppi_pool_check(pp_executor *ex)
     /* acquire: pairs with ppi_pool_break's release. */
     if (atomic_load_explicit(&h->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
         return PP_EBROKEN;
-    /* acquire: pairs with reap_manager's release. */
+    /* acquire: pairs with ppi_reap_manager's release. */
     if (atomic_load_explicit(&ex->manager_gone, memory_order_acquire))
         return 0; /* reaped after an orderly stop */
     if (ppi_manager_dead(ex)) {
@@ -473,133 +474,6 @@ void ppi_request_stop(pp_executor *ex)
     atomic_store_explicit(&h->stop, 1, memory_order_release);
     atomic_fetch_add_explicit(&h->work_ec.seq, 1, memory_order_release);
     ppi_futex_wake(&h->work_ec.seq, INT_MAX, true);
-}
-
-int ppi_acquire_slot(pp_executor *ex, uint32_t *idx)
-{
-    uint64_t v;
-    if (ppi_ring_pop(ex->free_slots, &v)) {
-        *idx = (uint32_t)v;
-        return 0;
-    }
-    ppi_reclaim_slots(ex);
-    if (ppi_ring_pop(ex->free_slots, &v)) {
-        *idx = (uint32_t)v;
-        return 0;
-    }
-    return -EAGAIN;
-}
-
-/* Free the slots in RECLAIM (orphaned or cancelled uses) and their arena
- * blocks, returning them to the free ring. Client threads. */
-void ppi_reclaim_slots(pp_executor *ex)
-{
-    ppi_seg *s = &ex->seg;
-    /* acquire: pairs with the workers' release increments. */
-    if (atomic_load_explicit(&s->hdr->reclaim, memory_order_acquire) == 0)
-        return;
-    for (uint32_t i = 0; i < s->nslots; i++) {
-        ppi_slot *sl = ppi_slot_at(s, i);
-        /* relaxed: the CAS below validates. */
-        uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
-        if (ppi_st_state(w) != PPI_S_RECLAIM)
-            continue;
-        uint64_t nw = ppi_st_make(ppi_st_gen(w), PPI_S_FREE, 0, PPI_NO_WORKER);
-        /* acquire: the worker's writes (arena offsets) before we free them. */
-        if (!atomic_compare_exchange_strong_explicit(&sl->state, &w, nw, memory_order_acquire,
-                                                     memory_order_relaxed))
-            continue;
-        /* relaxed: a counter; the CAS above owns the slot. */
-        atomic_fetch_sub_explicit(&s->hdr->reclaim, 1, memory_order_relaxed);
-        ppi_arena_free(s, sl->arg_off);
-        ppi_arena_free(s, sl->res_off);
-        sl->arg_off = sl->res_off = 0;
-        ppi_free_ring_push(ex, i);
-    }
-}
-
-/* Return a FREE slot index to the client's free ring. Its consumers are our
- * own threads, so waiting for a preempted one always ends. */
-void ppi_free_ring_push(pp_executor *ex, uint32_t idx)
-{
-    while (!ppi_ring_push_wait(ex->free_slots, idx, PPI_FREE_RING_RETRY_NS))
-        ;
-}
-
-void ppi_release_slot(pp_executor *ex, uint32_t idx)
-{
-    /* The service thread polls the free ring on short timed naps while a backlog
-     * exists, so freeing a slot costs no wake-up. */
-    ppi_free_ring_push(ex, idx);
-}
-
-/*
- * ppi_bind - put fn(arg) into the FREE slot @idx we own and queue it.
- * Returns 0, or -EAGAIN when a large argument finds no arena room (the slot
- * goes back to the free ring; the caller keeps the call in the backlog).
- */
-int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size)
-{
-    ppi_seg *s = &ex->seg;
-    ppi_slot *sl = ppi_slot_at(s, idx);
-    uint64_t arg_off = 0;
-    if (arg_size > s->inline_size) {
-        /* The service thread may have reserved the block already (backlog_take). */
-        arg_off = f->arg_off ? f->arg_off : ppi_arena_alloc(s, arg_size);
-        f->arg_off = 0;
-        if (!arg_off) {
-            ppi_free_ring_push(ex, idx);
-            return -EAGAIN;
-        }
-        memcpy(s->base + arg_off, arg, arg_size);
-    } else if (arg_size) {
-        memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
-    }
-    sl->fn = f->fn_token;
-    sl->timeout_ns = f->timeout_ns;
-    sl->kill_grace_ns = f->grace_ns;
-    sl->kill_reason = PPI_KILL_NONE;
-    sl->started_ns = 0;
-    sl->arg_size = arg_size;
-    sl->arg_off = arg_off;
-    sl->res_size = 0;
-    sl->res_off = 0;
-    sl->err = sl->code = sl->pid = 0;
-    sl->msg_len = 0;
-    /* relaxed: we own the FREE slot; nobody else writes its state. */
-    uint32_t gen = ppi_st_gen(atomic_load_explicit(&sl->state, memory_order_relaxed)) + 1;
-    f->idx = idx;
-    f->gen = gen;
-    ppi_slot_lock(ex, idx);
-    ex->slot_owner[idx] = f;
-    /* relaxed: BOUND is published with the slot lock's release. */
-    atomic_fetch_or_explicit(&f->refs, PPI_BOUND, memory_order_relaxed);
-    /* seq_cst, then the seq_cst load of want_notify: pairs with the
-     * registration's store of want_notify then load of cstate (store-buffer
-     * pattern): either it sees SLOT and arms the slot itself (under this slot
-     * lock, so after us), or we see want_notify here. Exchange: a backlog
-     * waiter that announced itself is woken below. A waiter seeing SLOT spins
-     * on the slot word until the QUEUED store below (gen check). */
-    uint32_t was = atomic_exchange_explicit(&f->cstate, PPI_F_SLOT, memory_order_seq_cst);
-    uint32_t flags = atomic_load_explicit(&f->want_notify, memory_order_seq_cst) ? PPI_F_NOTIFY : 0;
-    if (flags)
-        ex->notify_owner[idx] = f;
-    /* release: payload and fields above before QUEUED (pairs with the
-     * worker's acquire in its claim CAS). */
-    atomic_store_explicit(&sl->state, ppi_st_make(gen, PPI_S_QUEUED, flags, PPI_NO_WORKER),
-                          memory_order_release);
-    ppi_slot_unlock(ex, idx);
-    /* The ring has a cell per slot and each slot is in it at most once, so it
-     * is never logically full; wait out a worker preempted inside its pop.
-     * Give up only once the pool is broken (a worker died there): the slot
-     * stays QUEUED and its waiters fail it (fail_if_broken). */
-    while (!ppi_ring_push_wait(s->ring, ppi_entry(idx, gen), PPI_RING_PUSH_RETRY_NS))
-        if (ppi_pool_check(ex) != 0)
-            break;
-    ppi_ec_notify(&s->hdr->work_ec, 1);
-    if (was == PPI_F_BACKLOG_WAITED)
-        ppi_futex_wake(&f->cstate, INT_MAX, false);
-    return 0;
 }
 
 /* Every few milliseconds a submission or a non-blocking poll checks that the
@@ -659,8 +533,6 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
     uint64_t token = rc ? 0 : ppi_fn_encode(ex->seg.modtab, (uintptr_t)fn);
     if (!rc && !token)
         rc = PP_ENOFUNC;
-    if (!rc && !f)
-        rc = -ENOMEM;
     if (rc && f) {
         pp_future_release(f);
         f = NULL;
@@ -694,136 +566,6 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
     atomic_fetch_sub_explicit(&ex->in_submit, 1, memory_order_release);
     *out = f;
     return rc;
-}
-
-/* Cancel every task that no worker has started. */
-static void cancel_pending(pp_executor *ex)
-{
-    ppi_backlog_cancel_all(ex, -ECANCELED, "cancelled by shutdown");
-    for (uint32_t i = 0; i < ex->seg.nslots; i++)
-        ppi_cancel_bound(ex, i);
-}
-
-/* Wake the threads waiting in pp_shutdown: call after changing stop_sent,
- * cb_pending or cb_blocked. */
-void ppi_svc_notify(pp_executor *ex)
-{
-    /* seq_cst: our change, this bump, then the load of svc_waiters; a waiter
-     * announces itself, then reads svc_seq, then the state (Dekker): either
-     * it sees our change, or we see it waiting and wake it (and its futex
-     * compare then fails on the new svc_seq). */
-    atomic_fetch_add_explicit(&ex->svc_seq, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&ex->svc_waiters, memory_order_seq_cst))
-        ppi_futex_wake(&ex->svc_seq, INT_MAX, false);
-}
-
-/* Wait until stop was sent to the workers: by the service thread once it has
- * fed the last backlog entry in, or here when there is no service thread
- * (then there is no backlog either: it exists only with a service thread). */
-static void wait_stop_sent(pp_executor *ex)
-{
-    /* seq_cst: see ppi_svc_notify. */
-    atomic_fetch_add_explicit(&ex->svc_waiters, 1, memory_order_seq_cst);
-    for (;;) {
-        /* seq_cst: see ppi_svc_notify. */
-        uint32_t seq = atomic_load_explicit(&ex->svc_seq, memory_order_seq_cst);
-        pthread_mutex_lock(&ex->lock);
-        bool sent = ex->stop_sent;
-        if (!sent && !ex->service_running) {
-            ex->stop_sent = 1;
-            ppi_request_stop(ex);
-            sent = true;
-        }
-        pthread_mutex_unlock(&ex->lock);
-        if (sent)
-            break;
-        ppi_futex_wait(&ex->svc_seq, seq, PPI_SHUTDOWN_NAP_NS, false);
-    }
-    /* relaxed: only a hint for notifiers; a late one costs a futex_wake. */
-    atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
-}
-
-/* Wait until every pending done-callback ran, except those running on
- * threads that wait here themselves (@mine of them on this thread): they
- * finish only after their pp_shutdown returns. On the service thread, do
- * its callback work meanwhile. */
-static void wait_callbacks(pp_executor *ex, uint64_t mine)
-{
-    if (mine) {
-        /* seq_cst: read with cb_pending by the other waiters. */
-        atomic_fetch_add_explicit(&ex->cb_blocked, mine, memory_order_seq_cst);
-        ppi_svc_notify(ex);
-    }
-    bool self = ppi_service_is_self(ex);
-    /* seq_cst: see ppi_svc_notify. */
-    atomic_fetch_add_explicit(&ex->svc_waiters, 1, memory_order_seq_cst);
-    for (;;) {
-        /* seq_cst: see ppi_svc_notify. A blocked waiter's count may be
-         * dropped before its callback's: a transient "not yet", re-checked
-         * at the next notification. */
-        uint32_t seq = atomic_load_explicit(&ex->svc_seq, memory_order_seq_cst);
-        uint64_t pending = atomic_load_explicit(&ex->cb_pending, memory_order_seq_cst);
-        uint64_t blocked = atomic_load_explicit(&ex->cb_blocked, memory_order_seq_cst);
-        if (pending <= blocked)
-            break;
-        if (self)
-            ppi_service_serve_callbacks(ex); /* bounded sleep, then run what finished */
-        else
-            ppi_futex_wait(&ex->svc_seq, seq, PPI_SHUTDOWN_NAP_NS, false);
-    }
-    /* relaxed: as in wait_stop_sent. */
-    atomic_fetch_sub_explicit(&ex->svc_waiters, 1, memory_order_relaxed);
-    if (mine) {
-        /* seq_cst: as above. */
-        atomic_fetch_sub_explicit(&ex->cb_blocked, mine, memory_order_seq_cst);
-        ppi_svc_notify(ex);
-    }
-}
-
-int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
-{
-    if (!ex)
-        return -EINVAL;
-    if (ppi_foreign(ex))
-        return PP_EFORKED;
-    /* seq_cst: pairs with pp_submit's increment of in_submit (Dekker). */
-    atomic_store_explicit(&ex->shutdown, 1, memory_order_seq_cst);
-    while (atomic_load_explicit(&ex->in_submit, memory_order_seq_cst))
-        sched_yield(); /* a submission in flight finishes in microseconds */
-    if (cancel_futures) {
-        /* seq_cst: pairs with the service thread's fence after each bind: either it sees
-         * this and cancels what it just bound, or our sweep sees its slot. */
-        atomic_store_explicit(&ex->cancel_req, 1, memory_order_seq_cst);
-        /* Sweep before telling running tasks to stop: a task that stops early
-         * frees its worker, which must find nothing left to start. */
-        cancel_pending(ex);
-        /* release: running tasks polling pp_task_should_stop see it. */
-        atomic_store_explicit(&ex->seg.hdr->cancel_flag, 1, memory_order_release);
-    }
-    pthread_mutex_lock(&ex->lock);
-    /* The service thread sends stop itself once it has fed the last backlog entry. */
-    if (ppi_backlog_empty(ex) && !ex->stop_sent) {
-        ex->stop_sent = 1;
-        ppi_request_stop(ex);
-    }
-    pthread_cond_broadcast(&ex->service_cv);
-    pthread_mutex_unlock(&ex->lock);
-    if (!wait)
-        return 0;
-    /* Inside a done-callback of @ex the service thread cannot end (the
-     * callback counts as pending): do not join it. On the service thread
-     * itself, feed the backlog in here. Either way wait for what can finish
-     * before the callback returns: every task, the processes, and every
-     * other callback. A second concurrent caller waits the same way. */
-    uint64_t mine = ppi_cb_running_here(ex);
-    if (ppi_service_is_self(ex))
-        ppi_service_serve_backlog(ex);
-    else if (mine == 0)
-        ppi_service_join(ex);
-    wait_stop_sent(ex);
-    reap_manager(ex);
-    wait_callbacks(ex, mine);
-    return 0;
 }
 
 int pp_executor_destroy(pp_executor *ex)
@@ -896,31 +638,6 @@ void ppi_poke_manager(pp_executor *ex)
     (void)n; /* a saturated counter still wakes the manager */
 }
 
-/* Ask the manager to send @sig to every live worker (after shutdown). */
-static int signal_workers(pp_executor *ex, int sig)
-{
-    if (!ex)
-        return -EINVAL;
-    if (ppi_foreign(ex))
-        return PP_EFORKED;
-    pp_shutdown(ex, false, true);
-    if (ppi_manager_dead(ex))
-        return 0;
-    /* Python's terminate_workers/kill_workers: the pool is unusable after and
-     * the running futures fail as broken, whatever the death policy. Breaking
-     * first also keeps the manager from replacing the workers it signals. */
-    char msg[96];
-    snprintf(msg, sizeof msg, "workers %s by pp_%s_workers", sig == SIGKILL ? "killed" : "terminated",
-             sig == SIGKILL ? "kill" : "terminate");
-    ppi_pool_break(&ex->seg, sig, 0, msg);
-    /* release: the manager reads the signal after the eventfd wakes it. */
-    atomic_store_explicit(&ex->seg.hdr->kill_signal, sig, memory_order_release);
-    ppi_poke_manager(ex);
-    return 0;
-}
-
-int pp_terminate_workers(pp_executor *ex) { return signal_workers(ex, SIGTERM); }
-int pp_kill_workers(pp_executor *ex) { return signal_workers(ex, SIGKILL); }
 
 void pp_executor_cleanup(pp_executor **exp)
 {
