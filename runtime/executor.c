@@ -285,8 +285,10 @@ static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *
 {
     ppi_hdr *h = ex->seg.hdr;
     h->start_method = (uint32_t)ppi_resolve_start_method(cfg->start_method);
-    const char *bad = getenv("PPOOL_TEST_BAD_FD"); /* fault injection (tests) */
+#ifdef PPOOL_FAULT_INJECTION
+    const char *bad = getenv("PPOOL_TEST_BAD_FD"); /* test builds only */
     h->test_bad_fd = !bad ? 0 : !strcmp(bad, "manager") ? 1 : !strcmp(bad, "worker") ? 2 : 0;
+#endif
     h->death_policy = (uint32_t)cfg->on_worker_death;
     h->max_tasks = cfg->max_tasks_per_child;
     h->max_rss_growth = cfg->max_rss_growth;

@@ -83,7 +83,9 @@ bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns)
     }
 }
 
+#ifdef PPOOL_FAULT_INJECTION
 void (*ppi_ring_test_hook)(void);
+#endif
 
 /* The dequeue, with the crash-recovery trail when @claim/@entry are given
  * (workers); plain pops pass NULL. */
@@ -106,8 +108,10 @@ bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic
             if (atomic_compare_exchange_weak_explicit(&r->deq, &pos, pos + 1,
                                                       memory_order_release,
                                                       memory_order_relaxed)) {
+#ifdef PPOOL_FAULT_INJECTION
                 if (claim && ppi_ring_test_hook) /* workers only */
                     ppi_ring_test_hook();
+#endif
                 break;
             }
         } else if (dif < 0) {

@@ -89,9 +89,12 @@ bool ppi_ring_pop_rec(ppi_ring *r, uint64_t *v, _Atomic uint64_t *claim, _Atomic
 bool ppi_ring_recover(ppi_ring *r, uint64_t claim, _Atomic uint64_t *const *others, int nothers,
                       uint64_t wait_ns, uint64_t *v);
 
-/* Fault-injection hook for tests: called by ppi_ring_pop_rec right after a
- * successful ticket CAS (NULL in production). Process-local. */
+#ifdef PPOOL_FAULT_INJECTION
+/* Fault-injection hook for tests (builds with PPOOL_FAULT_INJECTION only):
+ * called by ppi_ring_pop_rec right after a successful ticket CAS. NULL unless
+ * a test set it. Process-local. */
 extern void (*ppi_ring_test_hook)(void);
+#endif
 
 /* true if a pop would likely find a value now (a hint, for spinning). */
 bool ppi_ring_nonempty(ppi_ring *r);

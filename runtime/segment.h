@@ -196,7 +196,8 @@ typedef struct ppi_hdr {
     uint64_t off_modtab;    /* ppi_modtab: modules for function tokens */
     uint64_t off_slots;
     uint32_t start_method;  /* pp_start_method actually used */
-    uint32_t test_bad_fd;   /* fault injection: spawn workers with a bad fd */
+    uint32_t test_bad_fd;   /* PPOOL_FAULT_INJECTION builds: spawn with a bad fd
+                               (always 0, and never read, in other builds) */
     int32_t client_pid;
     _Atomic int32_t manager_pid;
     /* Life-cycle words. Written with release, read with acquire. */

@@ -132,8 +132,12 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
             !env_is(environ[i], ENV_WIDX))
             env[k++] = environ[i];
     bool worker = strcmp(role, "worker") == 0;
+#ifdef PPOOL_FAULT_INJECTION
     uint32_t bad = seg->hdr->test_bad_fd; /* 1: manager, 2: workers */
     int fd = (bad == 1 && !worker) || (bad == 2 && worker) ? BAD_FD : seg->fd;
+#else
+    int fd = seg->fd;
+#endif
     char v_role[32], v_fd[32], v_cmd[32], v_parent[32], v_widx[32];
     snprintf(v_role, sizeof v_role, ENV_ROLE "=%s", role);
     snprintf(v_fd, sizeof v_fd, ENV_FD "=%d", fd);

@@ -478,6 +478,7 @@ static void run_initializer(ppi_seg *seg, ppi_worker *me)
     }
 }
 
+#ifdef PPOOL_FAULT_INJECTION
 /* Test hook (fault injection, used by the test suite only): with
  * PPOOL_TEST_DIE_IN_POP=N in the environment, a worker SIGKILLs itself inside
  * its N-th dequeue, after taking the ring ticket and before releasing the
@@ -496,6 +497,9 @@ static void install_test_hooks(void)
         ppi_ring_test_hook = die_in_pop_hook;
     }
 }
+#else
+static void install_test_hooks(void) {}
+#endif
 
 _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
 {

@@ -41,6 +41,11 @@ lib=$(find "$tmp/prefix" -name 'libppool.so.*' | head -1)
 if [ "$major" = 0 ]; then want_soname=libppool.so.$major.$minor; else want_soname=libppool.so.$major; fi
 soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = "$want_soname" ] || { echo "SONAME $soname, want $want_soname"; exit 1; }
+# The installed library carries no test hooks (PPOOL_FAULT_INJECTION is
+# for libppool_fi, which is never installed).
+if grep -q PPOOL_TEST_ "$lib" "$libdir/libppool.a"; then echo "installed library has test hooks"; exit 1; fi
+if [ -n "$(find "$tmp/prefix" -name 'libppool_fi*')" ]; then echo "libppool_fi was installed"; exit 1; fi
+strings "$build/libppool_fi.so" | grep -q PPOOL_TEST_DIE_IN_POP || { echo "libppool_fi lacks its hooks"; exit 1; }
 # Nothing but pp_ symbols is exported.
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^pp_' || true)
 [ -z "$bad" ] || { echo "exported non-pp_ symbols: $bad"; exit 1; }
