@@ -587,6 +587,9 @@ PP_API pp_future *pp_future_ref(pp_future *f);
  */
 PP_API void pp_future_release(pp_future *f);
 
+/** A done-callback: returns 0, or non-zero to report a failure (logged). */
+typedef int (*pp_callback)(pp_future *f, void *userdata);
+
 /**
  * pp_future_add_done_callback - call cb(f, userdata) once @f is done.
  * Callbacks run in the client process, in registration order: at once in the
@@ -610,8 +613,6 @@ PP_API void pp_future_release(pp_future *f);
  * Returns 0, -EINVAL, -ENOMEM or PP_EFORKED. Any client thread; never blocks
  * on the pool.
  */
-/** A done-callback: returns 0, or non-zero to report a failure (logged). */
-typedef int (*pp_callback)(pp_future *f, void *userdata);
 PP_API int pp_future_add_done_callback(pp_future *f, pp_callback cb, void *userdata);
 
 /** Return conditions for pp_wait (Python's FIRST_COMPLETED, ...). */
