@@ -32,6 +32,11 @@
 #include "process.h"
 #include "tunables.h"
 
+/* The lists are walked node by node (cds_list_for_each), never with the
+ * *_entry iterators: those form a pp_future pointer from the list head
+ * itself at the end of the walk, a misaligned object access (undefined
+ * behaviour that UBSan reports: pp_future is 16-byte aligned). */
+
 /* Unlink @f from the backlog. Caller holds ex->lock; @f is on it. */
 static void backlog_unlink(pp_executor *ex, pp_future *f)
 {
@@ -118,8 +123,9 @@ static void backlog_take_all(pp_executor *ex, struct cds_list_head *out)
 static void complete_list(pp_executor *ex, struct cds_list_head *list, int err, int code,
                           pid_t pid, const char *msg)
 {
-    pp_future *f, *tmp;
-    cds_list_for_each_entry_safe(f, tmp, list, bl_node) {
+    struct cds_list_head *pos, *next;
+    cds_list_for_each_safe(pos, next, list) {
+        pp_future *f = cds_list_entry(pos, pp_future, bl_node);
         cds_list_del_init(&f->bl_node);
         f->code = code;
         f->pid = pid > 0 ? pid : 0;
@@ -174,8 +180,9 @@ void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg)
 static pp_future *backlog_take(pp_executor *ex, bool *no_room)
 {
     size_t failed = SIZE_MAX;
-    pp_future *f;
-    cds_list_for_each_entry(f, &ex->backlog, bl_node) {
+    struct cds_list_head *pos;
+    cds_list_for_each(pos, &ex->backlog) {
+        pp_future *f = cds_list_entry(pos, pp_future, bl_node);
         if (f->arg_size > ex->seg.inline_size) {
             uint64_t off = f->arg_size < failed ? ppi_arena_alloc(&ex->seg, f->arg_size) : 0;
             if (!off) {
@@ -214,8 +221,9 @@ static void backlog_fail_no_room(pp_executor *ex)
     struct cds_list_head fail;
     CDS_INIT_LIST_HEAD(&fail);
     pthread_mutex_lock(&ex->lock);
-    pp_future *f, *tmp;
-    cds_list_for_each_entry_safe(f, tmp, &ex->backlog, bl_node) {
+    struct cds_list_head *pos, *next;
+    cds_list_for_each_safe(pos, next, &ex->backlog) {
+        pp_future *f = cds_list_entry(pos, pp_future, bl_node);
         if (f->arg_size <= ex->seg.inline_size)
             continue;
         backlog_unlink(ex, f);

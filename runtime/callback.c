@@ -67,8 +67,9 @@ void ppi_fire_callbacks(pp_future *f)
     pthread_mutex_unlock(&ex->cb_lock);
     cb_frame fr = {ex, counted, cb_top};
     cb_top = &fr;
-    ppi_cb *cb, *tmp;
-    cds_list_for_each_entry_safe(cb, tmp, &list, node) {
+    struct cds_list_head *pos, *next; /* node by node: see backlog.c */
+    cds_list_for_each_safe(pos, next, &list) {
+        ppi_cb *cb = cds_list_entry(pos, ppi_cb, node);
         run_one(f, cb);
         free(cb);
     }

@@ -77,14 +77,15 @@ static void exit_handler(void)
         return;
     pthread_mutex_lock(&exit_lock);
     size_t n = 0;
-    pp_executor *e;
-    cds_list_for_each_entry(e, &exit_list, exit_node)
+    struct cds_list_head *pos; /* node by node: see backlog.c */
+    cds_list_for_each(pos, &exit_list)
         n++;
     pp_executor **all = n ? malloc(n * sizeof *all) : NULL;
     size_t k = 0;
-    cds_list_for_each_entry(e, &exit_list, exit_node) {
+    cds_list_for_each(pos, &exit_list) {
         if (!all)
             break;
+        pp_executor *e = cds_list_entry(pos, pp_executor, exit_node);
         /* relaxed: refs >= 1 while it is listed (see above); the lock orders
          * this against the owner's removal. */
         atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
