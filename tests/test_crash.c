@@ -67,14 +67,14 @@ static _Noreturn void segv_now(void)
  * pid in g_sh first. */
 static int task_segv(pp_task *t)
 {
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     note_pid();
     segv_now();
 }
 
 static int task_exit3(pp_task *t)
 {
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     note_pid();
 #if PPT_ASAN
     /* exit() would run LeakSanitizer in the worker, which reports the
@@ -132,7 +132,7 @@ static int task_hog(pp_task *t)
     if (p)
         memset(p, 1, n);
     note_pid();
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     free(p);
     return 0;
 }
@@ -141,7 +141,7 @@ static int task_hog(pp_task *t)
 static int task_note_sleep(pp_task *t)
 {
     note_pid();
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     return 0;
 }
 
@@ -303,7 +303,7 @@ static void *killer_main(void *p)
          * one that was there a period ago: a replacement killed while it
          * starts breaks the pool even under RESPAWN (its own test,
          * respawn_replacement_killed_while_starting_is_replaced). */
-        if (!settled || pid <= 0 || !proc_stat(pid, &ppid, &st) || ppid != k->manager ||
+        if (!settled || pid <= 0 || !ppt_proc_stat(pid, &ppid, &st) || ppid != k->manager ||
             st == 'Z')
             continue;
         if (kill(pid, SIGKILL) == 0) {
@@ -730,7 +730,7 @@ Test(crash, row22_submit_right_after_kill9_of_worker_completes, PPT_FIXTURE, .ti
         memcpy(&ps, d, sizeof ps);
         pp_future_release(probe);
         pid_t pid = ps.pid, ppid = 0;
-        cr_assert(proc_stat(pid, &ppid, NULL) && ppid == mgr);
+        cr_assert(ppt_proc_stat(pid, &ppid, NULL) && ppid == mgr);
         cr_assert_eq(kill(pid, SIGKILL), 0);
         kills++;
         bool racing = r & 1;
@@ -784,7 +784,7 @@ Test(crash, row25_workers_killed_during_arena_churn_pool_goes_on, PPT_FIXTURE, .
         pid_t pid = atomic_load(&g_sh->task_pid[w]), ppid = 0;
         /* Some microseconds into the churn. */
         ppt_sleep((double)(rand_r(&seed) % 3000) * 1e-6);
-        if (pid > 0 && proc_stat(pid, &ppid, NULL) && ppid == mgr && kill(pid, SIGKILL) == 0)
+        if (pid > 0 && ppt_proc_stat(pid, &ppid, NULL) && ppid == mgr && kill(pid, SIGKILL) == 0)
             kills++;
         for (int i = 0; i < 2; i++) {
             const void *d = NULL;
@@ -907,7 +907,7 @@ Test(crash, respawn_replacement_killed_while_starting_is_replaced, PPT_FIXTURE, 
                                   ws[0].pid > 0 && (repl = ws[0].pid)),
                                  10.0);
         cr_assert(seen, "round %d: no replacement", r);
-        if (proc_stat(repl, &ppid, NULL) && ppid == mgr)
+        if (ppt_proc_stat(repl, &ppid, NULL) && ppid == mgr)
             kill(repl, SIGKILL);
         pp_future *g = NULL;
         rc = pp_submit(ex, task_pid_seq, NULL, 0, &g);

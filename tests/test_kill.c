@@ -37,7 +37,7 @@ static int task_sleep_ignoring_term(pp_task *t)
 {
     signal(SIGTERM, SIG_IGN);
     note_pid();
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     return 0;
 }
 

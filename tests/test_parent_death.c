@@ -67,7 +67,7 @@ static _Noreturn void child_client(int wfd)
         rep.rc = -1;
     rep.workers[0] = ws[0].pid;
     rep.workers[1] = ws[1].pid;
-    if (!proc_stat(ws[0].pid, &rep.manager, NULL))
+    if (!ppt_proc_stat(ws[0].pid, &rep.manager, NULL))
         rep.rc = -2;
     double s = 30.0;
     pp_future *f = NULL;

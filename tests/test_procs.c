@@ -47,20 +47,10 @@
 
 /* ---- task functions -------------------------------------------------------- */
 
-static double arg_seconds(pp_task *t)
-{
-    size_t n = 0;
-    const void *a = pp_task_arg(t, &n);
-    double s = 0;
-    if (n >= sizeof s)
-        memcpy(&s, a, sizeof s);
-    return s;
-}
-
 /* Sleeps the argument's seconds, then _exit(0) without publishing. */
 static int task_exit0_after(pp_task *t)
 {
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     _exit(0);
 }
 
@@ -68,7 +58,7 @@ static int task_exit0_after(pp_task *t)
 static int task_ignore_term(pp_task *t)
 {
     signal(SIGTERM, SIG_IGN);
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     return 0;
 }
 

@@ -66,16 +66,6 @@ void note_pid(void)
 /* task functions (run in workers)                                          */
 /* ======================================================================== */
 
-double arg_seconds(pp_task *t)
-{
-    size_t n = 0;
-    const void *a = pp_task_arg(t, &n);
-    double s = 0;
-    if (n >= sizeof s)
-        memcpy(&s, a, sizeof s);
-    return s;
-}
-
 void no_core(void)
 {
     struct rlimit rl = {0, 0};
@@ -113,7 +103,7 @@ int task_pid_seq(pp_task *t)
 /* Argument double s: sleep s, then crash (abort). Notes its pid in g_sh first. */
 int task_abort(pp_task *t)
 {
-    ppt_sleep(arg_seconds(t));
+    ppt_sleep(ppt_arg_seconds(t));
     note_pid();
     no_core();
     abort();

@@ -96,7 +96,6 @@ void note_pid(void);
 /* ---- task functions and what they use, run in workers (faults_util.c) -- */
 
 /** The task argument as a double (seconds); 0 if it is shorter. */
-double arg_seconds(pp_task *t);
 /** RLIMIT_CORE 0: a crash leaves no core file. */
 void no_core(void);
 /** SIGSEGV back to its default action with the raw system call (ASan
@@ -119,36 +118,11 @@ int task_spin_us(pp_task *t);
 
 /* ---- /proc --------------------------------------------------------------- */
 
-/* ppid and state of @pid from /proc/<pid>/stat; false if it is gone. */
-static inline bool proc_stat(pid_t pid, pid_t *ppid, char *state)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *rp = strrchr(buf, ')');
-    char st = '?';
-    int pp = -1;
-    if (!rp || sscanf(rp + 1, " %c %d", &st, &pp) != 2)
-        return false;
-    if (ppid)
-        *ppid = (pid_t)pp;
-    if (state)
-        *state = st;
-    return true;
-}
-
 /* true while @pid exists and is not a zombie. */
 static inline bool proc_alive(pid_t pid)
 {
     char st;
-    return pid > 0 && proc_stat(pid, NULL, &st) && st != 'Z' && st != 'X';
+    return pid > 0 && ppt_proc_stat(pid, NULL, &st) && st != 'Z' && st != 'X';
 }
 
 /* The manager: the parent of worker 0. */
@@ -157,7 +131,7 @@ static inline pid_t manager_pid_of(pp_executor *ex)
     pp_worker_stats ws[1];
     cr_assert_eq(pp_executor_stats(ex, NULL, ws, 1) > 0, true);
     pid_t ppid = 0;
-    cr_assert(proc_stat(ws[0].pid, &ppid, NULL), "worker %d not in /proc", (int)ws[0].pid);
+    cr_assert(ppt_proc_stat(ws[0].pid, &ppid, NULL), "worker %d not in /proc", (int)ws[0].pid);
     cr_assert_gt(ppid, 0);
     cr_assert_neq(ppid, getpid(), "a worker's parent is the client?");
     return ppid;

@@ -111,6 +111,11 @@ static bool read_stat(pid_t pid, pid_t *ppid, char *state, char *comm, size_t co
     return true;
 }
 
+bool ppt_proc_stat(pid_t pid, pid_t *ppid, char *state)
+{
+    return read_stat(pid, ppid, state, NULL, 0);
+}
+
 int ppt_count_children(bool live_only, pid_t *pids, int n)
 {
     pid_t self = getpid();
@@ -440,14 +445,19 @@ int ppt_task_hash64(pp_task *t)
     return 0;
 }
 
-int ppt_task_sleepy(pp_task *t)
+double ppt_arg_seconds(pp_task *t)
 {
     size_t n = 0;
     const void *a = pp_task_arg(t, &n);
     double s = 0;
     if (n >= sizeof s)
         memcpy(&s, a, sizeof s);
-    ppt_sleep(s);
+    return s;
+}
+
+int ppt_task_sleepy(pp_task *t)
+{
+    ppt_sleep(ppt_arg_seconds(t));
     return 0;
 }
 
@@ -521,15 +531,6 @@ void ppt_config(pp_config *cfg, int max_workers)
 
 #include <sys/resource.h>
 
-static double ppt_arg_seconds(pp_task *t)
-{
-    size_t n = 0;
-    const void *a = pp_task_arg(t, &n);
-    double s = 0;
-    if (n >= sizeof s)
-        memcpy(&s, a, sizeof s);
-    return s;
-}
 
 int ppt_task_abort(pp_task *t)
 {

@@ -39,6 +39,9 @@ void pp_test_teardown(void);
 /** Number of processes whose parent is this process. @live_only: skip
  *  zombies. Fills up to @n pids into @pids (may be NULL). */
 int ppt_count_children(bool live_only, pid_t *pids, int n);
+/** ppid and state of @pid from /proc/<pid>/stat (either may be NULL);
+ *  false if it is gone. */
+bool ppt_proc_stat(pid_t pid, pid_t *ppid, char *state);
 /** Reap every zombie child (waitpid(-1, WNOHANG) until nothing). Returns the
  *  number reaped. */
 int ppt_reap_zombies(void);
@@ -115,6 +118,8 @@ int ppt_task_echo(pp_task *t);
 int ppt_task_hash64(pp_task *t);
 /** Argument = double seconds; sleeps (nanosleep) that long; no result. */
 int ppt_task_sleepy(pp_task *t);
+/** Inside a task: its argument as a double (seconds), 0 if it is shorter. */
+double ppt_arg_seconds(pp_task *t);
 /** pp_task_raise(t, 42, "bad value %d", 7). */
 int ppt_task_raiser(pp_task *t);
 /** Returns 5 without raising. */
