@@ -127,10 +127,12 @@ foreach(t ${_ppf_libs})
   target_include_directories(${t} PUBLIC
     $<BUILD_INTERFACE:${_ppf_mod}> $<INSTALL_INTERFACE:${PPOOL_FORTRAN_MODDIR}>)
 endforeach()
-if(NOT PPOOL_SHARED)
+if(PPOOL_SHARED)
+  add_library(ppool::fortran ALIAS ppool_f)
+else()
   add_library(ppool_f ALIAS ppool_f_static)
+  add_library(ppool::fortran ALIAS ppool_f_static)
 endif()
-add_library(ppool::fortran ALIAS ppool_f)
 add_library(ppool::fortran_static ALIAS ppool_f_static)
 
 # Programs that use the module: no text relocation may survive (c_funloc
