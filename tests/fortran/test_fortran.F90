@@ -763,8 +763,10 @@ contains
     end do
     call pp_executor_destroy(ex)
 
+    ! (A task deaf to pp_task_should_stop: a polite one could return
+    ! between the shutdown's stop flag and the SIGKILL.)
     call pp_executor_create(ex, max_workers=1)
-    call pp_submit(ex, polite_task, 0_c_int32_t, f)
+    call pp_submit(ex, sleepy_task, 30000_c_int32_t, f)
     do i = 1, 10000
       if (pp_future_running(f)) exit
       ierr = c_usleep(1000_c_int)
