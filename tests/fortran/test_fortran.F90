@@ -1,7 +1,7 @@
 ! test_fortran.F90 — the Fortran module's promises, one check each (the
 ! header comments of runtime/fortran/ppool.F90). Plain program: every check
 ! prints a line; a failed check makes the exit status 1. Run by CTest under
-! the default start method, fork and spawn (label fortran). Linked with the
+! fork, spawn and (outside sanitizer builds) forkserver (label fortran). Linked with the
 ! static libppool_f.a / libppool.a, so it also proves the static build
 ! under every start method and can read the shim's constants table.
 module test_kernels
