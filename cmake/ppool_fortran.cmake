@@ -23,6 +23,13 @@
 set(PPOOL_FORTRAN AUTO CACHE STRING "Build the Fortran module libppool_f: AUTO, ON or OFF")
 set_property(CACHE PPOOL_FORTRAN PROPERTY STRINGS AUTO ON OFF)
 
+# script_fortran.sh (tests/, registered with the other script tests) needs
+# the module: it carries the label, and reports itself skipped (exit 77)
+# when the module is not built.
+if(TEST script_fortran)
+  set_tests_properties(script_fortran PROPERTIES LABELS fortran SKIP_RETURN_CODE 77)
+endif()
+
 set(PPOOL_HAVE_FORTRAN OFF)
 if(PPOOL_FORTRAN STREQUAL "AUTO")
   include(CheckLanguage)
@@ -227,10 +234,4 @@ if(PPOOL_TESTS)
       set_tests_properties(${tname} PROPERTIES TIMEOUT 120 LABELS fortran ENVIRONMENT "${env}")
     endforeach()
   endforeach()
-endif()
-
-# The script tests that need the Fortran module carry its label; without a
-# Fortran compiler script_fortran.sh reports itself skipped (exit 77).
-if(TEST script_fortran)
-  set_tests_properties(script_fortran PROPERTIES LABELS fortran SKIP_RETURN_CODE 77)
 endif()
