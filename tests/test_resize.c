@@ -164,7 +164,11 @@ static pp_executor *make_pool(int workers, pp_pin_policy pin, pp_death_policy de
 static void assert_stats_add_up(pp_executor *ex, int submitted, int died)
 {
     pp_stats st;
-    cr_assert(pp_executor_stats(ex, &st, NULL, 0) >= 1);
+    /* A worker counts a task just after publishing it: wait for the count
+     * (after pp_shutdown(wait) it is already final). */
+    PPT_WAIT_FOR(pp_executor_stats(ex, &st, NULL, 0) >= 1 &&
+                     st.completed >= (uint64_t)(submitted - died),
+                 PPT_PROMPT(5));
     cr_assert_eq(st.submitted, (uint64_t)submitted);
     cr_assert_eq(st.completed, (uint64_t)(submitted - died), "completed %llu, want %d",
                  (unsigned long long)st.completed, submitted - died);
