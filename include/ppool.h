@@ -240,7 +240,9 @@ typedef int (*pp_initializer)(const void *initargs, size_t size);
  */
 typedef struct pp_config {
     /** Workers; 0 = the number of physical cores this process may use
-     *  (cgroups and inherited affinity honoured). Must be 0..4096. */
+     *  (cgroups and inherited affinity honoured), divided by
+     *  cores_per_worker. Must be 0..4096. pp_executor_resize changes it
+     *  while the pool runs. */
     int max_workers;
     /** See pp_start_method (default PP_START_AUTO). */
     pp_start_method start_method;
