@@ -510,9 +510,13 @@ typedef struct pp_stats {
     uint64_t queued;       /**< in shared memory, not started */
     uint64_t running;      /**< being executed by a worker */
     uint64_t completed;    /**< finished with a result */
-    uint64_t failed;       /**< finished with an error (not cancellations) */
+    uint64_t failed;       /**< finished with an error: raised, returned
+                              non-zero, or lost with its worker or a broken
+                              pool (not cancellations, not kills) */
     uint64_t cancelled;    /**< cancelled before a worker started them */
-    uint64_t killed;       /**< stopped by pp_future_kill or a task timeout */
+    uint64_t killed;       /**< stopped by pp_future_kill or a task timeout.
+                              Once every future is done: submitted ==
+                              completed + failed + cancelled + killed */
     uint64_t respawns;     /**< worker processes replaced (deaths, recycling) */
 } pp_stats;
 

@@ -130,9 +130,9 @@ static void complete_list(pp_executor *ex, struct cds_list_head *list, int err, 
         f->code = code;
         f->pid = pid > 0 ? pid : 0;
         ppi_future_finish(f, err, msg);
-        if (err == -ECANCELED)
-            /* relaxed: statistics. */
-            atomic_fetch_add_explicit(&ex->cancelled, 1, memory_order_relaxed);
+        /* relaxed: statistics. */
+        atomic_fetch_add_explicit(err == -ECANCELED ? &ex->cancelled : &ex->bl_failed, 1,
+                                  memory_order_relaxed);
         pp_future_release(f); /* the backlog's reference */
     }
 }

@@ -118,6 +118,8 @@ struct pp_executor {
     _Atomic uint64_t last_check_ns; /* pp_submit's periodic liveness check */
     _Atomic uint64_t submitted;
     _Atomic uint64_t cancelled;
+    _Atomic uint64_t bl_failed;    /* backlog futures failed without a slot
+                                      (broken pool, no arena room left) */
     struct cds_list_head exit_node; /* exit_registry.c's list, under its lock */
     int exit_listed;
 };

@@ -660,7 +660,10 @@ int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, i
             failed += atomic_load_explicit(&s->workers[i].failed, memory_order_relaxed);
         }
         st->completed = tasks - failed;
-        st->failed = failed;
+        /* relaxed: statistics. Tasks failed by a worker's death or a broken
+         * pool: no worker counted them. */
+        st->failed = failed + atomic_load_explicit(&s->hdr->swept, memory_order_relaxed) +
+                     atomic_load_explicit(&ex->bl_failed, memory_order_relaxed);
         for (uint32_t i = 0; i < s->nslots; i++) {
             uint32_t state = ppi_st_state(
                 atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed));

@@ -108,6 +108,10 @@ static bool slot_fail(ppi_seg *seg, uint32_t idx, unsigned accept, int worker, i
     } while (!atomic_compare_exchange_weak_explicit(&sl->state, &w2, nw, memory_order_release,
                                                     memory_order_relaxed));
     ppi_slot_finished(seg, idx, w2, nw);
+    /* Statistics: no worker counted this task (killed ones have their own
+     * counter, bumped by the manager). relaxed: a counter. */
+    if (err != PP_EKILLED)
+        atomic_fetch_add_explicit(&seg->hdr->swept, 1, memory_order_relaxed);
     return true;
 }
 

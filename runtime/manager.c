@@ -286,6 +286,32 @@ static bool holds_task(mgr *m, int widx)
     return false;
 }
 
+/*
+ * A worker killed after publishing a task's outcome but before counting it
+ * (worker.c, run_entry) left tasks/failed behind tasks_due/failed_due:
+ * count that task for it. Not when it died holding a task (a RUNNING or
+ * KILLING slot, a dequeued entry): its due counts are then that unpublished
+ * task's, which is failed, killed or put back, and counted there. The due
+ * counts are reset either way, so that a later death does not reuse them.
+ * The worker is dead: its record has no other writer until the respawn.
+ */
+static void settle_counts(mgr *m, int widx)
+{
+    ppi_worker *rec = &m->seg->workers[widx];
+    /* relaxed: the dead worker's own records; its stores are complete. */
+    uint64_t tasks = atomic_load_explicit(&rec->tasks, memory_order_relaxed);
+    uint64_t failed = atomic_load_explicit(&rec->failed, memory_order_relaxed);
+    uint64_t tasks_due = atomic_load_explicit(&rec->tasks_due, memory_order_relaxed);
+    uint64_t failed_due = atomic_load_explicit(&rec->failed_due, memory_order_relaxed);
+    if (tasks_due > tasks && !holds_task(m, widx)) {
+        /* relaxed: statistics (the client reads them relaxed). */
+        atomic_store_explicit(&rec->failed, failed = failed_due, memory_order_relaxed);
+        atomic_store_explicit(&rec->tasks, tasks = tasks_due, memory_order_relaxed);
+    }
+    atomic_store_explicit(&rec->tasks_due, tasks, memory_order_relaxed); /* relaxed: as above */
+    atomic_store_explicit(&rec->failed_due, failed, memory_order_relaxed);
+}
+
 static void on_death(mgr *m, int widx, pid_t pid, int status)
 {
     ppi_seg *s = m->seg;
@@ -297,6 +323,7 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
     int st = exited ? WEXITSTATUS(status) : -1;
     m->pids[widx] = 0;
     m->live--;
+    settle_counts(m, widx);
     char msg[160];
 
     /* acquire: pairs with ppi_pool_break's release (terminate/kill workers,

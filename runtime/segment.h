@@ -153,6 +153,11 @@ typedef struct ppi_worker {
     _Atomic uint32_t ready;      /* 1 once pinned and looping */
     _Atomic uint64_t tasks;      /* tasks finished (ok or failed) */
     _Atomic uint64_t failed;     /* of which failed */
+    _Atomic uint64_t tasks_due;  /* tasks/failed once the task being published
+                                    is counted: a worker killed between its
+                                    publish and its count is settled by the
+                                    manager from these (settle_counts) */
+    _Atomic uint64_t failed_due;
     _Atomic uint64_t busy_ns;
     _Atomic uint64_t respawns;
     _Atomic uint32_t phase;      /* enum ppi_phase */
@@ -239,6 +244,8 @@ typedef struct ppi_hdr {
     _Atomic uint32_t resize_seq;
     _Atomic uint32_t resize_ack;
     _Atomic uint64_t killed;        /* tasks killed (statistics) */
+    _Atomic uint64_t swept;         /* tasks failed from outside their worker: a
+                                       worker's death, a broken pool (statistics) */
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
     alignas(64) ppi_ec done_ec;     /* the client's service thread sleeps here */
     alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */

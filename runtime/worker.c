@@ -296,6 +296,13 @@ static bool run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e, uint64
     if (!fn)
         sl->err = PP_ENOFUNC; /* not the task's own error: it never ran */
     bool failed = sl->err != 0; /* read before publishing: after it the slot is the client's */
+    /* relaxed: statistics with a single writer (this worker); the counts
+     * this task will make, for the manager should we die between the
+     * publish and the counting below (read only after our death). */
+    uint64_t ntasks = atomic_load_explicit(&me->tasks, memory_order_relaxed) + 1;
+    uint64_t nfailed = atomic_load_explicit(&me->failed, memory_order_relaxed) + failed;
+    atomic_store_explicit(&me->tasks_due, ntasks, memory_order_relaxed);
+    atomic_store_explicit(&me->failed_due, nfailed, memory_order_relaxed);
     slot_publish(seg, ppi_entry_idx(e), ppi_entry_gen(e), widx);
     /* relaxed: our own records (see above). */
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
@@ -304,12 +311,8 @@ static bool run_entry(ppi_seg *seg, ppi_worker *me, int widx, uint64_t e, uint64
     atomic_store_explicit(&me->busy_ns,
                           atomic_load_explicit(&me->busy_ns, memory_order_relaxed) + (t1 - t0),
                           memory_order_relaxed);
-    if (failed)
-        atomic_store_explicit(&me->failed,
-                              atomic_load_explicit(&me->failed, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-    atomic_store_explicit(&me->tasks, atomic_load_explicit(&me->tasks, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&me->failed, nfailed, memory_order_relaxed);
+    atomic_store_explicit(&me->tasks, ntasks, memory_order_relaxed);
     *ran_ns = t1 - t0;
     *end_ns = t1;
     return true;

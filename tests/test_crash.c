@@ -315,6 +315,11 @@ static void *killer_main(void *p)
     return NULL;
 }
 
+/* The pool's counters once every future is done: every accepted task is
+ * counted exactly once (a task lost with its worker or to the broken pool
+ * as failed). */
+static pp_stats load_stats;
+
 static void run_load(pp_death_policy policy, load_ctx *ctx, killer_ctx *killer)
 {
     pp_executor *ex = make_pool(2, policy);
@@ -335,6 +340,16 @@ static void run_load(pp_death_policy policy, load_ctx *ctx, killer_ctx *killer)
         pthread_join(th[i], NULL);
     atomic_store(&killer->stop, 1);
     pthread_join(kt, NULL);
+    pp_shutdown(ex, true, false);
+    cr_assert_geq(pp_executor_stats(ex, &load_stats, NULL, 0), 1);
+    cr_expect_eq(load_stats.submitted,
+                 load_stats.completed + load_stats.failed + load_stats.cancelled +
+                     load_stats.killed,
+                 "stats: submitted %llu != completed %llu + failed %llu + cancelled %llu + "
+                 "killed %llu",
+                 (unsigned long long)load_stats.submitted, (unsigned long long)load_stats.completed,
+                 (unsigned long long)load_stats.failed, (unsigned long long)load_stats.cancelled,
+                 (unsigned long long)load_stats.killed);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
 
@@ -361,6 +376,8 @@ Test(crash, load_respawn_kill9_every_100ms_accounting_exact, PPT_FIXTURE, .timeo
     cr_expect_eq(ok + ew, LOAD_TOTAL, "ok %ld + PP_EWORKER %ld != %d", ok, ew, LOAD_TOTAL);
     cr_expect_leq(ew, killer.kills, "%ld PP_EWORKER futures but only %ld kills", ew,
                   killer.kills);
+    cr_expect_eq(load_stats.failed, (uint64_t)ew, "stats.failed %llu, PP_EWORKER futures %ld",
+                 (unsigned long long)load_stats.failed, ew);
     cr_expect_gt(killer.kills, 0, "the killer never killed (run too short?)");
     cr_log_info("load RESPAWN: %.2f s, %ld kills, %ld PP_EWORKER, %ld ok", ppt_now() - t0,
                 killer.kills, ew, ok);
