@@ -97,6 +97,13 @@
 #define PPI_MAP_NAP_NS 10000000ull
 /* ... and probes its runners' health (a dead runner's chunks) this often. */
 #define PPI_MAP_PROBE_NS 100000000ull
+/* A runner populates its own page tables for the shared arrays a map reads
+ * and writes in place (pp_shm_alloc inputs and outputs) at least this many
+ * bytes ahead of the chunk it runs, with one MADV_POPULATE_READ/WRITE
+ * instead of a page fault per 4 KiB page: faults on a MAP_SHARED memfd
+ * cost 1-3 us each on bare metal and tens of us under a hypervisor, a
+ * populate call a fraction of that per page (docs/map.md, "Zero copy"). */
+#define PPI_MAP_PREFAULT_BYTES (64u * 1024u)
 
 /* ---- shared segment ------------------------------------------------------ */
 
