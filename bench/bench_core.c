@@ -35,12 +35,14 @@
 #include <math.h>
 #include <sched.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -56,6 +58,13 @@ extern char **environ;
 #define TARGET_RT_MEDIAN_US 10.0
 #define TARGET_TPUT 1000000.0
 #define TARGET_TPUT_WORKERS 2
+/* Issue 16, item 2: the round trip within this factor of a cross-CPU spin
+ * ping-pong between two processes measured in the same run, while the
+ * throughput stays at or above TARGET_TPUT_FAST with 2 workers. */
+#define TARGET_RT_OVER_FLOOR 4.0
+#define TARGET_TPUT_FAST 2000000.0
+#define FLOOR_ROUNDS 20000
+#define FLOOR_REPEATS 3
 
 #define WARMUP_ROUNDS 1000
 
@@ -252,10 +261,135 @@ static void print_machine(void)
 /* ------------------------------------------------------------------------ */
 
 typedef struct results {
+    double floor_p50_us, floor_p99_us; /* the spin ping-pong floor; NaN: not measured */
+    int floor_cpu[2];
     double rt_median_us, rt_p90_us, rt_p99_us, tput;
     /* spread over runs */
     double rt_median_min, rt_median_max, tput_min, tput_max;
 } results;
+
+/* ------------------------------------------------------------------------ */
+/* The floor: a cross-CPU spin ping-pong between two processes               */
+/* ------------------------------------------------------------------------ */
+
+/* Two cache lines of a shared anonymous page: the parent writes ping, the
+ * child answers on pong. */
+typedef struct pingpong {
+    _Alignas(64) _Atomic uint64_t ping;
+    _Alignas(64) _Atomic uint64_t pong;
+} pingpong;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void pin_to(int cpu)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    (void)sched_setaffinity(0, sizeof s, &s);
+}
+
+/*
+ * The least a hand-off between two processes on two CPUs can cost: the
+ * parent (pinned to one CPU) stores i in ping, the child (pinned to another)
+ * spins until it sees i and stores it in pong, the parent spins until it
+ * sees it: two cache-line transfers each way, no system call. Timed like a
+ * ppool round trip (one clock pair per round), FLOOR_ROUNDS rounds after a
+ * warm-up, FLOOR_REPEATS times; *p50 / *p99 get the median over the repeats
+ * of each repeat's percentiles, in microseconds. Returns false (NaN floor)
+ * with fewer than two allowed CPUs or if the child cannot be had.
+ */
+static bool spin_floor(double *p50, double *p99, int cpu[2])
+{
+    *p50 = *p99 = NAN;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return false;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &allowed))
+            cpu[n++] = c;
+    if (n < 2)
+        return false;
+    pingpong *pp = mmap(NULL, sizeof *pp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (pp == MAP_FAILED)
+        return false;
+    /* relaxed: before the fork, which orders it. */
+    atomic_store_explicit(&pp->ping, 0, memory_order_relaxed);
+    atomic_store_explicit(&pp->pong, 0, memory_order_relaxed);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        munmap(pp, sizeof *pp);
+        return false;
+    }
+    if (pid == 0) { /* the answering side */
+        pin_to(cpu[1]);
+        uint64_t seen = 0;
+        for (;;) {
+            /* acquire/release: each round's value is handed back and forth;
+             * UINT64_MAX ends the child. */
+            uint64_t v = atomic_load_explicit(&pp->ping, memory_order_acquire);
+            if (v == seen) {
+                cpu_relax();
+                continue;
+            }
+            if (v == UINT64_MAX)
+                _exit(0);
+            atomic_store_explicit(&pp->pong, v, memory_order_release);
+            seen = v;
+        }
+    }
+    cpu_set_t mine;
+    bool had = sched_getaffinity(0, sizeof mine, &mine) == 0;
+    pin_to(cpu[0]);
+    const long warm = FLOOR_ROUNDS / 10;
+    uint64_t *samples = xmalloc(sizeof *samples * FLOOR_ROUNDS);
+    double m50[FLOOR_REPEATS], m99[FLOOR_REPEATS];
+    uint64_t i = 0;
+    bool ok = true;
+    for (int r = 0; r < FLOOR_REPEATS && ok; r++) {
+        for (long k = -warm; k < FLOOR_ROUNDS && ok; k++) {
+            uint64_t t0 = now_ns();
+            /* release / acquire: as the child's. */
+            atomic_store_explicit(&pp->ping, ++i, memory_order_release);
+            for (unsigned spins = 1; atomic_load_explicit(&pp->pong, memory_order_acquire) != i;
+                 spins++) {
+                cpu_relax();
+                /* a clock read only now and then: it would inflate the floor */
+                if (!(spins & 0xffff) && now_ns() - t0 > 1000000000ull) {
+                    ok = false; /* the child is not running */
+                    break;
+                }
+            }
+            if (k >= 0)
+                samples[k] = now_ns() - t0;
+        }
+        if (!ok)
+            break;
+        qsort(samples, FLOOR_ROUNDS, sizeof *samples, cmp_u64);
+        m50[r] = percentile_u64(samples, FLOOR_ROUNDS, 0.50) / 1e3;
+        m99[r] = percentile_u64(samples, FLOOR_ROUNDS, 0.99) / 1e3;
+    }
+    /* release: the child's last acquire sees it and exits. */
+    atomic_store_explicit(&pp->ping, UINT64_MAX, memory_order_release);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (had)
+        (void)sched_setaffinity(0, sizeof mine, &mine);
+    free(samples);
+    munmap(pp, sizeof *pp);
+    if (!ok)
+        return false;
+    *p50 = median_d(m50, FLOOR_REPEATS, NULL, NULL);
+    *p99 = median_d(m99, FLOOR_REPEATS, NULL, NULL);
+    return true;
+}
 
 static void round_trips(pp_executor *ex, uint64_t *samples, long rounds, long warmup,
                         double *med, double *p90, double *p99)
@@ -357,6 +491,16 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
     int def_workers = cfg.max_workers;
     if (workers_opt > 0)
         cfg.max_workers = workers_opt;
+
+    /* The floor first, before any pool runs (its two spinning processes
+     * would compete with the workers). */
+    if (spin_floor(&res->floor_p50_us, &res->floor_p99_us, res->floor_cpu))
+        printf("\nfloor: spin ping-pong between two processes pinned to CPUs %d and %d: "
+               "p50 %.3f us, p99 %.3f us (median of %d x %d rounds)\n",
+               res->floor_cpu[0], res->floor_cpu[1], res->floor_p50_us, res->floor_p99_us,
+               FLOOR_REPEATS, FLOOR_ROUNDS);
+    else
+        printf("\nfloor: not measured (fewer than 2 CPUs allowed, or the partner did not run)\n");
 
     pp_executor *ex = NULL;
     CHECK(pp_executor_create(&ex, &cfg));
@@ -651,6 +795,23 @@ static void print_targets(const results *pp, int workers)
         printf(" (but measured with %d worker%s: rerun with --workers %d)", workers,
                workers == 1 ? "" : "s", TARGET_TPUT_WORKERS);
     printf("\n");
+    /* issue 16, item 2 */
+    if (isfinite(pp->floor_p50_us)) {
+        double q = pp->rt_median_us / pp->floor_p50_us;
+        snprintf(v, sizeof v, "%.2f / %.3f us = %.1fx", pp->rt_median_us, pp->floor_p50_us, q);
+        printf("  %-46s %20s  %s\n", "round trip median <= 4 x spin floor p50:", v,
+               q <= TARGET_RT_OVER_FLOOR ? "MET" : "MISSED");
+    } else {
+        printf("  %-46s %20s  %s\n", "round trip median <= 4 x spin floor p50:", "-",
+               "not measured (no floor)");
+    }
+    snprintf(v, sizeof v, "%s tasks/s", grouped(pp->tput, b, sizeof b));
+    printf("  %-46s %20s  %s", "throughput >= 2,000,000 tasks/s with 2 workers:", v,
+           pp->tput >= TARGET_TPUT_FAST ? "MET" : "MISSED");
+    if (workers != TARGET_TPUT_WORKERS)
+        printf(" (but measured with %d worker%s)", workers, workers == 1 ? "" : "s");
+    printf("\n  (round trip p50 %.2f us, p99 %.2f us; floor p99 %.3f us)\n", pp->rt_median_us,
+           pp->rt_p99_us, pp->floor_p99_us);
 }
 
 static int write_csv(const char *path, int workers, const results *pp, long rounds, long tasks,
@@ -663,6 +824,12 @@ static int write_csv(const char *path, int workers, const results *pp, long roun
         return -1;
     }
     fprintf(f, "impl,workers,metric,unit,value,min_over_runs,max_over_runs,n,runs\n");
+    if (isfinite(pp->floor_p50_us)) {
+        fprintf(f, "spin-floor,2,rt_median,us,%.3f,,,%d,%d\n", pp->floor_p50_us, FLOOR_ROUNDS,
+                FLOOR_REPEATS);
+        fprintf(f, "spin-floor,2,rt_p99,us,%.3f,,,%d,%d\n", pp->floor_p99_us, FLOOR_ROUNDS,
+                FLOOR_REPEATS);
+    }
     fprintf(f, "ppool,%d,rt_median,us,%.3f,%.3f,%.3f,%ld,%ld\n", workers, pp->rt_median_us,
             pp->rt_median_min, pp->rt_median_max, rounds, runs);
     fprintf(f, "ppool,%d,rt_p90,us,%.3f,,,%ld,%ld\n", workers, pp->rt_p90_us, rounds, runs);
