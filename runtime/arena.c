@@ -15,6 +15,18 @@
  * worst case is a run of units marked used that nobody owns: a leak of at
  * most one block per crash, never a double allocation.
  *
+ * Placement is the lowest-address first fit: a block goes to the lowest run
+ * of free units that holds it, so freed pages are reused at once, already
+ * faulted in by the client and the workers. (A next-fit that moved on after
+ * every allocation walked the whole 1 GiB arena before reusing anything:
+ * every argument or result over the inline size then landed on a fresh
+ * page, a page fault in the client and one in the worker per task, about
+ * 200 us per round trip under a hypervisor; bench_scaling, docs/scaling.md.)
+ * `hint` is a lower bound below which every unit is in use, so the search
+ * skips the busy prefix; it is lowered before units are freed and raised
+ * after they are taken, so a process dying in between leaves it too low,
+ * which costs only search time.
+ *
  * Freed blocks of 256 KiB or more are punched out of the memfd so that their
  * memory goes back to the system at once. The punch happens while the block
  * is still marked used (before the bitmap is cleared): punched after, it
@@ -112,13 +124,13 @@ uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec)
         return 0;
     arena_lock(a);
     uint64_t *bm = bitmap(s);
-    uint64_t at = find_run(bm, a->hint, a->units, n);
-    if (at == UINT64_MAX)
-        at = find_run(bm, 0, a->hint + n < a->units ? a->hint + n : a->units, n);
+    /* every unit below hint is in use: the lowest free run starts at or after it */
+    uint64_t at = find_run(bm, a->hint < a->units ? a->hint : a->units, a->units, n);
     if (at != UINT64_MAX) {
         bits_set(bm, at, n, 1);
         runlen(s)[at] = (uint32_t)n;
-        a->hint = at + n < a->units ? at + n : 0;
+        if (at == a->hint) /* the units below at + n are all in use now */
+            a->hint = at + n;
         if (rec)
             *rec = a->off_data + at * PPI_ARENA_UNIT;
     }
@@ -159,6 +171,8 @@ void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
     if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
         (void)madvise(s->base + off, (size_t)(n * PPI_ARENA_UNIT), MADV_REMOVE);
     arena_lock(a);
+    if (at < a->hint) /* before the units are freed: see `hint` above */
+        a->hint = at;
     *rec = 0;
     runlen(s)[at] = 0;
     bits_set(bitmap(s), at, n, 0);

@@ -175,7 +175,8 @@ enum ppi_pool_state {
 typedef struct ppi_arena {
     pthread_mutex_t lock;
     uint64_t units;      /* data units of PPI_ARENA_UNIT bytes */
-    uint64_t hint;       /* where the next search starts */
+    uint64_t hint;       /* every unit below it is in use (a lower bound:
+                            the lowest-address first fit starts there) */
     uint64_t off_bitmap; /* uint64_t[ceil(units/64)], bit set = used */
     uint64_t off_runlen; /* uint32_t[units], run length at a block's first unit */
     uint64_t off_data;
