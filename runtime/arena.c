@@ -28,7 +28,9 @@
  * which costs only search time.
  *
  * Freed blocks of 256 KiB or more are punched out of the memfd so that their
- * memory goes back to the system at once. The punch happens while the block
+ * memory goes back to the system at once, except task payloads (arguments,
+ * results) lying wholly below PPI_ARENA_KEEP_BYTES: those keep their pages
+ * for the next large payload, which first fit places there (tunables.h). The punch happens while the block
  * is still marked used (before the bitmap is cleared): punched after, it
  * could zero the data of a concurrent allocation that got the same units.
  */
@@ -40,6 +42,8 @@
 #include "segment.h"
 
 #define PUNCH_MIN (256u * 1024u)
+
+#include "tunables.h"
 
 static void arena_lock(ppi_arena *a)
 {
@@ -148,6 +152,13 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
     ppi_arena_free_rec(s, &off);
 }
 
+static void arena_free(ppi_seg *s, uint64_t *rec, bool keep_low);
+
+void ppi_arena_free_punch(ppi_seg *s, uint64_t off)
+{
+    arena_free(s, &off, false);
+}
+
 /*
  * ppi_arena_free_rec - free the block recorded in *@rec (0: nothing) and
  * clear the record under the arena lock, so that a process dying at any
@@ -155,6 +166,13 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
  * process that owns the block.
  */
 void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
+{
+    arena_free(s, rec, true);
+}
+
+/* The free; @keep_low: a large block wholly below PPI_ARENA_KEEP_BYTES keeps
+ * its pages (a task payload; see the top of the file). */
+static void arena_free(ppi_seg *s, uint64_t *rec, bool keep_low)
 {
     uint64_t off = *rec;
     if (off == 0)
@@ -168,7 +186,8 @@ void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
     uint64_t n = runlen(s)[at];
     /* Through the mapping, not the memfd's descriptor: a worker's task may
      * have closed that number and opened another file there. */
-    if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
+    bool kept = keep_low && (at + n) * (uint64_t)PPI_ARENA_UNIT <= PPI_ARENA_KEEP_BYTES;
+    if (n * PPI_ARENA_UNIT >= PUNCH_MIN && !kept)
         (void)madvise(s->base + off, (size_t)(n * PPI_ARENA_UNIT), MADV_REMOVE);
     arena_lock(a);
     if (at < a->hint) /* before the units are freed: see `hint` above */

@@ -298,5 +298,10 @@ void ppi_arena_free(ppi_seg *s, uint64_t off);
  * block recorded for its reclaimer (a worker's result block in its slot). */
 uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec);
 void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec);
+/* Free a pp_shm_alloc block: as ppi_arena_free, but a block of 256 KiB or
+ * more is always punched (never kept under PPI_ARENA_KEEP_BYTES), so that a
+ * later pp_shm_alloc block is placed afresh by its first touch
+ * (docs/topology.md). */
+void ppi_arena_free_punch(ppi_seg *s, uint64_t off);
 
 #endif

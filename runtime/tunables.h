@@ -86,6 +86,18 @@
 /* ... re-checking the manager and the pool this often meanwhile. */
 #define PPI_READY_POLL_NS 50000000ull
 
+/* ---- arena -------------------------------------------------------------- */
+
+/* Freed task payload blocks (arguments, results) of 256 KiB or more that lie
+ * entirely in the first this-many bytes of the arena keep their pages: the
+ * next large payload (lowest-address first fit puts it there) reuses them
+ * without a page fault in the client or the worker. Above the line, and
+ * for pp_shm_free, blocks are punched out of the memfd at once. Measured
+ * (bench_scaling, docs/scaling.md): a 256 KiB argument's round trip 2.9 ms
+ * -> 22 us, 4 MiB 150 ms -> 0.6 ms (3.3 x one memcpy). Bounds what an idle
+ * pool keeps resident beyond the blocks in use. */
+#define PPI_ARENA_KEEP_BYTES ((uint64_t)64 << 20)
+
 /* ---- map ---------------------------------------------------------------- */
 
 /* A map runner with no chunk to claim idles this long, then returns its
