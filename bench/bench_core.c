@@ -10,9 +10,13 @@
  *
  * Both shapes are repeated over K runs on one executor; the figures printed
  * are medians over the runs. Then, in the same invocation, the same shapes
- * are measured on CPython's ProcessPoolExecutor (bench/peer_ppe.py, fork
- * start method, same worker count) and the two are printed side by side,
- * with the issue's targets marked MET or MISSED.
+ * are measured on every Python pool a user would pick instead (bench/
+ * peer_ppe.py, same worker count): CPython's ProcessPoolExecutor and
+ * multiprocessing.Pool (fork start method) and loky's ProcessPoolExecutor
+ * (joblib.externals.loky), all printed side by side with ppool, with the
+ * issue's targets marked MET or MISSED. The peers run under /usr/bin/python3
+ * when it exists (Debian's python3-joblib carries loky there), else the
+ * python3 on PATH; a peer that cannot run is shown as "not run".
  *
  * Usage: bench_core [--workers N] [--rounds R] [--tasks N] [--runs K]
  *                   [--py-rounds R] [--py-tasks N] [--peer PATH]
@@ -31,11 +35,14 @@
 #include <math.h>
 #include <sched.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -51,6 +58,13 @@ extern char **environ;
 #define TARGET_RT_MEDIAN_US 10.0
 #define TARGET_TPUT 1000000.0
 #define TARGET_TPUT_WORKERS 2
+/* Issue 16, item 2: the round trip within this factor of a cross-CPU spin
+ * ping-pong between two processes measured in the same run, while the
+ * throughput stays at or above TARGET_TPUT_FAST with 2 workers. */
+#define TARGET_RT_OVER_FLOOR 4.0
+#define TARGET_TPUT_FAST 2000000.0
+#define FLOOR_ROUNDS 20000
+#define FLOOR_REPEATS 3
 
 #define WARMUP_ROUNDS 1000
 
@@ -247,10 +261,135 @@ static void print_machine(void)
 /* ------------------------------------------------------------------------ */
 
 typedef struct results {
+    double floor_p50_us, floor_p99_us; /* the spin ping-pong floor; NaN: not measured */
+    int floor_cpu[2];
     double rt_median_us, rt_p90_us, rt_p99_us, tput;
     /* spread over runs */
     double rt_median_min, rt_median_max, tput_min, tput_max;
 } results;
+
+/* ------------------------------------------------------------------------ */
+/* The floor: a cross-CPU spin ping-pong between two processes               */
+/* ------------------------------------------------------------------------ */
+
+/* Two cache lines of a shared anonymous page: the parent writes ping, the
+ * child answers on pong. */
+typedef struct pingpong {
+    _Alignas(64) _Atomic uint64_t ping;
+    _Alignas(64) _Atomic uint64_t pong;
+} pingpong;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static void pin_to(int cpu)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    (void)sched_setaffinity(0, sizeof s, &s);
+}
+
+/*
+ * The least a hand-off between two processes on two CPUs can cost: the
+ * parent (pinned to one CPU) stores i in ping, the child (pinned to another)
+ * spins until it sees i and stores it in pong, the parent spins until it
+ * sees it: two cache-line transfers each way, no system call. Timed like a
+ * ppool round trip (one clock pair per round), FLOOR_ROUNDS rounds after a
+ * warm-up, FLOOR_REPEATS times; *p50 / *p99 get the median over the repeats
+ * of each repeat's percentiles, in microseconds. Returns false (NaN floor)
+ * with fewer than two allowed CPUs or if the child cannot be had.
+ */
+static bool spin_floor(double *p50, double *p99, int cpu[2])
+{
+    *p50 = *p99 = NAN;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return false;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
+        if (CPU_ISSET(c, &allowed))
+            cpu[n++] = c;
+    if (n < 2)
+        return false;
+    pingpong *pp = mmap(NULL, sizeof *pp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (pp == MAP_FAILED)
+        return false;
+    /* relaxed: before the fork, which orders it. */
+    atomic_store_explicit(&pp->ping, 0, memory_order_relaxed);
+    atomic_store_explicit(&pp->pong, 0, memory_order_relaxed);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        munmap(pp, sizeof *pp);
+        return false;
+    }
+    if (pid == 0) { /* the answering side */
+        pin_to(cpu[1]);
+        uint64_t seen = 0;
+        for (;;) {
+            /* acquire/release: each round's value is handed back and forth;
+             * UINT64_MAX ends the child. */
+            uint64_t v = atomic_load_explicit(&pp->ping, memory_order_acquire);
+            if (v == seen) {
+                cpu_relax();
+                continue;
+            }
+            if (v == UINT64_MAX)
+                _exit(0);
+            atomic_store_explicit(&pp->pong, v, memory_order_release);
+            seen = v;
+        }
+    }
+    cpu_set_t mine;
+    bool had = sched_getaffinity(0, sizeof mine, &mine) == 0;
+    pin_to(cpu[0]);
+    const long warm = FLOOR_ROUNDS / 10;
+    uint64_t *samples = xmalloc(sizeof *samples * FLOOR_ROUNDS);
+    double m50[FLOOR_REPEATS], m99[FLOOR_REPEATS];
+    uint64_t i = 0;
+    bool ok = true;
+    for (int r = 0; r < FLOOR_REPEATS && ok; r++) {
+        for (long k = -warm; k < FLOOR_ROUNDS && ok; k++) {
+            uint64_t t0 = now_ns();
+            /* release / acquire: as the child's. */
+            atomic_store_explicit(&pp->ping, ++i, memory_order_release);
+            for (unsigned spins = 1; atomic_load_explicit(&pp->pong, memory_order_acquire) != i;
+                 spins++) {
+                cpu_relax();
+                /* a clock read only now and then: it would inflate the floor */
+                if (!(spins & 0xffff) && now_ns() - t0 > 1000000000ull) {
+                    ok = false; /* the child is not running */
+                    break;
+                }
+            }
+            if (k >= 0)
+                samples[k] = now_ns() - t0;
+        }
+        if (!ok)
+            break;
+        qsort(samples, FLOOR_ROUNDS, sizeof *samples, cmp_u64);
+        m50[r] = percentile_u64(samples, FLOOR_ROUNDS, 0.50) / 1e3;
+        m99[r] = percentile_u64(samples, FLOOR_ROUNDS, 0.99) / 1e3;
+    }
+    /* release: the child's last acquire sees it and exits. */
+    atomic_store_explicit(&pp->ping, UINT64_MAX, memory_order_release);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (had)
+        (void)sched_setaffinity(0, sizeof mine, &mine);
+    free(samples);
+    munmap(pp, sizeof *pp);
+    if (!ok)
+        return false;
+    *p50 = median_d(m50, FLOOR_REPEATS, NULL, NULL);
+    *p99 = median_d(m99, FLOOR_REPEATS, NULL, NULL);
+    return true;
+}
 
 static void round_trips(pp_executor *ex, uint64_t *samples, long rounds, long warmup,
                         double *med, double *p90, double *p99)
@@ -353,6 +492,16 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
     if (workers_opt > 0)
         cfg.max_workers = workers_opt;
 
+    /* The floor first, before any pool runs (its two spinning processes
+     * would compete with the workers). */
+    if (spin_floor(&res->floor_p50_us, &res->floor_p99_us, res->floor_cpu))
+        printf("\nfloor: spin ping-pong between two processes pinned to CPUs %d and %d: "
+               "p50 %.3f us, p99 %.3f us (median of %d x %d rounds)\n",
+               res->floor_cpu[0], res->floor_cpu[1], res->floor_p50_us, res->floor_p99_us,
+               FLOOR_REPEATS, FLOOR_ROUNDS);
+    else
+        printf("\nfloor: not measured (fewer than 2 CPUs allowed, or the partner did not run)\n");
+
     pp_executor *ex = NULL;
     CHECK(pp_executor_create(&ex, &cfg));
     int nw = pp_max_workers(ex);
@@ -419,7 +568,22 @@ typedef struct py_results {
     double rt_median_us, rt_p90_us, rt_p99_us, tput;
     int workers;
     char version[32];
+    bool have; /* the peer ran and its output parsed */
 } py_results;
+
+/* The Python peers, in the table's order: peer_ppe.py --impl <impl>. */
+enum { PY_PPE, PY_MP_POOL, PY_LOKY, PY_N };
+static const struct {
+    const char *impl;  /* peer_ppe.py --impl */
+    const char *title; /* the table's column */
+    const char *csv;   /* the CSV's impl column, before the version */
+    const char *what;  /* how it is run */
+} py_peers[PY_N] = {
+    {"ppe", "ProcessPoolExecutor", "python-ppe", "concurrent.futures.ProcessPoolExecutor, fork"},
+    {"mp_pool", "multiprocessing.Pool", "python-mp-pool",
+     "multiprocessing.Pool, fork, apply_async().get()"},
+    {"loky", "loky", "python-loky", "joblib.externals.loky.ProcessPoolExecutor, loky start"},
+};
 
 /* Directory of the running executable (from /proc/self/exe, else argv[0]). */
 static void exe_dir(const char *argv0, char *out, size_t len)
@@ -466,7 +630,11 @@ static bool find_peer(const char *opt, const char *argv0, char *out, size_t len)
     for (int i = 0; i < nc; i++) {
         if (readable_file(cand[i])) {
             char real[PATH_MAX];
-            snprintf(out, len, "%s", realpath(cand[i], real) ? real : cand[i]);
+            const char *found = realpath(cand[i], real) ? real : cand[i];
+            size_t n = strlen(found);
+            if (n >= len)
+                continue; /* cannot be passed on whole */
+            memcpy(out, found, n + 1);
             return true;
         }
     }
@@ -478,16 +646,16 @@ static bool find_peer(const char *opt, const char *argv0, char *out, size_t len)
 }
 
 /* Runs the peer; its stderr passes through, its stdout is parsed. */
-static bool run_python(const char *python, const char *peer, int workers, long rounds,
-                       long tasks, long runs, py_results *res)
+static bool run_python(const char *python, const char *peer, const char *impl, int workers,
+                       long rounds, long tasks, long runs, py_results *res)
 {
     char w[24], r[24], t[24], k[24];
     snprintf(w, sizeof w, "%d", workers);
     snprintf(r, sizeof r, "%ld", rounds);
     snprintf(t, sizeof t, "%ld", tasks);
     snprintf(k, sizeof k, "%ld", runs);
-    char *args[] = {(char *)python, "-u", (char *)peer, "--workers", w, "--rounds", r,
-                    "--tasks", t, "--runs", k, NULL};
+    char *args[] = {(char *)python, "-u", (char *)peer, "--impl", (char *)impl, "--workers", w,
+                    "--rounds", r, "--tasks", t, "--runs", k, NULL};
 
     int pfd[2];
     if (pipe(pfd) != 0) {
@@ -528,9 +696,10 @@ static bool run_python(const char *python, const char *peer, int workers, long r
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (WIFSIGNALED(status))
-            fprintf(stderr, "%s: python peer killed by signal %d\n", prog, WTERMSIG(status));
+            fprintf(stderr, "%s: python peer %s killed by signal %d\n", prog, impl,
+                    WTERMSIG(status));
         else
-            fprintf(stderr, "%s: python peer exited with status %d\n", prog,
+            fprintf(stderr, "%s: python peer %s exited with status %d\n", prog, impl,
                     WEXITSTATUS(status));
         return false;
     }
@@ -555,45 +724,61 @@ static bool run_python(const char *python, const char *peer, int workers, long r
 /* Report                                                                     */
 /* ------------------------------------------------------------------------ */
 
-static void print_table(const results *pp, const py_results *py, bool have_py)
+/* One figure in a column of 22: a rate grouped in thousands, a time with
+ * two decimals, "-" when the peer did not run. */
+static const char *cell(char *buf, size_t len, double v, bool rate, bool have)
 {
-    char a[64], b[64];
-    printf("\n%-28s | %14s | %27s | %s\n", "shape", "ppool",
-           have_py ? "python ProcessPoolExecutor" : "python (not run)", "ratio (python/ppool)");
-    printf("-----------------------------+----------------+-----------------------------+"
-           "---------------------\n");
+    char b[64];
+    if (!have)
+        snprintf(buf, len, "-");
+    else if (rate)
+        snprintf(buf, len, "%s", grouped(v, b, sizeof b));
+    else
+        snprintf(buf, len, "%.2f", v);
+    return buf;
+}
+
+static void print_table(const results *pp, const py_results *py)
+{
+    char a[64];
+    printf("\n%-24s | %12s", "shape", "ppool");
+    for (int k = 0; k < PY_N; k++)
+        printf(" | %22s", py_peers[k].title);
+    printf("\n-------------------------+-------------");
+    for (int k = 0; k < PY_N; k++)
+        printf("+------------------------");
+    printf("\n");
     struct {
         const char *name;
-        double p, y;
+        double p;
+        size_t off; /* the figure in py_results */
         bool rate;
     } rows[] = {
-        {"round trip median (us)", pp->rt_median_us, py->rt_median_us, false},
-        {"round trip p90 (us)", pp->rt_p90_us, py->rt_p90_us, false},
-        {"round trip p99 (us)", pp->rt_p99_us, py->rt_p99_us, false},
-        {"throughput (tasks/s)", pp->tput, py->tput, true},
+        {"round trip median (us)", pp->rt_median_us, offsetof(py_results, rt_median_us), false},
+        {"round trip p90 (us)", pp->rt_p90_us, offsetof(py_results, rt_p90_us), false},
+        {"round trip p99 (us)", pp->rt_p99_us, offsetof(py_results, rt_p99_us), false},
+        {"throughput (tasks/s)", pp->tput, offsetof(py_results, tput), true},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        if (rows[i].rate)
-            snprintf(a, sizeof a, "%s", grouped(rows[i].p, b, sizeof b));
-        else
-            snprintf(a, sizeof a, "%.2f", rows[i].p);
-        printf("%-28s | %14s | ", rows[i].name, a);
-        if (!have_py) {
-            printf("%27s | %s\n", "-", "-");
-            continue;
+        printf("%-24s | %12s", rows[i].name, cell(a, sizeof a, rows[i].p, rows[i].rate, true));
+        for (int k = 0; k < PY_N; k++) {
+            double y = *(const double *)((const char *)&py[k] + rows[i].off);
+            char c[80];
+            if (py[k].have) {
+                /* Python's cost over ppool's: time ratio for latencies, and
+                 * for a rate the ratio of per-task times (ppool / python). */
+                double ratio = rows[i].rate ? rows[i].p / y : y / rows[i].p;
+                snprintf(c, sizeof c, "%s (%.*fx)", cell(a, sizeof a, y, rows[i].rate, true),
+                         ratio < 100 ? 1 : 0, ratio);
+            } else {
+                snprintf(c, sizeof c, "not run");
+            }
+            printf(" | %22s", c);
         }
-        if (rows[i].rate)
-            snprintf(a, sizeof a, "%s", grouped(rows[i].y, b, sizeof b));
-        else
-            snprintf(a, sizeof a, "%.2f", rows[i].y);
-        /* Python's cost over ppool's: time ratio for latencies, and for a
-         * rate the ratio of per-task times, i.e. ppool rate / python rate. */
-        double ratio = rows[i].rate ? rows[i].p / rows[i].y : rows[i].y / rows[i].p;
-        printf("%27s | %.*fx\n", a, ratio < 100 ? 1 : 0, ratio);
+        printf("\n");
     }
-    if (have_py)
-        printf("ratio = python's cost per task / ppool's (for throughput: ppool rate / python "
-               "rate); > 1 means ppool is faster.\n");
+    printf("(Nx) = that pool's cost per task / ppool's (for throughput: ppool rate / its "
+           "rate); > 1 means ppool is faster.\n");
 }
 
 static void print_targets(const results *pp, int workers)
@@ -610,11 +795,28 @@ static void print_targets(const results *pp, int workers)
         printf(" (but measured with %d worker%s: rerun with --workers %d)", workers,
                workers == 1 ? "" : "s", TARGET_TPUT_WORKERS);
     printf("\n");
+    /* issue 16, item 2 */
+    if (isfinite(pp->floor_p50_us)) {
+        double q = pp->rt_median_us / pp->floor_p50_us;
+        snprintf(v, sizeof v, "%.2f / %.3f us = %.1fx", pp->rt_median_us, pp->floor_p50_us, q);
+        printf("  %-46s %20s  %s\n", "round trip median <= 4 x spin floor p50:", v,
+               q <= TARGET_RT_OVER_FLOOR ? "MET" : "MISSED");
+    } else {
+        printf("  %-46s %20s  %s\n", "round trip median <= 4 x spin floor p50:", "-",
+               "not measured (no floor)");
+    }
+    snprintf(v, sizeof v, "%s tasks/s", grouped(pp->tput, b, sizeof b));
+    printf("  %-46s %20s  %s", "throughput >= 2,000,000 tasks/s with 2 workers:", v,
+           pp->tput >= TARGET_TPUT_FAST ? "MET" : "MISSED");
+    if (workers != TARGET_TPUT_WORKERS)
+        printf(" (but measured with %d worker%s)", workers, workers == 1 ? "" : "s");
+    printf("\n  (round trip p50 %.2f us, p99 %.2f us; floor p99 %.3f us)\n", pp->rt_median_us,
+           pp->rt_p99_us, pp->floor_p99_us);
 }
 
 static int write_csv(const char *path, int workers, const results *pp, long rounds, long tasks,
-                     long runs, const py_results *py, bool have_py, long py_rounds,
-                     long py_tasks, long py_runs)
+                     long runs, const py_results *pys, long py_rounds, long py_tasks,
+                     long py_runs)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -622,20 +824,30 @@ static int write_csv(const char *path, int workers, const results *pp, long roun
         return -1;
     }
     fprintf(f, "impl,workers,metric,unit,value,min_over_runs,max_over_runs,n,runs\n");
+    if (isfinite(pp->floor_p50_us)) {
+        fprintf(f, "spin-floor,2,rt_median,us,%.3f,,,%d,%d\n", pp->floor_p50_us, FLOOR_ROUNDS,
+                FLOOR_REPEATS);
+        fprintf(f, "spin-floor,2,rt_p99,us,%.3f,,,%d,%d\n", pp->floor_p99_us, FLOOR_ROUNDS,
+                FLOOR_REPEATS);
+    }
     fprintf(f, "ppool,%d,rt_median,us,%.3f,%.3f,%.3f,%ld,%ld\n", workers, pp->rt_median_us,
             pp->rt_median_min, pp->rt_median_max, rounds, runs);
     fprintf(f, "ppool,%d,rt_p90,us,%.3f,,,%ld,%ld\n", workers, pp->rt_p90_us, rounds, runs);
     fprintf(f, "ppool,%d,rt_p99,us,%.3f,,,%ld,%ld\n", workers, pp->rt_p99_us, rounds, runs);
     fprintf(f, "ppool,%d,throughput,tasks/s,%.1f,%.1f,%.1f,%ld,%ld\n", workers, pp->tput,
             pp->tput_min, pp->tput_max, tasks, runs);
-    if (have_py) {
-        fprintf(f, "python-ppe-%s,%d,rt_median,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+    for (int k = 0; k < PY_N; k++) {
+        const py_results *py = &pys[k];
+        const char *n = py_peers[k].csv;
+        if (!py->have)
+            continue;
+        fprintf(f, "%s-%s,%d,rt_median,us,%.3f,,,%ld,%ld\n", n, py->version, py->workers,
                 py->rt_median_us, py_rounds, py_runs);
-        fprintf(f, "python-ppe-%s,%d,rt_p90,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+        fprintf(f, "%s-%s,%d,rt_p90,us,%.3f,,,%ld,%ld\n", n, py->version, py->workers,
                 py->rt_p90_us, py_rounds, py_runs);
-        fprintf(f, "python-ppe-%s,%d,rt_p99,us,%.3f,,,%ld,%ld\n", py->version, py->workers,
+        fprintf(f, "%s-%s,%d,rt_p99,us,%.3f,,,%ld,%ld\n", n, py->version, py->workers,
                 py->rt_p99_us, py_rounds, py_runs);
-        fprintf(f, "python-ppe-%s,%d,throughput,tasks/s,%.1f,,,%ld,%ld\n", py->version,
+        fprintf(f, "%s-%s,%d,throughput,tasks/s,%.1f,,,%ld,%ld\n", n, py->version,
                 py->workers, py->tput, py_tasks, py_runs);
     }
     if (fclose(f) != 0) {
@@ -653,10 +865,12 @@ static void usage(FILE *to)
             "  --rounds R     round trips per run (default 20000)\n"
             "  --tasks N      tasks per throughput run (default 1000000)\n"
             "  --runs K       runs; medians over runs are reported (default 5)\n"
-            "  --py-rounds R  python peer's round trips per run (default min(R, 2000))\n"
-            "  --py-tasks N   python peer's tasks per run (default min(N, 20000))\n"
+            "  --py-rounds R  python peers' round trips per run (default min(R, 2000))\n"
+            "  --py-tasks N   python peers' tasks per run (default min(N, 20000))\n"
             "  --peer PATH    the python peer script (default: found from $PPOOL_SRC or the\n"
             "                 executable's directory: ../bench or ../../bench)\n"
+            "  --python PATH  the interpreter for the peers (default /usr/bin/python3 if it\n"
+            "                 exists, which has joblib's loky on Debian, else python3 on PATH)\n"
             "  --csv FILE     also write the results as CSV\n"
             "  --no-python    measure ppool only\n"
             "  --quick        small sizes, a smoke run of about a second\n",
@@ -670,7 +884,7 @@ int main(int argc, char **argv)
     int workers_opt = 0;
     bool no_python = false, quick = false;
     bool set_rounds = false, set_tasks = false, set_runs = false;
-    const char *csv = NULL, *peer_opt = NULL;
+    const char *csv = NULL, *peer_opt = NULL, *python_opt = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -710,6 +924,13 @@ int main(int argc, char **argv)
             }
             peer_opt = v;
             i++;
+        } else if (!strcmp(a, "--python")) {
+            if (!v) {
+                fprintf(stderr, "%s: --python wants a path\n", prog);
+                return 2;
+            }
+            python_opt = v;
+            i++;
         } else if (!strcmp(a, "--no-python")) {
             no_python = true;
         } else if (!strcmp(a, "--quick")) {
@@ -747,7 +968,14 @@ int main(int argc, char **argv)
     char python[PATH_MAX + 16], peer[PATH_MAX + 64];
     bool can_py = false;
     if (!no_python) {
-        if (!on_path("python3", python, sizeof python))
+        bool found = true;
+        if (python_opt)
+            snprintf(python, sizeof python, "%s", python_opt);
+        else if (access("/usr/bin/python3", X_OK) == 0)
+            snprintf(python, sizeof python, "/usr/bin/python3");
+        else
+            found = on_path("python3", python, sizeof python);
+        if (!found)
             fprintf(stderr, "%s: python3 not found on PATH: measuring ppool only\n", prog);
         else if (find_peer(peer_opt, argv[0], peer, sizeof peer))
             can_py = true;
@@ -759,26 +987,31 @@ int main(int argc, char **argv)
     int workers = 0;
     run_ppool(workers_opt, rounds, tasks, runs, warmup, &workers, &pp);
 
-    py_results py;
-    memset(&py, 0, sizeof py);
+    py_results py[PY_N];
+    memset(py, 0, sizeof py);
     bool have_py = false;
     if (can_py) {
-        printf("\npython: %s %s, ProcessPoolExecutor(max_workers=%d), fork context\n", python,
-               peer, workers);
+        printf("\npython peers: %s %s, max_workers=%d, same shapes\n", python, peer, workers);
         printf("  shapes: round trip %ld rounds after %ld warm-up; throughput %ld tasks; %ld "
                "run%s\n",
                py_rounds, py_rounds < 1000 ? py_rounds : 1000, py_tasks, py_runs,
                py_runs == 1 ? "" : "s");
         printf("  (fewer rounds and tasks than ppool: a python task costs ~100x more; the "
                "per-task figures are compared, not totals)\n");
-        fflush(stdout);
-        have_py = run_python(python, peer, workers, py_rounds, py_tasks, py_runs, &py);
-        if (have_py)
-            printf("  python %s, %d workers: round trip median %.1f us, p99 %.1f us; "
-                   "throughput %.0f tasks/s\n",
-                   py.version, py.workers, py.rt_median_us, py.rt_p99_us, py.tput);
-        else
-            fprintf(stderr, "%s: the python peer failed: printing ppool only\n", prog);
+        for (int k = 0; k < PY_N; k++) {
+            printf("  %s: %s\n", py_peers[k].title, py_peers[k].what);
+            fflush(stdout);
+            py[k].have = run_python(python, peer, py_peers[k].impl, workers, py_rounds, py_tasks,
+                                    py_runs, &py[k]);
+            if (py[k].have)
+                printf("    python %s, %d workers: round trip median %.1f us, p99 %.1f us; "
+                       "throughput %.0f tasks/s\n",
+                       py[k].version, py[k].workers, py[k].rt_median_us, py[k].rt_p99_us,
+                       py[k].tput);
+            else
+                printf("    not run: see the message above\n");
+            have_py |= py[k].have;
+        }
     }
 
     char b1[64], b2[64];
@@ -786,7 +1019,7 @@ int main(int argc, char **argv)
            "%.2f..%.2f us, throughput %s..%s tasks/s)\n",
            runs, workers, workers == 1 ? "" : "s", pp.rt_median_min, pp.rt_median_max, grouped(pp.tput_min, b1, sizeof b1),
            grouped(pp.tput_max, b2, sizeof b2));
-    print_table(&pp, &py, have_py);
+    print_table(&pp, py);
     if (no_python)
         printf("(python peer skipped: --no-python)\n");
     else if (!have_py)
@@ -794,8 +1027,8 @@ int main(int argc, char **argv)
     print_targets(&pp, workers);
 
     if (csv) {
-        if (write_csv(csv, workers, &pp, rounds, tasks, runs, &py, have_py, py_rounds, py_tasks,
-                      py_runs) != 0)
+        if (write_csv(csv, workers, &pp, rounds, tasks, runs, py, py_rounds, py_tasks, py_runs) !=
+            0)
             return 1;
         printf("\ncsv: %s\n", csv);
     }

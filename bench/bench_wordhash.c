@@ -992,6 +992,23 @@ static void print_report(const report *R, bool have_omp, bool have_py)
     } else {
         printf("  %-48snot measured (no openmp)\n", "ppool best <= 1.1 x openmp best:");
     }
+    /* Zero copy must win: the map over shared arrays at its best against
+     * the copying map at its best, and against OpenMP (issue 16, item 1). */
+    int bc = best_of(R, SYS_PPOOL), bz = best_of(R, SYS_PPSHM);
+    if (bc >= 0 && bz >= 0) {
+        double q = R->pt[SYS_PPSHM][bz].sec / R->pt[SYS_PPOOL][bc].sec;
+        printf("  %-48s%.3f s / %.3f s = %.2fx  %s (at chunksizes %zu / %zu)\n",
+               "ppool-shm best <= 0.95 x ppool best:", R->pt[SYS_PPSHM][bz].sec,
+               R->pt[SYS_PPOOL][bc].sec, q, q <= 0.95 ? "MET" : "MISSED", R->sizes[bz],
+               R->sizes[bc]);
+    }
+    if (bz >= 0 && bo >= 0) {
+        double q = R->pt[SYS_PPSHM][bz].sec / R->pt[SYS_OMP][bo].sec;
+        printf("  %-48s%.3f s / %.3f s = %.2fx  %s\n", "ppool-shm best <= 1.05 x openmp best:",
+               R->pt[SYS_PPSHM][bz].sec, R->pt[SYS_OMP][bo].sec, q, q <= 1.05 ? "MET" : "MISSED");
+    } else {
+        printf("  %-48snot measured (no openmp)\n", "ppool-shm best <= 1.05 x openmp best:");
+    }
     int i1 = -1;
     for (int i = 0; i < R->nsizes; i++)
         if (R->sizes[i] == 1)

@@ -1,5 +1,12 @@
 #!/usr/bin/env python3
-"""CPython peer of bench_core: concurrent.futures.ProcessPoolExecutor, no-op tasks.
+"""Python peers of bench_core: ProcessPoolExecutor, multiprocessing.Pool, loky; no-op tasks.
+
+--impl picks the pool a Python user would use instead of ppool:
+  ppe      concurrent.futures.ProcessPoolExecutor, fork context (default)
+  mp_pool  multiprocessing.Pool, fork context: apply_async(...).get()
+  loky     joblib.externals.loky.ProcessPoolExecutor (Debian's python3-joblib
+           carries loky; its own "loky" start method, spawn-like, with
+           cloudpickle)
 
 Measures the same two shapes as bench/bench_core.c, with the same statistics:
 
@@ -15,8 +22,9 @@ Python equivalent of ppool's 8-byte argument / 8-byte result no-op.
 
 Output: exactly one line of JSON on stdout, e.g.
   {"rt_median_us": 95.1, "rt_p90_us": 120.3, "rt_p99_us": 180.2,
-   "tput": 14000.0, "workers": 2, "python": "3.11.7", ...}
-Progress and errors go to stderr.  Standard library only.
+   "tput": 14000.0, "workers": 2, "python": "3.11.7", "impl": "ppe", ...}
+Progress and errors go to stderr; an --impl that cannot be imported exits 3.
+Standard library only, but for --impl loky.
 """
 
 import argparse
@@ -42,6 +50,50 @@ def percentile(sorted_samples, q):
         return float("nan")
     k = max(1, math.ceil(q * n))
     return sorted_samples[min(k, n) - 1]
+
+
+class PoolAsExecutor:
+    """multiprocessing.Pool behind the two calls the shapes use: submit(fn, x)
+    returns an object whose result() waits (AsyncResult.get)."""
+
+    class _Fut:
+        __slots__ = ("ar",)
+
+        def __init__(self, ar):
+            self.ar = ar
+
+        def result(self):
+            return self.ar.get()
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def submit(self, fn, x):
+        return self._Fut(self.pool.apply_async(fn, (x,)))
+
+
+def open_pool(impl, workers):
+    """The pool of kind @impl as a context manager yielding an executor-like
+    object (submit / result); SystemExit(3) if that kind cannot be had."""
+    import contextlib
+    if impl == "ppe":
+        # The fork start method, chosen explicitly: ppool starts its workers
+        # by fork (PP_START_FORK), so this compares like with like.  (3.11's
+        # default on Linux is fork too, but 3.14 changed it to forkserver.)
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    if impl == "mp_pool":
+        @contextlib.contextmanager
+        def pool():
+            with mp.get_context("fork").Pool(processes=workers) as p:
+                yield PoolAsExecutor(p)
+        return pool()
+    try:
+        from joblib.externals import loky
+    except ImportError as e:
+        print(f"peer_ppe: --impl loky: {e} (Debian: python3-joblib; use /usr/bin/python3)",
+              file=sys.stderr)
+        raise SystemExit(3)
+    return loky.ProcessPoolExecutor(max_workers=workers)
 
 
 def round_trip(ex, rounds, warmup):
@@ -89,6 +141,8 @@ def positive_int(text):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", type=positive_int, default=2)
+    ap.add_argument("--impl", choices=("ppe", "mp_pool", "loky"), default="ppe",
+                    help="the Python pool to measure (default ppe)")
     ap.add_argument("--rounds", type=positive_int, default=2000,
                     help="round trips per run (default 2000)")
     ap.add_argument("--tasks", type=positive_int, default=20000,
@@ -99,13 +153,8 @@ def main():
     args = ap.parse_args()
     warmup = args.warmup if args.warmup is not None else min(1000, args.rounds)
 
-    # The fork start method, chosen explicitly: ppool starts its workers by
-    # fork (PP_START_FORK), so this compares like with like.  (3.11's default
-    # on Linux is fork too, but 3.14 changed it to forkserver.)
-    ctx = mp.get_context("fork")
-
     rt_med, rt_p90, rt_p99, tput = [], [], [], []
-    with cf.ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as ex:
+    with open_pool(args.impl, args.workers) as ex:
         for run in range(args.runs):
             m, p90, p99 = round_trip(ex, args.rounds, warmup)
             t = throughput(ex, args.tasks)
@@ -113,7 +162,7 @@ def main():
             rt_p90.append(p90)
             rt_p99.append(p99)
             tput.append(t)
-            print(f"peer_ppe: run {run + 1}/{args.runs}: round trip median "
+            print(f"peer_ppe[{args.impl}]: run {run + 1}/{args.runs}: round trip median "
                   f"{m:.1f} us, p99 {p99:.1f} us; throughput {t:.0f} tasks/s",
                   file=sys.stderr, flush=True)
 
@@ -124,7 +173,8 @@ def main():
         "tput": round(statistics.median(tput), 1),
         "workers": args.workers,
         "python": platform.python_version(),
-        "start_method": "fork",
+        "impl": args.impl,
+        "start_method": "loky" if args.impl == "loky" else "fork",
         "rounds": args.rounds,
         "tasks": args.tasks,
         "runs": args.runs,

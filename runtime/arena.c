@@ -15,8 +15,22 @@
  * worst case is a run of units marked used that nobody owns: a leak of at
  * most one block per crash, never a double allocation.
  *
+ * Placement is the lowest-address first fit: a block goes to the lowest run
+ * of free units that holds it, so freed pages are reused at once, already
+ * faulted in by the client and the workers. (A next-fit that moved on after
+ * every allocation walked the whole 1 GiB arena before reusing anything:
+ * every argument or result over the inline size then landed on a fresh
+ * page, a page fault in the client and one in the worker per task, about
+ * 200 us per round trip under a hypervisor; bench_scaling, docs/scaling.md.)
+ * `hint` is a lower bound below which every unit is in use, so the search
+ * skips the busy prefix; it is lowered before units are freed and raised
+ * after they are taken, so a process dying in between leaves it too low,
+ * which costs only search time.
+ *
  * Freed blocks of 256 KiB or more are punched out of the memfd so that their
- * memory goes back to the system at once. The punch happens while the block
+ * memory goes back to the system at once, except task payloads (arguments,
+ * results) lying wholly below PPI_ARENA_KEEP_BYTES: those keep their pages
+ * for the next large payload, which first fit places there (tunables.h). The punch happens while the block
  * is still marked used (before the bitmap is cleared): punched after, it
  * could zero the data of a concurrent allocation that got the same units.
  */
@@ -28,6 +42,8 @@
 #include "segment.h"
 
 #define PUNCH_MIN (256u * 1024u)
+
+#include "tunables.h"
 
 static void arena_lock(ppi_arena *a)
 {
@@ -112,13 +128,13 @@ uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec)
         return 0;
     arena_lock(a);
     uint64_t *bm = bitmap(s);
-    uint64_t at = find_run(bm, a->hint, a->units, n);
-    if (at == UINT64_MAX)
-        at = find_run(bm, 0, a->hint + n < a->units ? a->hint + n : a->units, n);
+    /* every unit below hint is in use: the lowest free run starts at or after it */
+    uint64_t at = find_run(bm, a->hint < a->units ? a->hint : a->units, a->units, n);
     if (at != UINT64_MAX) {
         bits_set(bm, at, n, 1);
         runlen(s)[at] = (uint32_t)n;
-        a->hint = at + n < a->units ? at + n : 0;
+        if (at == a->hint) /* the units below at + n are all in use now */
+            a->hint = at + n;
         if (rec)
             *rec = a->off_data + at * PPI_ARENA_UNIT;
     }
@@ -136,6 +152,13 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
     ppi_arena_free_rec(s, &off);
 }
 
+static void arena_free(ppi_seg *s, uint64_t *rec, bool keep_low);
+
+void ppi_arena_free_punch(ppi_seg *s, uint64_t off)
+{
+    arena_free(s, &off, false);
+}
+
 /*
  * ppi_arena_free_rec - free the block recorded in *@rec (0: nothing) and
  * clear the record under the arena lock, so that a process dying at any
@@ -143,6 +166,13 @@ void ppi_arena_free(ppi_seg *s, uint64_t off)
  * process that owns the block.
  */
 void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
+{
+    arena_free(s, rec, true);
+}
+
+/* The free; @keep_low: a large block wholly below PPI_ARENA_KEEP_BYTES keeps
+ * its pages (a task payload; see the top of the file). */
+static void arena_free(ppi_seg *s, uint64_t *rec, bool keep_low)
 {
     uint64_t off = *rec;
     if (off == 0)
@@ -156,9 +186,12 @@ void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec)
     uint64_t n = runlen(s)[at];
     /* Through the mapping, not the memfd's descriptor: a worker's task may
      * have closed that number and opened another file there. */
-    if (n * PPI_ARENA_UNIT >= PUNCH_MIN)
+    bool kept = keep_low && (at + n) * (uint64_t)PPI_ARENA_UNIT <= PPI_ARENA_KEEP_BYTES;
+    if (n * PPI_ARENA_UNIT >= PUNCH_MIN && !kept)
         (void)madvise(s->base + off, (size_t)(n * PPI_ARENA_UNIT), MADV_REMOVE);
     arena_lock(a);
+    if (at < a->hint) /* before the units are freed: see `hint` above */
+        a->hint = at;
     *rec = 0;
     runlen(s)[at] = 0;
     bits_set(bitmap(s), at, n, 0);

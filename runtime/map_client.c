@@ -135,6 +135,8 @@ static void map_free(pp_map_iter *m)
     free(m->g_size);
     free(m->g_toff);
     free(m->tmp);
+    free(m->cur_res);
+    free(m->cur_sizes);
     free(m);
 }
 
@@ -310,6 +312,7 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
     m->out_var = opts.out_variable;
     m->nwork = (uint32_t)nwork;
     m->dead_from = UINT64_MAX;
+    m->overlap = !all && opts.buffersize;
     ppi_map_geom g;
     rc = map_inputs(m, in);
     if (!rc && all)
@@ -383,6 +386,71 @@ static int drained(pp_map_iter *m)
     return m->final_err;
 }
 
+/* Buffers for one chunk's results, client-private (m->overlap). false if
+ * they cannot be had: the chunk is then read in place, without overlap. */
+static bool cur_buffers(pp_map_iter *m)
+{
+    if (m->cur_res || !m->out_cap)
+        return true;
+    if (m->cs > MI_RING_MAX / m->out_cap)
+        return false; /* a chunk this large is not worth a second copy */
+    m->cur_res = malloc(m->cs * m->out_cap);
+    if (m->cur_res && m->out_var)
+        m->cur_sizes = malloc(m->cs * sizeof *m->cur_sizes);
+    if (!m->cur_res || (m->out_var && !m->cur_sizes)) {
+        free(m->cur_res);
+        m->cur_res = NULL;
+        m->overlap = false;
+        return false;
+    }
+    return true;
+}
+
+/* m->overlap: chunk m->consumed finished cleanly and is about to be read.
+ * Copy its results out, give its window slot back and refill, so that the
+ * chunk after the window's last one runs while the caller reads this one:
+ * with buffersize 1 item k runs during the k-th pp_map_next, as
+ * CPython's map(buffersize=1) submits it (docs/map.md). A failed chunk is
+ * read in place, as without overlap (the map stops after it anyway). */
+static void take_ahead(pp_map_iter *m)
+{
+    uint64_t c = m->consumed;
+    uint64_t d = chunk_done(m, c);
+    if (mi_dw_state(d) != MI_DONE || !cur_buffers(m))
+        return;
+    size_t n = chunk_count(m, c);
+    if (m->out_cap) {
+        mi_batch *bt = batch_of(m, c);
+        const uint64_t *bh = (const uint64_t *)bt->blob;
+        size_t k = (size_t)(c - bt->c0) * m->cs;
+        memcpy(m->cur_res, bt->blob + bh[m->n_in] + k * m->out_cap, n * m->out_cap);
+        if (m->out_var)
+            memcpy(m->cur_sizes, (const uint64_t *)(bt->blob + bh[m->n_in + 1]) + k,
+                   n * sizeof *m->cur_sizes);
+        m->st.result_bytes += n * m->out_cap;
+    }
+    m->cur_copied = true;
+    m->cur_n = n;
+    ppi_map_release_chunk(m);
+    /* A refill that fails for want of room sets the map's error at the
+     * first item not staged, which is after this chunk: its items are
+     * still delivered (pp_map_next checks cur_copied before final_err). */
+    ppi_map_refill(m);
+}
+
+/* The next item of the copied chunk (m->cur_copied). */
+static void next_copied(pp_map_iter *m, const void **res, size_t *res_size)
+{
+    if (m->out_cap) {
+        if (res)
+            *res = m->cur_res + m->cur_k * m->out_cap;
+        if (res_size)
+            *res_size = m->out_var ? (size_t)m->cur_sizes[m->cur_k] : m->out_cap;
+    }
+    m->cur_k++;
+    m->st.done++;
+}
+
 int pp_map_next(pp_map_iter *m, const void **res, size_t *res_size)
 {
     if (res)
@@ -393,10 +461,20 @@ int pp_map_next(pp_map_iter *m, const void **res, size_t *res_size)
         return -EINVAL;
     if (pp_max_workers(m->ex) == PP_EFORKED)
         return PP_EFORKED; /* a fork()ed child's copy: the map is the parent's */
+    if (m->cur_valid && m->cur_copied && m->cur_k < m->cur_n) {
+        next_copied(m, res, res_size); /* finished results, before any error after them */
+        return 0;
+    }
     if (m->final_err)
         return m->final_err;
     for (;;) {
-        if (m->cur_valid) {
+        if (m->cur_valid && m->cur_copied) {
+            if (m->cur_k < m->cur_n) {
+                next_copied(m, res, res_size);
+                return 0;
+            }
+            m->cur_valid = false; /* released when it was copied */
+        } else if (m->cur_valid) {
             uint64_t c = m->consumed;
             uint64_t d = chunk_done(m, c);
             if (m->cur_k < ppi_map_deliverable(m, c, d)) {
@@ -443,6 +521,9 @@ int pp_map_next(pp_map_iter *m, const void **res, size_t *res_size)
             continue;
         m->cur_valid = true;
         m->cur_k = 0;
+        m->cur_copied = false;
+        if (m->overlap)
+            take_ahead(m);
     }
 }
 

@@ -258,6 +258,17 @@ struct pp_map_iter {
     /* iterator */
     bool cur_valid;
     size_t cur_k;
+    /* buffersize given (iterator only): the chunk about to be read is copied
+     * out of the window into cur_res / cur_sizes and its window slot given
+     * back before its first item is returned, so that the next chunk is
+     * published and runs while the caller reads this one (CPython submits
+     * the next task before it yields a result). The window itself keeps its
+     * bound of buffersize chunks. */
+    bool overlap;
+    bool cur_copied;   /* the current chunk is in cur_res, already released */
+    size_t cur_n;      /* its items */
+    char *cur_res;     /* [cs * out_cap], allocated at the first copy */
+    uint64_t *cur_sizes; /* [cs] when out_var */
     int final_err;
     bool stopped;
     uint64_t closed_at; /* first chunk cancelled by the stop */

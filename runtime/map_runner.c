@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "fnmap.h"
@@ -88,7 +89,52 @@ typedef struct mi_run {
     char *out_base;
     size_t *sizes_base;
     const void *ctx;
+    /* Populate-ahead marks (see prefault): per in-place array, the address
+     * up to which this worker's page tables are already populated. A
+     * runner's claims only grow, so each mark only moves forward. */
+    uintptr_t pf_in[PP_MAP_MAX_INPUTS], pf_offs[PP_MAP_MAX_INPUTS], pf_out, pf_sizes;
 } mi_run;
+
+#ifndef MADV_POPULATE_READ /* Linux 5.14; older headers */
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+
+/* Whether MADV_POPULATE_* works here (cleared at the first EINVAL: a kernel
+ * before 5.14). Relaxed: a per-process hint; a stale true costs one more
+ * failing call. */
+static _Atomic int populate_ok = 1;
+
+/*
+ * Populate this worker's page tables for [lo, hi) of an in-place shared
+ * array, from *mark on, at least PPI_MAP_PREFAULT_BYTES ahead but not past
+ * @end (the array's published end), and move *mark. The pages then cost one
+ * system call per window instead of a fault per page; fresh pages are
+ * allocated here, by the worker that touches them first (in parallel, and
+ * NUMA-local under first touch). Only a hint: a failed populate leaves the
+ * faults to the item function's first touch, as without it.
+ */
+static void prefault(uintptr_t *mark, const void *lo, const void *hi, const void *end, bool write)
+{
+    uintptr_t a = (uintptr_t)lo, b = (uintptr_t)hi, e = (uintptr_t)end;
+    if (b <= *mark || a >= b)
+        return;
+    if (a < *mark)
+        a = *mark;
+    a &= ~(uintptr_t)4095;
+    if (b - a < PPI_MAP_PREFAULT_BYTES)
+        b = a + PPI_MAP_PREFAULT_BYTES;
+    if (b > e)
+        b = e;
+    b = (b + 4095) & ~(uintptr_t)4095;
+    *mark = b;
+    /* relaxed: see populate_ok. */
+    if (b <= a || !atomic_load_explicit(&populate_ok, memory_order_relaxed))
+        return;
+    if (madvise((void *)a, b - a, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0 &&
+        errno == EINVAL)
+        atomic_store_explicit(&populate_ok, 0, memory_order_relaxed); /* relaxed: as above */
+}
 
 /* Wake the client if it sleeps waiting for chunk @c (any chunk: @c ==
  * UINT64_MAX, used after a failure, which changes what the client waits
@@ -250,6 +296,38 @@ static void chunk_locate(mi_run *r, mi_chunk *ck)
     }
 }
 
+/* Populate ahead the in-place arrays chunk @ck reads and writes (prefault):
+ * its inputs' items (for a packed input, its offsets and bytes), its
+ * results and their sizes, each up to the items published so far. */
+static void chunk_prefault(mi_run *r, const mi_chunk *ck)
+{
+    const mi_hdr *h = r->h;
+    const uint64_t first = ck->first, last = first + ck->count;
+    /* relaxed: ordered after the acquire load of avail that let us claim. */
+    const uint64_t pub = atomic_load_explicit(&h->items_pub, memory_order_relaxed);
+    if (!ck->count)
+        return;
+    for (uint32_t j = 0; j < h->n_in; j++) {
+        const mi_in *d = &h->in[j];
+        if (d->how == MI_IN_SHM_FIXED) {
+            const char *b = r->base[j];
+            prefault(&r->pf_in[j], b + first * d->stride, b + (last - 1) * d->stride + d->item_size,
+                     b + (pub - 1) * d->stride + d->item_size, false);
+        } else if (d->how == MI_IN_SHM_PACKED) {
+            const size_t *o = r->offs[j];
+            prefault(&r->pf_offs[j], o + first, o + last + 1, o + pub + 1, false);
+            /* o[pub] is the end of the published bytes: its page is populated above */
+            prefault(&r->pf_in[j], r->base[j] + o[first], r->base[j] + o[last],
+                     r->base[j] + o[pub], false);
+        }
+    }
+    const size_t cap = h->out_cap;
+    if (ck->outp && h->out_shm)
+        prefault(&r->pf_out, ck->outp, ck->outp + ck->count * cap, r->out_base + pub * cap, true);
+    if (ck->shm_sz)
+        prefault(&r->pf_sizes, ck->shm_sz, ck->shm_sz + ck->count, r->sizes_base + pub, true);
+}
+
 /* Point ck->in / ck->in_size at item @k's inputs. */
 static inline void item_inputs(const mi_run *r, mi_chunk *ck, uint64_t k)
 {
@@ -322,6 +400,7 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
     mi_hdr *h = r->h;
     mi_chunk ck = {.c = c};
     chunk_locate(r, &ck);
+    chunk_prefault(r, &ck);
     const size_t cap = h->out_cap;
     mi_itemstate ist = {.h = h, .t = r->t, .es = r->es, .chunk = c};
     pp_map_item it = {.n_in = (int)h->n_in,

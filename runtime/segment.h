@@ -191,7 +191,8 @@ enum ppi_pool_state {
 typedef struct ppi_arena {
     pthread_mutex_t lock;
     uint64_t units;      /* data units of PPI_ARENA_UNIT bytes */
-    uint64_t hint;       /* where the next search starts */
+    uint64_t hint;       /* every unit below it is in use (a lower bound:
+                            the lowest-address first fit starts there) */
     uint64_t off_bitmap; /* uint64_t[ceil(units/64)], bit set = used */
     uint64_t off_runlen; /* uint32_t[units], run length at a block's first unit */
     uint64_t off_data;
@@ -324,5 +325,10 @@ void ppi_arena_free(ppi_seg *s, uint64_t off);
  * block recorded for its reclaimer (a worker's result block in its slot). */
 uint64_t ppi_arena_alloc_rec(ppi_seg *s, uint64_t bytes, uint64_t *rec);
 void ppi_arena_free_rec(ppi_seg *s, uint64_t *rec);
+/* Free a pp_shm_alloc block: as ppi_arena_free, but a block of 256 KiB or
+ * more is always punched (never kept under PPI_ARENA_KEEP_BYTES), so that a
+ * later pp_shm_alloc block is placed afresh by its first touch
+ * (docs/topology.md). */
+void ppi_arena_free_punch(ppi_seg *s, uint64_t off);
 
 #endif

@@ -31,7 +31,7 @@ void pp_shm_free(pp_executor *ex, void *ptr)
         return;
     uint64_t off = pp_shm_offset(ex, ptr);
     if (off != UINT64_MAX)
-        ppi_arena_free(&ex->seg, off);
+        ppi_arena_free_punch(&ex->seg, off); /* placed afresh by the next first touch */
 }
 
 uint64_t pp_shm_offset(pp_executor *ex, const void *ptr)

@@ -89,6 +89,18 @@
  * initializers (they wake nobody when done) or the pool may break. */
 #define PPI_RESIZE_POLL_NS 2000000ull
 
+/* ---- arena -------------------------------------------------------------- */
+
+/* Freed task payload blocks (arguments, results) of 256 KiB or more that lie
+ * entirely in the first this-many bytes of the arena keep their pages: the
+ * next large payload (lowest-address first fit puts it there) reuses them
+ * without a page fault in the client or the worker. Above the line, and
+ * for pp_shm_free, blocks are punched out of the memfd at once. Measured
+ * (bench_scaling, docs/scaling.md): a 256 KiB argument's round trip 2.9 ms
+ * -> 22 us, 4 MiB 150 ms -> 0.6 ms (3.3 x one memcpy). Bounds what an idle
+ * pool keeps resident beyond the blocks in use. */
+#define PPI_ARENA_KEEP_BYTES ((uint64_t)64 << 20)
+
 /* ---- map ---------------------------------------------------------------- */
 
 /* A map runner with no chunk to claim idles this long, then returns its
@@ -100,6 +112,13 @@
 #define PPI_MAP_NAP_NS 10000000ull
 /* ... and probes its runners' health (a dead runner's chunks) this often. */
 #define PPI_MAP_PROBE_NS 100000000ull
+/* A runner populates its own page tables for the shared arrays a map reads
+ * and writes in place (pp_shm_alloc inputs and outputs) at least this many
+ * bytes ahead of the chunk it runs, with one MADV_POPULATE_READ/WRITE
+ * instead of a page fault per 4 KiB page: faults on a MAP_SHARED memfd
+ * cost 1-3 us each on bare metal and tens of us under a hypervisor, a
+ * populate call a fraction of that per page (docs/map.md, "Zero copy"). */
+#define PPI_MAP_PREFAULT_BYTES (64u * 1024u)
 
 /* ---- shared segment ------------------------------------------------------ */
 

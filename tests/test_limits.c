@@ -2,7 +2,8 @@
  * test_limits.c — resource limits (issue 11): arguments that can never fit
  * the arena, arguments waiting for arena room, shutdown racing the backlog,
  * size rounding overflow, result blocks of dead workers, the arena's hole
- * punching against concurrent allocations, and many loaded libraries.
+ * punching against concurrent allocations, many loaded libraries, and the
+ * arena's placement (lowest-address first fit, issue 16).
  */
 #include "pp_testutil.h"
 
@@ -548,4 +549,49 @@ Test(limits, many_loaded_libraries, PPT_FIXTURE, .timeout = 120)
         unlink(path[i]);
     }
     rmdir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the arena places lowest-address first fit (issue 16, docs/scaling.md)    */
+/* ------------------------------------------------------------------------ */
+
+/* A freed block is handed out again at once (its pages are already mapped
+ * everywhere), the lowest hole that fits is taken, and a block that does
+ * not fit a hole goes past it without moving the search past the hole. */
+Test(limits, arena_reuses_the_lowest_free_block_first, PPT_FIXTURE, .timeout = 30)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    cfg.arena_size = 16 * MiB;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    void *a, *b, *c, *d, *e, *f;
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &a), 0);
+    cr_assert_eq(pp_shm_alloc(ex, 8 * KiB, &b), 0);
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &c), 0);
+    cr_assert_lt((char *)a, (char *)b);
+    cr_assert_lt((char *)b, (char *)c);
+    /* free-then-alloc of the same size: the same block (next fit moved on) */
+    for (int i = 0; i < 100; i++) {
+        pp_shm_free(ex, c);
+        void *again;
+        cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &again), 0);
+        cr_assert_eq(again, c, "round %d: %p, the freed block was %p", i, again, c);
+    }
+    /* a hole of 8 KiB at b: a 12 KiB block goes past it, the hole stays first */
+    pp_shm_free(ex, b);
+    cr_assert_eq(pp_shm_alloc(ex, 12 * KiB, &d), 0);
+    cr_assert_gt((char *)d, (char *)c);
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &e), 0);
+    cr_assert_eq(e, b, "the lowest hole is used first");
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &f), 0);
+    cr_assert_eq((char *)f, (char *)b + 4 * KiB, "then the rest of it");
+    /* the lowest block freed last is still found first */
+    pp_shm_free(ex, a);
+    void *g;
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &g), 0);
+    cr_assert_eq(g, a);
+    void *blocks[] = {c, d, e, f, g};
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        pp_shm_free(ex, blocks[i]);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
 }

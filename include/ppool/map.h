@@ -38,9 +38,13 @@
  *    every chunk no worker has started. Chunks already running finish; their
  *    item functions can notice with pp_map_should_stop().
  *  - @buffersize bounds the chunks in flight (taken from the inputs and not
- *    yet consumed by the caller, counting the chunk being read), so an input
- *    given as a generator — even an endless one — is read lazily, in constant
- *    memory. Without it ppool still reads ahead by at most an internal window
+ *    yet begun by the caller), so an input given as a generator — even an
+ *    endless one — is read lazily, in constant memory. As in CPython, the
+ *    call that begins reading chunk c submits chunk c + buffersize, which
+ *    runs while the caller reads c: with buffersize 1 and chunksize 1, item
+ *    k runs during the k-th pp_map_next. The chunk being read was copied
+ *    out of shared memory first (a client buffer of chunksize · out_size
+ *    bytes), so the shared window still holds at most buffersize chunks. Without it ppool still reads ahead by at most an internal window
  *    (16384 chunks, and the shared staging buffer, see docs/map.md) rather
  *    than materialising every item as Python does; everything inside the
  *    window is submitted at once.
@@ -160,8 +164,9 @@ typedef struct pp_map_opts {
     /** Seconds from the start of the map to its one deadline; PP_FOREVER
      *  (default) waits without limit; NaN is -EINVAL. */
     double timeout;
-    /** At most this many chunks in flight; 0 (default) = no bound beyond
-     *  the internal window. */
+    /** At most this many chunks in flight beyond the one being read
+     *  (CPython's map(buffersize=)); 0 (default) = no bound beyond the
+     *  internal window. */
     size_t buffersize;
     /** Bytes of result per item: exactly this many (fixed-size results,
      *  default), or at most this many when @out_variable. 0: no result. */
