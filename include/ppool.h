@@ -292,6 +292,33 @@ typedef struct pp_config {
     const void *initargs;
     /** Number of bytes at initargs (0 with initargs NULL). */
     size_t initargs_size;
+    /** Cores each worker owns (default 1; 1..1024, else pp_executor_create
+     *  fails with -EINVAL). With PP_PIN_COMPACT / PP_PIN_SCATTER a worker
+     *  gets k physical cores from the placement plan and is bound to the
+     *  first PU of each (k consecutive cores in logical order; SCATTER
+     *  spreads these blocks of k over packages and NUMA nodes); with
+     *  PP_PIN_PUS k PUs; with PP_PIN_LIST the next k entries of pin_cpus;
+     *  with PP_PIN_NONE nothing is bound. More workers x k than cores (PUs,
+     *  listed CPUs) oversubscribes as for k = 1: one warning, or -EINVAL
+     *  with pin_strict. max_workers = 0 then means cores / k (PUs / k with
+     *  PP_PIN_PUS), at least 1.
+     *
+     *  Every worker, under every start method and before the initializer
+     *  runs, has OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS,
+     *  BLIS_NUM_THREADS, VECLIB_MAXIMUM_THREADS and NUMEXPR_NUM_THREADS set
+     *  to k in its environment, and, when it is pinned, OMP_PLACES (one
+     *  place per PU it is bound to, e.g. "{4},{5}") and OMP_PROC_BIND=close.
+     *  A variable the client's environment already holds at
+     *  pp_executor_create is kept as it is, unless thread_env_override.
+     *  A thread runtime already loaded in the worker's image (FORK,
+     *  FORKSERVER: it read its variables when the program started) is told
+     *  the same count through its own call (omp_set_num_threads,
+     *  openblas_set_num_threads, MKL_Set_Num_Threads,
+     *  bli_thread_set_num_threads) where that symbol is present. */
+    int cores_per_worker;
+    /** Non-zero: set the thread variables above in the workers even where
+     *  the client's environment holds its own value (default 0: keep it). */
+    int thread_env_override;
 } pp_config;
 
 /**
@@ -415,8 +442,46 @@ PP_API int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures);
  */
 PP_API int pp_executor_destroy(pp_executor *ex);
 
-/** pp_max_workers - the number of worker processes (>= 1), or -EINVAL. */
+/** pp_max_workers - the number of worker positions (>= 1): max_workers at
+ *  create, then the last size given to pp_executor_resize; -EINVAL.
+ *  Any client thread; does not block. */
 PP_API int pp_max_workers(const pp_executor *ex);
+
+/**
+ * pp_executor_resize - grow or shrink the pool while it runs.
+ * @max_workers: the new number of worker positions, 1..4096.
+ *
+ * Growing starts workers in positions old..max_workers-1, placed by the
+ * same plan as at create (same pin policy, cores_per_worker, pin_cpus;
+ * worker i always gets the place plan(i) gives it, so shrinking and growing
+ * back returns the same cores), with the same thread variables and
+ * initializer; the call returns once every new worker is pinned and ready,
+ * as pp_executor_create does.
+ * Shrinking retires the workers in positions max_workers..old-1: an idle one
+ * leaves at once, a busy one finishes its current task and leaves right
+ * after it, taking no new one. No running task is ever killed or failed by
+ * a resize, and no queued task is lost: queued and backlogged work keeps
+ * flowing to the remaining workers. The call does not wait for busy workers
+ * to finish.
+ * pp_max_workers, pp_executor_stats (workers, per-worker records) and
+ * pp_executor_topology report the new size when it returns; the pool-wide
+ * task counters keep counting the tasks of retired workers. A retiring
+ * worker that dies holding no task (killed from outside, or after its
+ * last task) is simply gone; one that dies holding a task follows
+ * on_worker_death. max_tasks_per_child and max_rss_growth recycle only
+ * workers in positions below the current size.
+ *
+ * Returns 0; -EINVAL (NULL @ex, @max_workers out of range, or with
+ * pin_strict a size the plan cannot place without oversubscribing);
+ * -ESHUTDOWN (pp_shutdown was called before, or during, the call: the size
+ * may or may not have changed; submitted work still completes);
+ * PP_EBROKEN (the pool is or became broken, e.g. a new worker could not
+ * start or its initializer failed, which breaks the pool as at create);
+ * PP_EFORKED (a fork()ed child of the client, a worker included).
+ * Any client thread, also inside a done-callback; concurrent calls are
+ * serialised and the last one wins. Blocks while new workers start.
+ */
+PP_API int pp_executor_resize(pp_executor *ex, int max_workers);
 /** pp_start_method_used - the method actually used (never PP_START_AUTO for
  *  an executor; PP_START_AUTO only for a NULL @ex). Does not block. */
 PP_API pp_start_method pp_start_method_used(const pp_executor *ex);
@@ -427,6 +492,8 @@ typedef struct pp_worker_stats {
     int cpu;               /**< first OS PU it is pinned to, -1 when unpinned */
     int core;              /**< logical index of its physical core, -1 unknown */
     int numa;              /**< OS index of its NUMA node, -1 unknown */
+    int ncpus;             /**< OS PUs it is bound to (cores_per_worker with a
+                              pinning policy), 0 when unpinned */
     uint64_t tasks;        /**< tasks finished by this worker position */
     uint64_t busy_ns;      /**< time spent inside task functions */
     uint64_t respawns;     /**< times this position got a new process */
@@ -434,7 +501,8 @@ typedef struct pp_worker_stats {
 
 /** Pool-wide statistics. */
 typedef struct pp_stats {
-    int workers;           /**< worker positions (max_workers) */
+    int workers;           /**< worker positions (max_workers, or the size
+                              given to pp_executor_resize) */
     uint64_t submitted;    /**< accepted by pp_submit */
     uint64_t backlog;      /**< waiting client-side for a free slot */
     uint64_t queued;       /**< in shared memory, not started */
@@ -475,9 +543,12 @@ PP_API int pp_executor_broken_cause(pp_executor *ex, pp_exception *out);
 
 /**
  * pp_executor_topology - one line describing the machine as the pool sees it
- * (e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)") and the pin
+ * (e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)"), the number
+ * of workers (with "x k cores" when cores_per_worker > 1) and the pin
  * policy. Returns a string owned by the executor, valid until it is freed
- * ("" for a NULL @ex). Any client thread; does not block.
+ * ("" for a NULL @ex); pp_executor_resize updates it (a string returned
+ * before a resize keeps its text until the second resize after it). Any
+ * client thread; does not block.
  */
 PP_API const char *pp_executor_topology(const pp_executor *ex);
 

@@ -53,6 +53,8 @@ void pp_config_init(pp_config *cfg)
     cfg->max_tasks_per_child = 0;
     cfg->max_rss_growth = 0;
     cfg->initializer = NULL;
+    cfg->cores_per_worker = 1;
+    cfg->thread_env_override = 0;
 }
 
 void pp_submit_opts_init(pp_submit_opts *o)
@@ -422,6 +424,12 @@ pp_start_method pp_start_method_used(const pp_executor *ex)
 int pp_max_workers(const pp_executor *ex)
 {
     return !ex ? -EINVAL : ppi_foreign(ex) ? PP_EFORKED : ex->nworkers;
+}
+
+int pp_executor_resize(pp_executor *ex, int max_workers)
+{
+    (void)max_workers;
+    return !ex ? -EINVAL : -ENOSYS; /* intermediate: implemented in runtime/resize.c */
 }
 
 const ppi_modtab *ppi_executor_modtab(const pp_executor *ex) { return ex->seg.modtab; }
