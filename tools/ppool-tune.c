@@ -356,6 +356,19 @@ static void parse_axis(const char *opt, const char *spec, long hi, tune_axis *ou
         bad_usage("%s '%s': %s", opt, spec, err);
 }
 
+/* The grid specs given, checked before anything starts (make_grid parses
+ * them again once the core count is known, for the defaults). */
+static void check_specs(const settings *s)
+{
+    tune_axis a;
+    if (s->cpw_spec)
+        parse_axis("--cores-per-worker", s->cpw_spec, 1024, &a);
+    if (s->chunks_spec)
+        parse_axis("--chunks", s->chunks_spec, LONG_MAX, &a);
+    if (s->workers_spec)
+        parse_axis("--workers", s->workers_spec, 4096, &a);
+}
+
 /* The grid; the default worker counts need the core count (sw->cores). */
 static void make_grid(sweep *sw)
 {
@@ -848,6 +861,7 @@ int main(int argc, char **argv)
 #endif
     /* Everything that can be wrong with the request is found before a pool
      * starts: the library first (before any pool: see load_library). */
+    check_specs(&sw.s);
     load_library(&sw);
     load_input(&sw);
     if (sw.s.outdir && mkdir(sw.s.outdir, 0777) != 0 && errno != EEXIST)
