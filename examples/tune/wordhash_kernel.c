@@ -4,10 +4,12 @@
  * library. Each item is a word; its result is the 128 hex digits of the
  * word's SHA-512.
  *
- *   cmake --build build/release --target ppool_tune_wordhash
- *   ./build/release/bench_wordhash --quick --no-python --out /tmp/wq   # writes words.txt? see below
- *   ./build/release/ppool-tune --lines words.txt --out tune \
+ *   cmake --build build/release --target ppool-tune ppool_tune_wordhash
+ *   ./build/release/ppool-tune --lines words.txt --openmp --out tune \
  *       ./build/release/libppool_tune_wordhash.so wordhash_item
+ *
+ * (words.txt: any text file, one word per line; bench_wordhash writes its
+ * word list as OUT/words.txt when it runs the Python peer.)
  *
  * What a plug-in needs (docs/tuning.md, "Tuning your kernel"):
  *  - the item function, exported (default visibility), with the pp_map_fn
