@@ -134,6 +134,14 @@ for m in spawn forkserver; do
     [ "$d" = "$d1" ] || bad "sweep_$m: digest $d, the fork sweep's $d1"
 done
 
+# The progress bar: on standard error when forced (as on a terminal), with
+# an ETA; never when stderr is not a terminal and nothing forces it.
+run progress --progress --synthetic 2000 --workers 1,2 --chunks 100 --repeat 1 "$kernel" wordhash_item
+expect_ok progress 1 2 0
+grep -qE 'ETA [0-9]+:[0-9]{2} +ppool w=2 k=1 chunk=100 run 1/1' "$work/progress.err" ||
+    bad "progress: no bar with an ETA on stderr"
+grep -q 'ETA' "$work/sweep.err" && bad "sweep: a progress bar on a non-terminal stderr"
+
 run cpw --lines "$work/words.txt" --workers 1 --cores-per-worker 1,2 --chunks 100 --repeat 1 \
     "$kernel" wordhash_item
 expect_ok cpw 1 2 0
@@ -190,4 +198,4 @@ if [ "$failures" -ne 0 ]; then
     echo "script_tune: $failures failure(s)"
     exit 1
 fi
-echo "script_tune: sweeps (fork, spawn, forkserver, 2 cores/worker, binary, variable), 2 failure paths and 15 bad inputs OK"
+echo "script_tune: sweeps (fork, spawn, forkserver, progress bar, 2 cores/worker, binary, variable), 2 failure paths and 15 bad inputs OK"
