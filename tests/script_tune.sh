@@ -157,6 +157,21 @@ run variable --synthetic 500 --item-size 24 --variable --workers 2 --chunks 1,64
     "$plug" ppt_tune_reverse
 expect_ok variable 1 2 0
 
+# Grid specs expand as documented (--dry-run: the header only).
+run grid --dry-run --workers 1-8:x2,3 --chunks 10-45:10,7 --cores-per-worker 1-2 --repeat 1 \
+    "$kernel" wordhash_item
+[ "$rc" -eq 0 ] || bad "grid: exit status $rc"
+grep -qx 'grid:     cores/worker 1,2; chunksizes 7,10,20,30,40; workers 1,2,3,4,8 (k=1); 1,2,3,4,8 (k=2); 1 run per point, median kept' \
+    "$work/grid.out" || { bad "grid: not expanded as documented"; show grid; }
+grep -q '^impl ' "$work/grid.out" && bad "grid: --dry-run ran the sweep"
+run grid_auto --dry-run --synthetic 50 --cores-per-worker 1,4 "$kernel" wordhash_item
+# The defaults: chunk sizes below the item count; workers up to cores / k.
+cores=$(sed -n 's/^cores: *\([0-9]*\) this process may use.*/\1/p' "$work/grid_auto.out")
+want_w1=$(awk -v c="$cores" 'BEGIN { s = ""; for (w = 1; w < c; w *= 2) s = s w ","; print s c }')
+want_w4=$(awk -v c="$cores" 'BEGIN { m = int(c / 4); if (m < 1) m = 1; s = ""; for (w = 1; w < m; w *= 2) s = s w ","; print s m }')
+grep -qx "grid:     cores/worker 1,4; chunksizes 1,10; workers $want_w1 (k=1); $want_w4 (k=4); 3 runs per point, median kept" \
+    "$work/grid_auto.out" || { bad "grid_auto: defaults not as documented ($cores cores)"; show grid_auto; }
+
 # Failures found while sweeping: exit 1.
 run mismatch --synthetic 100 --workers 1 --chunks 10 --repeat 1 "$plug" ppt_tune_pid
 expect_fail mismatch 1 'results differ from the serial run.s: ppool workers 1, cores/worker 1, chunksize 10, run 1: digest [0-9a-f]{16}, serial [0-9a-f]{16}'

@@ -70,6 +70,7 @@ typedef struct settings {
     bool openmp;
     const char *outdir;
     bool plot;
+    bool dry_run; /* print the machine and the grid, run nothing */
     int progress; /* -1 auto (a terminal), 0 off, 1 on */
     pp_pin_policy policy;
     const char *policy_name;
@@ -135,6 +136,7 @@ static void usage(FILE *f)
             "  --out DIR               write DIR/tune.csv, tune.txt, tune.dat, tune.gp, tune.png\n"
             "  --no-plot               no gnuplot (the .dat and .gp files are still written)\n"
             "  --progress, --no-progress   the progress bar (default: when stderr is a terminal)\n"
+            "  --dry-run               print the machine, the input and the grid; run nothing\n"
             "exit status: 0 done; 1 the sweep failed (a result differs from the serial run's,\n"
             "an item failed, a pool error); 2 bad usage or input\n",
             prog);
@@ -211,6 +213,7 @@ static void parse_args(settings *s, int argc, char **argv)
         const char *a = argv[i];
         /* Every option but the flags below takes the next argument. */
         bool flag = !strcmp(a, "--variable") || !strcmp(a, "--openmp") ||
+                    !strcmp(a, "--dry-run") ||
                     !strcmp(a, "--no-plot") || !strcmp(a, "--progress") ||
                     !strcmp(a, "--no-progress") || !strcmp(a, "-h") || !strcmp(a, "--help");
         const char *v = NULL;
@@ -246,6 +249,8 @@ static void parse_args(settings *s, int argc, char **argv)
             s->openmp = true;
         } else if (!strcmp(a, "--out")) {
             s->outdir = v;
+        } else if (!strcmp(a, "--dry-run")) {
+            s->dry_run = true;
         } else if (!strcmp(a, "--no-plot")) {
             s->plot = false;
         } else if (!strcmp(a, "--progress")) {
@@ -874,6 +879,13 @@ int main(int argc, char **argv)
     probe_machine(&sw);
     make_grid(&sw);
     print_header(&sw);
+    if (sw.s.dry_run) {
+        if (sw.rep)
+            fclose(sw.rep);
+        free(sw.rep_buf);
+        tune_input_free(&sw.in);
+        return 0;
+    }
 
     results r = {.out = big_alloc(sw.in.n * sw.out_size)};
     if (sw.s.variable)
