@@ -71,8 +71,13 @@ typedef struct ppi_cb {
 
 struct pp_executor {
     ppi_seg seg;
-    pp_config cfg;
-    int nworkers;
+    pp_config cfg;                 /* cfg.pin_cpus points at pin_cpus below */
+    _Atomic int nworkers;          /* worker positions now (resize.c writes it) */
+    _Atomic int workers_hwm;       /* positions ever used: the statistics' sums */
+    int places_written;            /* positions whose place is in the segment
+                                      (under resize_lock) */
+    int *pin_cpus;                 /* our copy of cfg.pin_cpus (PP_PIN_LIST) */
+    pthread_mutex_t resize_lock;   /* one pp_executor_resize at a time */
     pid_t manager_pid;
     int manager_pidfd;
     _Atomic uint32_t refs;         /* 1 for the handle + 1 per live future */
@@ -99,7 +104,9 @@ struct pp_executor {
     int reaped;                    /* under lock */
     pthread_mutex_t reap_lock;
 
-    char topology[192];            /* pp_executor_topology */
+    char topology[2][192];         /* pp_executor_topology: the current one and the
+                                      one before (resize.c writes the other) */
+    _Atomic uint32_t topology_cur; /* index of the current one */
     pthread_mutex_t cb_lock;       /* callback lists of this executor's futures */
     _Atomic uint64_t cb_pending;   /* futures whose callbacks have not run yet */
     _Atomic uint64_t cb_blocked;   /* of those, running on threads that wait in
@@ -137,6 +144,11 @@ void ppi_release_slot(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
 
 /* executor.c */
+/* Plan @n workers (0: the default count) for @c; *places receives a
+ * malloc'd array of *nworkers places, @summary the topology line. Prints
+ * the planner's warning. Returns 0, -EINVAL or -ENOMEM. */
+int ppi_plan_workers(const pp_config *c, int n, ppi_place **places, int *nworkers,
+                     char *summary, size_t summary_len);
 void ppi_poke_manager(pp_executor *ex);
 void ppi_reap_manager(pp_executor *ex);
 int ppi_pool_check(pp_executor *ex);

@@ -24,6 +24,7 @@
 #include "client.h"
 #include "fnmap.h"
 #include "process.h"
+#include "thread_env.h"
 #include "topology.h"
 #include "tunables.h"
 
@@ -99,6 +100,8 @@ static int config_check(pp_config *c)
         return -EINVAL;
     if ((!c->initargs && c->initargs_size) || (c->initargs_size && !c->initializer))
         return -EINVAL;
+    if (c->cores_per_worker < 1 || c->cores_per_worker > CPU_SETSIZE)
+        return -EINVAL;
     c->slots = next_pow2(c->slots);
     c->inline_size = c->inline_size < 64 ? 64 : (c->inline_size + 63) & ~(size_t)63;
     c->arena_size = (c->arena_size + PPI_ARENA_UNIT - 1) & ~(size_t)(PPI_ARENA_UNIT - 1);
@@ -149,16 +152,19 @@ static void topo_unlock(void)
     pthread_mutex_unlock(&topo_lock);
 }
 
-static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *summary,
-                        size_t summary_len)
+int ppi_plan_workers(const pp_config *c, int want, ppi_place **places, int *nworkers,
+                     char *summary, size_t summary_len)
 {
     ppi_topo *topo;
     int rc = topo_get(&topo);
     if (rc)
         return rc;
-    int n = c->max_workers ? c->max_workers
-                           : (c->pin == PP_PIN_PUS ? ppi_topo_pus(topo) : ppi_topo_cores(topo));
-    if (!c->max_workers && n == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+    int k = c->cores_per_worker;
+    int n = want ? want
+                 : (c->pin == PP_PIN_PUS ? ppi_topo_pus(topo) : ppi_topo_cores(topo)) / k;
+    if (n < 1)
+        n = 1; /* k above the cores: one (oversubscribed) worker */
+    if (!want && k == 1 && n == 1 && sysconf(_SC_NPROCESSORS_ONLN) > 1) {
         /* A default pool of one worker on a multi-core machine is usually a
          * pinned creating thread (taskset, OMP_PROC_BIND, an MPI launcher):
          * say so once, since the pool inherits the restriction. */
@@ -175,9 +181,13 @@ static int plan_workers(pp_config *c, ppi_place **places, int *nworkers, char *s
     }
     char warn[256] = "", line[160];
     ppi_topo_summary(topo, line, sizeof line);
-    snprintf(summary, summary_len, "%s; %d workers, pin %s", line, n, policy_name(c->pin));
-    rc = ppi_topo_plan(topo, n, c->pin, c->pin_cpus, c->n_pin_cpus, c->pin_strict, p, warn,
-                       sizeof warn);
+    char per[32] = "";
+    if (k > 1)
+        snprintf(per, sizeof per, " x %d %s", k, c->pin == PP_PIN_PUS ? "PUs" : "cores");
+    snprintf(summary, summary_len, "%s; %d workers%s, pin %s", line, n, per,
+             policy_name(c->pin));
+    rc = ppi_topo_plan_k(topo, n, k, c->pin, c->pin_cpus, c->n_pin_cpus, c->pin_strict, p, warn,
+                         sizeof warn);
     topo_unlock();
     if (rc) {
         free(p);
@@ -207,6 +217,7 @@ static void executor_free(pp_executor *ex)
         close(ex->manager_pidfd);
     ppi_seg_unmap(&ex->seg);
     free(ex->free_slots);
+    free(ex->pin_cpus);
     free(ex->slot_owner);
     free(ex->notify_owner);
     free((void *)ex->slot_lock);
@@ -216,6 +227,7 @@ static void executor_free(pp_executor *ex)
     }
     pthread_mutex_destroy(&ex->lock);
     pthread_mutex_destroy(&ex->reap_lock);
+    pthread_mutex_destroy(&ex->resize_lock);
     pthread_mutex_destroy(&ex->cb_lock);
     pthread_cond_destroy(&ex->service_cv);
     free(ex);
@@ -251,7 +263,8 @@ static int wait_ready(pp_executor *ex)
     for (;;) {
         /* acquire: pairs with each worker's release increment. */
         uint32_t r = atomic_load_explicit(&h->ready, memory_order_acquire);
-        if (r >= h->nworkers)
+        /* relaxed: set before the manager was started. */
+        if (r >= (uint32_t)atomic_load_explicit(&ex->nworkers, memory_order_relaxed))
             return 0;
         int rc = ppi_pool_check(ex);
         /* acquire: pairs with the manager's release (set before breaking). */
@@ -293,6 +306,8 @@ static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *
 #endif
     h->death_policy = (uint32_t)cfg->on_worker_death;
     h->max_tasks = cfg->max_tasks_per_child;
+    h->cores_per_worker = (uint32_t)cfg->cores_per_worker;
+    h->thread_env_keep = ppi_tenv_keep_mask(cfg->thread_env_override != 0);
     h->max_rss_growth = cfg->max_rss_growth;
     int rc = ppi_modtab_build(ex->seg.modtab);
     if (rc)
@@ -309,7 +324,7 @@ static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *
         memcpy(ex->seg.base + h->initargs_off, cfg->initargs, cfg->initargs_size);
         h->initargs_size = cfg->initargs_size;
     }
-    for (int i = 0; i < ex->nworkers; i++) {
+    for (int i = 0; i < ex->places_written; i++) {
         ppi_worker *w = &ex->seg.workers[i];
         w->place = places[i];
         w->cpu = places[i].first_cpu;
@@ -356,17 +371,28 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ppi_place *places = NULL;
     int nworkers = 0;
     char summary[192];
-    rc = plan_workers(&cfg, &places, &nworkers, summary, sizeof summary);
+    rc = ppi_plan_workers(&cfg, cfg.max_workers, &places, &nworkers, summary, sizeof summary);
     if (rc)
         return rc;
     pp_executor *ex = calloc(1, sizeof *ex);
-    if (!ex) {
+    int *pin_copy = cfg.pin == PP_PIN_LIST ? malloc((size_t)cfg.n_pin_cpus * sizeof *pin_copy)
+                                           : NULL;
+    if (!ex || (cfg.pin == PP_PIN_LIST && !pin_copy)) {
+        free(ex);
+        free(pin_copy);
         free(places);
         return -ENOMEM;
     }
-    snprintf(ex->topology, sizeof ex->topology, "%s", summary);
+    if (pin_copy) /* pp_executor_resize plans again, long after the caller's list is gone */
+        memcpy(pin_copy, cfg.pin_cpus, (size_t)cfg.n_pin_cpus * sizeof *pin_copy);
+    ex->pin_cpus = pin_copy;
+    snprintf(ex->topology[0], sizeof ex->topology[0], "%s", summary);
     ex->cfg = cfg;
-    ex->nworkers = nworkers;
+    ex->cfg.pin_cpus = pin_copy;
+    /* relaxed: the handle is not shared yet. */
+    atomic_store_explicit(&ex->nworkers, nworkers, memory_order_relaxed);
+    atomic_store_explicit(&ex->workers_hwm, nworkers, memory_order_relaxed);
+    ex->places_written = nworkers;
     ex->manager_pidfd = -1;
     ex->seg.fd = -1;
     ex->seg.cmd_fd = -1; /* executor_free before the segment exists */
@@ -375,6 +401,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ex->owner_pid = getpid();
     pthread_mutex_init(&ex->lock, NULL);
     pthread_mutex_init(&ex->reap_lock, NULL);
+    pthread_mutex_init(&ex->resize_lock, NULL);
     pthread_mutex_init(&ex->cb_lock, NULL);
     pthread_cond_init(&ex->service_cv, NULL);
     CDS_INIT_LIST_HEAD(&ex->backlog);
@@ -413,7 +440,8 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
 
 const char *pp_executor_topology(const pp_executor *ex)
 {
-    return ex ? ex->topology : "";
+    /* acquire: pairs with resize.c's release after writing the new line. */
+    return ex ? ex->topology[atomic_load_explicit(&ex->topology_cur, memory_order_acquire)] : "";
 }
 
 pp_start_method pp_start_method_used(const pp_executor *ex)
@@ -423,13 +451,10 @@ pp_start_method pp_start_method_used(const pp_executor *ex)
 
 int pp_max_workers(const pp_executor *ex)
 {
-    return !ex ? -EINVAL : ppi_foreign(ex) ? PP_EFORKED : ex->nworkers;
-}
-
-int pp_executor_resize(pp_executor *ex, int max_workers)
-{
-    (void)max_workers;
-    return !ex ? -EINVAL : -ENOSYS; /* intermediate: implemented in runtime/resize.c */
+    /* relaxed: one word; resize.c writes it under its lock. */
+    return !ex                ? -EINVAL
+           : ppi_foreign(ex) ? PP_EFORKED
+                             : atomic_load_explicit(&ex->nworkers, memory_order_relaxed);
 }
 
 const ppi_modtab *ppi_executor_modtab(const pp_executor *ex) { return ex->seg.modtab; }
@@ -602,29 +627,35 @@ int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, i
     if (ppi_foreign(ex))
         return PP_EFORKED;
     const ppi_seg *s = &ex->seg;
-    for (int i = 0; i < n && i < ex->nworkers; i++) {
+    /* relaxed: sizes; a resize racing with this snapshot gives the one or
+     * the other (each counter below is exact on its own). The sums run over
+     * every position ever used, so retired workers' tasks still count. */
+    int nw = atomic_load_explicit(&ex->nworkers, memory_order_relaxed);
+    int hwm = atomic_load_explicit(&ex->workers_hwm, memory_order_relaxed);
+    for (int i = 0; i < n && i < nw; i++) {
         ppi_worker *r = &s->workers[i];
         /* relaxed: statistics; each counter exact on its own. */
         w[i].pid = atomic_load_explicit(&r->pid, memory_order_relaxed);
         w[i].cpu = r->cpu;
         w[i].core = r->core;
         w[i].numa = r->numa;
+        w[i].ncpus = CPU_COUNT(&r->place.cpus);
         w[i].tasks = atomic_load_explicit(&r->tasks, memory_order_relaxed);
         w[i].busy_ns = atomic_load_explicit(&r->busy_ns, memory_order_relaxed);
         w[i].respawns = atomic_load_explicit(&r->respawns, memory_order_relaxed);
     }
     if (st) {
         memset(st, 0, sizeof *st);
-        st->workers = ex->nworkers;
+        st->workers = nw;
         /* relaxed: statistics. */
         st->submitted = atomic_load_explicit(&ex->submitted, memory_order_relaxed);
         st->backlog = atomic_load_explicit(&ex->bl_count, memory_order_relaxed);
         st->cancelled = atomic_load_explicit(&ex->cancelled, memory_order_relaxed);
         st->killed = atomic_load_explicit(&s->hdr->killed, memory_order_relaxed);
-        for (int i = 0; i < ex->nworkers; i++)
+        for (int i = 0; i < hwm; i++)
             st->respawns += atomic_load_explicit(&s->workers[i].respawns, memory_order_relaxed);
         uint64_t tasks = 0, failed = 0;
-        for (int i = 0; i < ex->nworkers; i++) {
+        for (int i = 0; i < hwm; i++) {
             tasks += atomic_load_explicit(&s->workers[i].tasks, memory_order_relaxed);
             failed += atomic_load_explicit(&s->workers[i].failed, memory_order_relaxed);
         }
@@ -637,7 +668,7 @@ int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, i
             st->running += state == PPI_S_RUNNING;
         }
     }
-    return ex->nworkers;
+    return nw;
 }
 
 /* Wake the manager (commands, kill requests). Never blocks. */

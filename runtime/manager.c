@@ -29,6 +29,7 @@
  *    (re-queueing the entry), and replaces the worker.
  */
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,7 +41,7 @@
 #include "ppool.h"
 #include "process.h"
 
-#define MAX_WORKERS 4096
+#define MAX_WORKERS PPI_MAX_WORKERS
 
 static int pidfd_open_compat(pid_t pid)
 {
@@ -49,7 +50,9 @@ static int pidfd_open_compat(pid_t pid)
 
 typedef struct mgr {
     ppi_seg *seg;
-    int nworkers;
+    int nworkers;         /* positions ever used (the loops' bound; resize.c) */
+    uint32_t applied;     /* the last resize_seq applied */
+    cpu_set_t own_cpus;   /* our affinity, restored after spawning a pinned worker */
     pid_t pids[MAX_WORKERS];        /* live worker pid per position, 0 = none */
     uint64_t term_entry[MAX_WORKERS]; /* the KILLING entry we sent SIGTERM for */
     uint64_t kill_at[MAX_WORKERS];  /* when to escalate to SIGKILL, 0 = never */
@@ -74,9 +77,17 @@ static pid_t spawn_worker(mgr *m, int widx)
     atomic_store_explicit(&rec->deq_entry, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->current, 0, memory_order_relaxed);
     atomic_store_explicit(&rec->deadline_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&rec->retire, 0, memory_order_relaxed);
     pid_t pid;
     if (m->seg->hdr->start_method == PP_START_SPAWN) {
+        /* A spawned worker starts bound: the thread runtimes that read
+         * their places in a constructor (before the worker binds itself)
+         * see its own CPUs. We are single-threaded: our mask is ours. */
+        bool pinned = CPU_COUNT(&rec->place.cpus) > 0 &&
+                      sched_setaffinity(0, sizeof rec->place.cpus, &rec->place.cpus) == 0;
         int rc = ppi_exec_spawn(m->seg, "worker", widx, &pid);
+        if (pinned)
+            sched_setaffinity(0, sizeof m->own_cpus, &m->own_cpus);
         if (rc) {
             errno = -rc;
             pid = -1;
@@ -213,11 +224,37 @@ static void recover_dequeue(mgr *m, int widx)
     atomic_store_explicit(&rec->deq_entry, 0, memory_order_relaxed);
 }
 
+/* Is position @widx beyond the pool's size (pp_executor_resize)? */
+static bool beyond_target(mgr *m, int widx)
+{
+    /* acquire: pairs with the client's release store of target (the places
+     * of new positions are written before it). */
+    return (uint32_t)widx >= atomic_load_explicit(&m->seg->hdr->target, memory_order_acquire);
+}
+
+/* Start a process in vacant position @widx (growth, or a worker that left
+ * by resize while the position was grown back): not a respawn. */
+static void start_position(mgr *m, int widx)
+{
+    ppi_worker *rec = &m->seg->workers[widx];
+    /* relaxed: the client reads ready only after our release of resize_ack
+     * (or it waits for the value 1 the new worker stores with release). */
+    atomic_store_explicit(&rec->ready, 0, memory_order_relaxed);
+    m->start_fails[widx] = 0;
+    if (spawn_worker(m, widx) < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "could not fork worker %d: %s", widx, strerror(errno));
+        break_and_exit(m, -errno, getpid(), msg);
+    }
+}
+
 static void respawn(mgr *m, int widx)
 {
     /* acquire: pairs with the client's release of pool_state / stop. */
     if (atomic_load_explicit(&m->seg->hdr->pool_state, memory_order_acquire) != PPI_POOL_RUNNING)
         return;
+    if (beyond_target(m, widx))
+        return; /* resized away: the position stays vacant */
     /* relaxed: statistics, single writer (us). Counted before the fork, so
      * that a client which saw a result of the replacement (its release
      * publish comes after the fork, which comes after this store) also sees
@@ -270,6 +307,19 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
         respawn(m, widx); /* it exits again at once if the pool is stopping */
         return;
     }
+    if (phase == PPI_PH_LEFT && st == PPI_EXIT_LEFT) {
+        /* Left because of a shrink; grown back since: start a new one. */
+        if (!beyond_target(m, widx) && !stopping)
+            start_position(m, widx);
+        return;
+    }
+    if (phase != PPI_PH_START && phase != PPI_PH_INIT && phase != PPI_PH_INIT_FAILED &&
+        beyond_target(m, widx) && !holds_task(m, widx)) {
+        /* Told to leave, and died holding no task (killed from outside,
+         * or a crash between tasks): nothing is lost, nobody replaces it. */
+        recover_dequeue(m, widx);
+        return;
+    }
     bool replacement = atomic_load_explicit(&rec->respawns, memory_order_relaxed) > 0;
     if (phase == PPI_PH_START && replacement && s->hdr->death_policy == PP_DEATH_RESPAWN &&
         ++m->start_fails[widx] < MAX_START_FAILS) {
@@ -305,6 +355,51 @@ static void on_death(mgr *m, int widx, pid_t pid, int status)
     }
     recover_dequeue(m, widx);
     respawn(m, widx);
+}
+
+/*
+ * pp_executor_resize, manager side (docs/design.md, "Resizing"): apply the
+ * client's target if its seq is new. Positions beyond it are told to leave
+ * (retire = 1; idle workers are woken to see it); vacant positions below it
+ * get a worker (not while the pool stops); a position grown back before its
+ * worker left is told to stay. Then the seq is acknowledged.
+ */
+static void apply_resize(mgr *m)
+{
+    ppi_hdr *h = m->seg->hdr;
+    /* acquire: pairs with the client's release increment (target and the
+     * new positions' places are visible). */
+    uint32_t seq = atomic_load_explicit(&h->resize_seq, memory_order_acquire);
+    if (seq == m->applied)
+        return;
+    int target = (int)atomic_load_explicit(&h->target, memory_order_acquire); /* as above */
+    if (target > m->nworkers)
+        m->nworkers = target;
+    /* acquire: pairs with the client's release of stop. */
+    bool stopping = atomic_load_explicit(&h->stop, memory_order_acquire);
+    bool wake = false;
+    for (int i = 0; i < m->nworkers; i++) {
+        _Atomic uint32_t *retire = &m->seg->workers[i].retire;
+        if (i >= target && m->pids[i] > 0 &&
+            !atomic_load_explicit(retire, memory_order_relaxed)) { /* relaxed: our own word */
+            /* relaxed: a hint the worker polls between tasks; the ec
+             * notify below (seq_cst) wakes the sleeping ones after it. */
+            atomic_store_explicit(retire, 1, memory_order_relaxed);
+            wake = true;
+        } else if (i < target && m->pids[i] > 0) {
+            /* relaxed: as above; a worker that already saw 1 leaves, and
+             * on_death starts a new one since the position is wanted. */
+            atomic_store_explicit(retire, 0, memory_order_relaxed);
+        } else if (i < target && m->pids[i] == 0 && !stopping) {
+            start_position(m, i);
+        }
+    }
+    if (wake)
+        ppi_ec_notify(&h->work_ec, INT_MAX);
+    m->applied = seq;
+    /* release: the ready words reset by start_position come before. */
+    atomic_store_explicit(&h->resize_ack, seq, memory_order_release);
+    ppi_futex_wake(&h->resize_ack, INT_MAX, true);
 }
 
 static int find_worker(const mgr *m, pid_t pid)
@@ -439,7 +534,10 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
     m.seg = seg;
     m.cfd = cfd;
     m.sfd = sfd;
-    m.nworkers = (int)seg->hdr->nworkers;
+    CPU_ZERO(&m.own_cpus);
+    sched_getaffinity(0, sizeof m.own_cpus, &m.own_cpus);
+    /* acquire: the client wrote the initial target before starting us. */
+    m.nworkers = (int)atomic_load_explicit(&seg->hdr->target, memory_order_acquire);
     for (int i = 0; i < m.nworkers; i++)
         if (spawn_worker(&m, i) < 0) {
             char msg[128];
@@ -469,6 +567,7 @@ _Noreturn void ppi_manager_main(ppi_seg *seg)
         }
         if (pf[2].revents & POLLIN)
             run_command(&m);
+        apply_resize(&m);
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             ;

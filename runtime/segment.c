@@ -53,7 +53,7 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
                          (g->inline_size > PPI_MSG_AREA ? g->inline_size : PPI_MSG_AREA);
     uint64_t units = g->arena_size / PPI_ARENA_UNIT;
     uint64_t off_workers = align64(sizeof(ppi_hdr));
-    uint64_t off_ring = align64(off_workers + (uint64_t)g->nworkers * sizeof(ppi_worker));
+    uint64_t off_ring = align64(off_workers + (uint64_t)PPI_MAX_WORKERS * sizeof(ppi_worker));
     uint64_t off_cring = align64(off_ring + ppi_ring_bytes(g->nslots));
     uint64_t off_modtab = align64(off_cring + ppi_ring_bytes(g->nslots));
     uint64_t off_slots = align64(off_modtab + ppi_modtab_bytes(g->mod_cap, g->mod_strings));
@@ -88,7 +88,8 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     h->nslots = g->nslots;
     h->slot_size = (uint32_t)slot_size;
     h->inline_size = g->inline_size;
-    h->nworkers = g->nworkers;
+    h->nworkers = PPI_MAX_WORKERS; /* records; g->nworkers of them start */
+    atomic_init(&h->target, g->nworkers);
     h->max_arg = g->max_arg;
     h->max_result = g->max_result;
     h->off_workers = off_workers;

@@ -4,7 +4,7 @@
  *
  * Layout (all offsets from the segment base, all 64-byte aligned):
  *
- *   [ ppi_hdr | ppi_worker[nworkers] | task ring | completion ring | slots[nslots] |
+ *   [ ppi_hdr | ppi_worker[PPI_MAX_WORKERS] | task ring | completion ring | slots[nslots] |
  *     arena bitmap | arena run lengths | arena data (4 KiB units) ]
  *
  * Rule: nothing in the segment is a pointer. Slots are named by index,
@@ -133,7 +133,9 @@ enum ppi_phase {
     PPI_PH_RETIRING = 3,  /* max_tasks_per_child or max_rss_growth reached: exiting cleanly */
     PPI_PH_KILLED = 4,    /* found its slot KILLING: exiting */
     PPI_PH_INIT_FAILED = 5,
+    PPI_PH_LEFT = 6,      /* its position was resized away: exiting between tasks */
 };
+#define PPI_EXIT_LEFT 74
 #define PPI_EXIT_RETIRED 75
 #define PPI_EXIT_KILLED 76
 #define PPI_EXIT_INIT 77
@@ -163,7 +165,16 @@ typedef struct ppi_worker {
      * its deadline; read by the manager to enforce timeouts. */
     _Atomic uint64_t current;
     _Atomic uint64_t deadline_ns;
+    /* pp_executor_resize (docs/design.md, "Resizing"): 1 = this position
+     * is beyond the pool's size, leave between tasks. Written by the
+     * manager only, read by the worker. */
+    _Atomic uint32_t retire;
 } ppi_worker;
+
+/* Worker records in every segment: the most positions a pool can have
+ * (pp_config.max_workers and pp_executor_resize's limit). The table is
+ * address space only until a position is used (the memfd is sparse). */
+#define PPI_MAX_WORKERS 4096
 
 /* Pool life-cycle, in ppi_hdr.pool_state. */
 enum ppi_pool_state {
@@ -187,7 +198,7 @@ typedef struct ppi_hdr {
     uint32_t nslots;
     uint32_t slot_size;     /* header + inline_size + max(inline_size, PPI_MSG_AREA) */
     uint32_t inline_size;
-    uint32_t nworkers;
+    uint32_t nworkers;      /* worker records in the table (PPI_MAX_WORKERS) */
     uint64_t max_arg;
     uint64_t max_result;
     uint64_t off_workers;
@@ -218,6 +229,15 @@ typedef struct ppi_hdr {
     uint64_t initializer;           /* function address, 0 = none */
     uint64_t initargs_off;          /* arena block with the initializer's bytes */
     uint64_t initargs_size;
+    uint32_t cores_per_worker;      /* pp_config.cores_per_worker */
+    uint32_t thread_env_keep;       /* thread_env.h: variables left as the client had them */
+    /* Resizing (docs/design.md, "Resizing"). target: the number of worker
+     * positions, written by the client (under its resize lock) before it
+     * bumps resize_seq (release); the manager applies it and stores the
+     * seq it applied in resize_ack (release, futex-woken). */
+    _Atomic uint32_t target;
+    _Atomic uint32_t resize_seq;
+    _Atomic uint32_t resize_ack;
     _Atomic uint64_t killed;        /* tasks killed (statistics) */
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
     alignas(64) ppi_ec done_ec;     /* the client's service thread sleeps here */

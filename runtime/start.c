@@ -31,6 +31,7 @@
 #include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
+#include "thread_env.h"
 
 extern char **environ;
 
@@ -122,16 +123,32 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
     size_t n = 0;
     while (environ[n])
         n++;
-    char **env = calloc(n + 6, sizeof *env);
+    bool worker = strcmp(role, "worker") == 0;
+    /* A worker's thread variables go in its exec environment: runtimes
+     * that read them in their constructors run before ours. */
+    static ppi_tenv tenv; /* 8 KiB; the manager is single-threaded */
+    tenv.n = 0;
+    if (worker)
+        ppi_tenv_make(&tenv, seg->hdr->cores_per_worker, seg->hdr->thread_env_keep,
+                      &seg->workers[widx].place);
+    char **env = calloc(n + 6 + PPI_TENV_N, sizeof *env);
+    char *tenv_str[PPI_TENV_N] = {0};
     if (!env)
         return -ENOMEM;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!env_is(environ[i], ENV_ROLE) && !env_is(environ[i], ENV_FD) &&
             !env_is(environ[i], ENV_CMD) && !env_is(environ[i], ENV_PARENT) &&
-            !env_is(environ[i], ENV_WIDX))
+            !env_is(environ[i], ENV_WIDX) && !ppi_tenv_sets(&tenv, environ[i]))
             env[k++] = environ[i];
-    bool worker = strcmp(role, "worker") == 0;
+    for (int i = 0; i < tenv.n; i++) {
+        size_t len = strlen(tenv.name[i]) + strlen(tenv.value[i]) + 2;
+        tenv_str[i] = malloc(len);
+        if (!tenv_str[i])
+            continue; /* the worker sets it again before its initializer */
+        snprintf(tenv_str[i], len, "%s=%s", tenv.name[i], tenv.value[i]);
+        env[k++] = tenv_str[i];
+    }
 #ifdef PPOOL_FAULT_INJECTION
     uint32_t bad = seg->hdr->test_bad_fd; /* 1: manager, 2: workers */
     int fd = (bad == 1 && !worker) || (bad == 2 && worker) ? BAD_FD : seg->fd;
@@ -182,6 +199,8 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     free(env);
+    for (int i = 0; i < PPI_TENV_N; i++)
+        free(tenv_str[i]);
     return -rc;
 }
 

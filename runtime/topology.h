@@ -59,6 +59,16 @@ int ppi_topo_pus(const ppi_topo *t);
 int ppi_topo_plan(const ppi_topo *t, int nworkers, pp_pin_policy policy, const int *list,
                   int nlist, int strict, ppi_place *out, char *warn, size_t warnlen);
 
+/**
+ * ppi_topo_plan_k - place @nworkers workers of @k cores each (k PUs with
+ * PP_PIN_PUS, k list entries with PP_PIN_LIST): see placement.c. k = 1 is
+ * ppi_topo_plan. Worker i's place does not depend on @nworkers.
+ * Returns 0 or -EINVAL.
+ */
+int ppi_topo_plan_k(const ppi_topo *t, int nworkers, int k, pp_pin_policy policy,
+                    const int *list, int nlist, int strict, ppi_place *out, char *warn,
+                    size_t warnlen);
+
 /** One-line summary, e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)". */
 void ppi_topo_summary(const ppi_topo *t, char *buf, size_t len);
 

@@ -22,6 +22,7 @@
 #include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
+#include "thread_env.h"
 
 static pid_t worker_pid; /* getpid() is a system call; ours never changes */
 static pid_t manager_pid; /* our parent */
@@ -418,8 +419,27 @@ static _Noreturn void retire(ppi_worker *me)
     _exit(PPI_EXIT_RETIRED);
 }
 
+/* Has a shrink (pp_executor_resize) asked this position to leave? */
+static bool asked_to_leave(ppi_worker *me)
+{
+    /* relaxed: a hint polled between tasks; the manager decides nothing
+     * from when we see it (docs/design.md, "Resizing"). */
+    return atomic_load_explicit(&me->retire, memory_order_relaxed) != 0;
+}
+
+/* Between tasks, our position resized away: exit cleanly; the manager sees
+ * LEFT + exit 74 and leaves the position vacant (or starts a new worker if
+ * the pool was grown back meanwhile). */
+static _Noreturn void leave(ppi_worker *me)
+{
+    set_phase(me, PPI_PH_LEFT);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(PPI_EXIT_LEFT);
+}
+
 /* Wait for work. Returns true when the worker should exit. */
-static bool wait_for_work(ppi_seg *seg, pid_t manager)
+static bool wait_for_work(ppi_seg *seg, ppi_worker *me, pid_t manager)
 {
     ppi_hdr *h = seg->hdr;
     /* Spin with pause for a few microseconds (the round trip's fast path),
@@ -440,7 +460,7 @@ static bool wait_for_work(ppi_seg *seg, pid_t manager)
         ppi_cpu_relax();
     }
     uint32_t seq = ppi_ec_prepare(&h->work_ec);
-    if (ppi_ring_nonempty(seg->ring)) {
+    if (ppi_ring_nonempty(seg->ring) || asked_to_leave(me)) {
         ppi_ec_cancel(&h->work_ec);
         return false;
     }
@@ -535,6 +555,10 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     atomic_store_explicit(&me->deadline_ns, 0, memory_order_relaxed);
     if (ppi_topo_bind_self(&me->place) != 0)
         _exit(101);
+    /* cores_per_worker: the thread variables, before the initializer. */
+    static ppi_tenv tenv; /* 8 KiB: not on the stack */
+    ppi_tenv_make(&tenv, seg->hdr->cores_per_worker, seg->hdr->thread_env_keep, &me->place);
+    ppi_tenv_apply(&tenv, seg->hdr->cores_per_worker, seg->hdr->thread_env_keep);
     /* FORK: the client's image. FORKSERVER: the manager resolved the table
      * before forking us, and we inherited that. SPAWN: a fresh image. */
     if (seg->hdr->start_method == PP_START_SPAWN)
@@ -559,6 +583,8 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     rss_watch_init(&rss, seg->hdr->max_rss_growth);
     for (;;) {
         uint64_t e, ran_ns, end_ns;
+        if (asked_to_leave(me))
+            leave(me);
         if (ppi_ring_pop_rec(seg->ring, &e, &me->deq_claim, &me->deq_entry)) {
             /* A stale entry (cancelled before we claimed it) ran nothing:
              * it counts toward neither limit. */
@@ -570,7 +596,7 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
                 retire(me);
             continue;
         }
-        if (wait_for_work(seg, manager))
+        if (wait_for_work(seg, me, manager))
             break;
     }
     fflush(stdout); /* a task's buffered prints are not lost (cf. Python's W14) */
