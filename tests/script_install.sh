@@ -45,7 +45,7 @@ soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 # for libppool_fi, which is never installed).
 if grep -q PPOOL_TEST_ "$lib" "$libdir/libppool.a"; then echo "installed library has test hooks"; exit 1; fi
 if [ -n "$(find "$tmp/prefix" -name 'libppool_fi*')" ]; then echo "libppool_fi was installed"; exit 1; fi
-strings "$build/libppool_fi.so" | grep -q PPOOL_TEST_DIE_IN_POP || { echo "libppool_fi lacks its hooks"; exit 1; }
+grep -qa PPOOL_TEST_DIE_IN_POP "$build/libppool_fi.so" || { echo "libppool_fi lacks its hooks"; exit 1; }
 # Nothing but pp_ symbols is exported.
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^pp_' || true)
 [ -z "$bad" ] || { echo "exported non-pp_ symbols: $bad"; exit 1; }
