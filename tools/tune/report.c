@@ -265,12 +265,34 @@ int tune_plot(const char *dir, const char *stem, const tune_point *pts, int n, d
             maxc + 0.5, ceil((maxs > cores ? maxs : cores) * 1.15 + 0.5));
     if (maxc <= 32)
         fprintf(f, "set xtics 1\n");
+    if (maxc > cores) {
+        fprintf(f, "set arrow from %g, graph 0 to %g, graph 1 nohead dashtype 3 lc rgb 'gray40'\n",
+                cores + 0.5, cores + 0.5);
+        fprintf(f, "set label 'oversubscribed' at %g, graph 0.05 left textcolor rgb 'gray40'\n",
+                cores + 0.6);
+    }
     fprintf(f, "ideal(x) = x < %d ? x : %d\n", cores, cores);
     fprintf(f, "plot ideal(x) with lines dashtype 2 lw 2 lc rgb 'black' title 'ideal (min(cores "
                "used, %d))'",
             cores);
+    /* Colour by chunk size (its rank among the sizes plotted), point type
+     * by cores per worker, OpenMP dashed: a chunk size reads the same on
+     * every line. */
+    static const int ptype[] = {7, 5, 9, 11, 13, 15};
     for (int s = 0; s < nser; s++) {
         const tune_point *p = &pts[first[s]];
+        int rank = 0, cpw_rank = 0;
+        for (int t = 0; t < nser; t++) {
+            const tune_point *q = &pts[first[t]];
+            bool earlier_chunk = q->chunk < p->chunk;
+            for (int u = 0; u < t && earlier_chunk; u++) /* count each size once */
+                earlier_chunk = pts[first[u]].chunk != q->chunk;
+            rank += earlier_chunk;
+            bool earlier_cpw = q->impl == TUNE_PPOOL && q->cpw < p->cpw;
+            for (int u = 0; u < t && earlier_cpw; u++)
+                earlier_cpw = !(pts[first[u]].impl == TUNE_PPOOL && pts[first[u]].cpw == q->cpw);
+            cpw_rank += earlier_cpw;
+        }
         char title[96];
         if (p->impl == TUNE_PPOOL)
             snprintf(title, sizeof title, "ppool, %d core%s/worker, chunksize %zu", p->cpw,
@@ -279,8 +301,9 @@ int tune_plot(const char *dir, const char *stem, const tune_point *pts, int n, d
             snprintf(title, sizeof title, "OpenMP threads, chunk %zu", p->chunk);
         fprintf(f, ", \\\n     ");
         gp_quote(f, dat);
-        fprintf(f, " index %d using 1:2 with linespoints pt %d lw 2 %stitle ", s,
-                p->impl == TUNE_PPOOL ? 7 : 6, p->impl == TUNE_OPENMP ? "dashtype 3 " : "");
+        fprintf(f, " index %d using 1:2 with linespoints lc %d pt %d lw 2 %stitle ", s, rank + 1,
+                p->impl == TUNE_PPOOL ? ptype[cpw_rank % 6] : 6,
+                p->impl == TUNE_OPENMP ? "dashtype 3 " : "");
         gp_quote(f, title);
     }
     fprintf(f, "\n");
