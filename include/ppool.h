@@ -842,7 +842,9 @@ PP_API bool pp_task_should_stop(pp_task *t);
  *  offset is outside the segment. */
 PP_API void *pp_task_shm(pp_task *t, uint64_t offset);
 
-/** Index (0..max_workers-1) of the worker running this task. */
+/** Index (0..max_workers-1) of the worker running this task; after
+ *  pp_executor_resize shrank the pool, a retiring worker finishing its last
+ *  task keeps its index (>= the new size). */
 PP_API int pp_task_worker(pp_task *t);
 
 /** \} */
