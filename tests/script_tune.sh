@@ -121,6 +121,9 @@ n_omp=$(( ${#omp[@]} ? 4 : 0 ))
 run sweep --lines "$work/words.txt" --workers 1-2 --chunks 10,100 --repeat 2 "${omp[@]}" \
     --out "$work/o" "$kernel" wordhash_item
 expect_ok sweep 1 4 "$n_omp" "$work/o"
+grep -qE '^  k=1, 1 worker: cpu [0-9]+$' "$work/sweep.out" &&
+    grep -qE '^  k=1, 2 workers: cpu [0-9]+, cpu [0-9]+$' "$work/sweep.out" ||
+    bad "sweep: no placement line per worker count"
 # The plug-in's digest is also independent of the grid: a second sweep
 # over other points finds the same one.
 d1=$(sed -n 's/^digest: *\([0-9a-f]*\),.*/\1/p' "$work/sweep.out")
@@ -146,6 +149,7 @@ run cpw --lines "$work/words.txt" --workers 1 --cores-per-worker 1,2 --chunks 10
     "$kernel" wordhash_item
 expect_ok cpw 1 2 0
 grep -qE '^ppool +1 +2 +2 +100 ' "$work/cpw.out" || bad "cpw: no row for 1 worker x 2 cores"
+grep -qE '^  k=2, 1 worker: cpus [0-9]+\+2$' "$work/cpw.out" || bad "cpw: the worker is not bound to 2 CPUs"
 
 head -c 16000 "$work/words.txt" >"$work/records.bin"
 run binary --binary "$work/records.bin" --item-size 16 --out-size 16 --workers 2 --chunks 7 \
@@ -171,6 +175,19 @@ want_w1=$(awk -v c="$cores" 'BEGIN { s = ""; for (w = 1; w < c; w *= 2) s = s w 
 want_w4=$(awk -v c="$cores" 'BEGIN { m = int(c / 4); if (m < 1) m = 1; s = ""; for (w = 1; w < m; w *= 2) s = s w ","; print s m }')
 grep -qx "grid:     cores/worker 1,4; chunksizes 1,10; workers $want_w1 (k=1); $want_w4 (k=4); 3 runs per point, median kept" \
     "$work/grid_auto.out" || { bad "grid_auto: defaults not as documented ($cores cores)"; show grid_auto; }
+
+# Lines: an empty line is an item of 0 bytes, a last line without its
+# newline counts, no empty item after the last newline.
+printf 'abc\n\nde' >"$work/three.txt"
+printf 'abc\n\nde\n' >"$work/three_nl.txt"
+for f in three three_nl; do
+    run "$f" --lines "$work/$f.txt" --variable --workers 2 --chunks 1 --repeat 1 "$plug" ppt_tune_reverse
+    expect_ok "$f" 1 1 0
+    grep -q "^input: *3 lines of " "$work/$f.out" || bad "$f: not 3 lines"
+done
+d3=$(sed -n 's/^digest: *\([0-9a-f]*\),.*/\1/p' "$work/three.out")
+d3nl=$(sed -n 's/^digest: *\([0-9a-f]*\),.*/\1/p' "$work/three_nl.out")
+[ "$d3" = "$d3nl" ] || bad "three: the final newline changed the items"
 
 # Failures found while sweeping: exit 1.
 run mismatch --synthetic 100 --workers 1 --chunks 10 --repeat 1 "$plug" ppt_tune_pid

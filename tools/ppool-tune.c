@@ -93,6 +93,8 @@ typedef struct sweep {
     double serial_s;
     uint64_t ref_digest;
     unsigned methods; /* start methods the pools used (bit per pp_start_method) */
+    char *placement;  /* one line per (k, workers): where the pool's workers ran */
+    size_t placement_len;
     FILE *rep;        /* a copy of the report, for DIR/tune.txt */
     char *rep_buf;
     size_t rep_len;
@@ -600,6 +602,43 @@ static void measure_ppool(sweep *sw, pp_executor *ex, int w, int k, size_t chunk
     p->med = tune_median(t, K, &p->min, &p->max);
 }
 
+/* Where the workers of @ex are now, as "cpu 0, 1" or, with k > 1, "cpus
+ * 0+2, 2+2" (first CPU + how many), appended to the placement lines. */
+static void note_placement(sweep *sw, pp_executor *ex, int w, int k)
+{
+    pp_worker_stats *ws = calloc((size_t)w, sizeof *ws);
+    if (!ws)
+        fail("out of memory");
+    int n = pp_executor_stats(ex, NULL, ws, w);
+    if (n < 0)
+        fail("pp_executor_stats: %s", pp_strerror(n));
+    char line[1024];
+    size_t o = (size_t)snprintf(line, sizeof line, "  k=%d, %d worker%s: ", k, w,
+                                w == 1 ? "" : "s");
+    for (int i = 0; i < n && i < w && o + 40 < sizeof line; i++) {
+        if (ws[i].cpu < 0)
+            o += (size_t)snprintf(line + o, sizeof line - o, "%sunpinned", i ? ", " : "");
+        else if (ws[i].ncpus > 1)
+            o += (size_t)snprintf(line + o, sizeof line - o, "%scpus %d+%d", i ? ", " : "",
+                                  ws[i].cpu, ws[i].ncpus);
+        else
+            o += (size_t)snprintf(line + o, sizeof line - o, "%scpu %d", i ? ", " : "",
+                                  ws[i].cpu);
+    }
+    if (n > w)
+        o += (size_t)snprintf(line + o, sizeof line - o, " (%d positions)", n);
+    free(ws);
+    size_t add = strlen(line) + 1;
+    char *p = realloc(sw->placement, sw->placement_len + add + 1);
+    if (!p)
+        fail("out of memory");
+    sw->placement = p;
+    memcpy(p + sw->placement_len, line, add - 1);
+    sw->placement_len += add;
+    p[sw->placement_len - 1] = '\n';
+    p[sw->placement_len] = '\0';
+}
+
 /* One live pool for cores-per-worker @k: created at the first worker count,
  * resized to each next one. */
 static void sweep_cpw(sweep *sw, int ki, results *r)
@@ -628,6 +667,7 @@ static void sweep_cpw(sweep *sw, int ki, results *r)
         }
         if (pp_max_workers(ex) != w)
             fail("the pool has %d workers, want %d", pp_max_workers(ex), w);
+        note_placement(sw, ex, w, k);
         warm_up(sw, ex, w, r);
         for (int ci = 0; ci < sw->chunks.n; ci++)
             measure_ppool(sw, ex, w, k, (size_t)sw->chunks.v[ci], r);
@@ -798,6 +838,9 @@ static void print_results(sweep *sw)
     say(sw, "time: median of %d pp_map call%s on a warm pool (pool start and resize not "
             "included); speed-up = serial / time; eff. = speed-up / cores\n",
         sw->s.repeat, sw->s.repeat == 1 ? "" : "s");
+    say(sw, "placement (each worker's first CPU, +N when bound to N; one pool per k, resized "
+            "between worker counts):\n%s",
+        sw->placement ? sw->placement : "");
     say(sw, "start method:");
     for (unsigned m = 1; m < 4; m++)
         if (sw->methods & (1u << m))
@@ -921,6 +964,7 @@ int main(int argc, char **argv)
     if (r.sizes)
         big_free(r.sizes, sw.in.n * sizeof *r.sizes);
     free(sw.pts);
+    free(sw.placement);
     free(sw.rep_buf);
     tune_input_free(&sw.in);
     return 0;
