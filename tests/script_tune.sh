@@ -124,6 +124,8 @@ expect_ok sweep 1 4 "$n_omp" "$work/o"
 grep -qE '^  k=1, 1 worker: cpu [0-9]+$' "$work/sweep.out" &&
     grep -qE '^  k=1, 2 workers: cpu [0-9]+, cpu [0-9]+$' "$work/sweep.out" ||
     bad "sweep: no placement line per worker count"
+grep -qE '^others: +other processes used [0-9.]+ CPU-s during the sweep, [0-9.]+% of the machine' \
+    "$work/sweep.out" || bad "sweep: no line on the other processes' CPU time"
 # The plug-in's digest is also independent of the grid: a second sweep
 # over other points finds the same one.
 d1=$(sed -n 's/^digest: *\([0-9a-f]*\),.*/\1/p' "$work/sweep.out")

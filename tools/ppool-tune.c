@@ -99,6 +99,7 @@ typedef struct sweep {
     char *rep_buf;
     size_t rep_len;
     tune_progress bar;
+    tune_cpu_sample cpu0; /* at the start of the serial run */
 } sweep;
 
 /* ------------------------------------------------------------------------ */
@@ -849,15 +850,29 @@ static void print_results(sweep *sw)
         (unsigned long long)sw->ref_digest);
 }
 
+/* Other processes' CPU time during the sweep: on a machine they share, every
+ * figure of the table moves with it. */
+static void print_others(sweep *sw, const tune_cpu_sample *end)
+{
+    double secs = 0, frac = tune_others_share(&sw->cpu0, end, &secs);
+    if (frac < 0)
+        return;
+    say(sw, "others:   other processes used %.1f CPU-s during the sweep, %.1f%% of the machine's "
+            "CPU time%s\n",
+        secs, 100 * frac,
+        frac > 0.02 ? " (not an idle machine: the figures are noisy; rerun on an idle one)"
+                    : "");
+}
+
 static void print_best(sweep *sw)
 {
     const tune_point *b = tune_best(sw->pts, sw->npts, TUNE_PPOOL);
     if (!b)
         return;
     say(sw, "best:     workers %d, cores per worker %d, chunksize %zu: %.4f s, speed-up %.2f, "
-            "efficiency %.0f%% (%d cores)%s\n",
+            "efficiency %.0f%% (%d core%s)%s\n",
         b->workers, b->cpw, b->chunk, b->med, tune_speedup(b, sw->serial_s),
-        100 * tune_efficiency(b, sw->serial_s), b->cores,
+        100 * tune_efficiency(b, sw->serial_s), b->cores, b->cores == 1 ? "" : "s",
         b->oversub ? ", oversubscribed" : "");
 }
 
@@ -938,6 +953,7 @@ int main(int argc, char **argv)
      * a guess until it is measured), then each point's at its core count. */
     bool bar_on = sw.s.progress < 0 ? isatty(STDERR_FILENO) : sw.s.progress;
     tune_progress_init(&sw.bar, stderr, bar_on, 0);
+    sw.cpu0 = tune_cpu_sample_now();
     run_serial(&sw, &r);
     double total = sw.bar.done;
     for (int k = 0; k < sw.cpw.n; k++)
@@ -954,7 +970,9 @@ int main(int argc, char **argv)
         sweep_openmp(&sw, &r);
 #endif
     tune_progress_clear(&sw.bar);
+    tune_cpu_sample cpu1 = tune_cpu_sample_now();
     print_results(&sw);
+    print_others(&sw, &cpu1);
     if (sw.s.outdir)
         write_files(&sw);
     else

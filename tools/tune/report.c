@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,6 +77,43 @@ static void cpu_model(char *out, size_t len)
         }
     }
     fclose(f);
+}
+
+tune_cpu_sample tune_cpu_sample_now(void)
+{
+    tune_cpu_sample c = {0};
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f) {
+        c.ok = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                      &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
+        fclose(f);
+    }
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        c.ok = false;
+    if (c.ok) { /* user nice system idle iowait irq softirq steal */
+        c.busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
+        c.total_s = c.busy_s + (double)(v[3] + v[4]) / hz;
+    }
+    struct rusage ru;
+    for (int who = 0; who < 2; who++)
+        if (getrusage(who ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru) == 0)
+            c.own_s += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+                       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+    return c;
+}
+
+double tune_others_share(const tune_cpu_sample *a, const tune_cpu_sample *b, double *secs)
+{
+    if (!a->ok || !b->ok || b->total_s <= a->total_s)
+        return -1;
+    double others = (b->busy_s - a->busy_s) - (b->own_s - a->own_s);
+    others = others < 0 ? 0 : others;
+    if (secs)
+        *secs = others;
+    double frac = others / (b->total_s - a->total_s);
+    return frac > 1 ? 1 : frac;
 }
 
 void tune_print_machine(FILE *f, const char *topology)

@@ -151,6 +151,20 @@ double tune_efficiency(const tune_point *p, double serial_s);
  * @impl_only >= 0 restricts the choice to that implementation. */
 const tune_point *tune_best(const tune_point *pts, int n, int impl_only);
 
+/* Machine-wide CPU time from /proc/stat (steal included: a hypervisor's
+ * other guests compete too) and this process tree's own (getrusage of self
+ * and reaped children: the pools' managers and workers once destroyed). */
+typedef struct tune_cpu_sample {
+    double busy_s, total_s, own_s;
+    bool ok;
+} tune_cpu_sample;
+
+tune_cpu_sample tune_cpu_sample_now(void);
+/* The share of the machine's CPU time that other processes took between @a
+ * and @b (0..1), and their CPU-seconds in *@secs; -1 when /proc/stat could
+ * not be read. */
+double tune_others_share(const tune_cpu_sample *a, const tune_cpu_sample *b, double *secs);
+
 /* The machine header: CPUs online / allowed, model, kernel, compiler, and
  * the hwloc summary line the caller got from its pool. */
 void tune_print_machine(FILE *f, const char *topology);
