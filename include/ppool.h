@@ -455,8 +455,8 @@ PP_API int pp_max_workers(const pp_executor *ex);
  * same plan as at create (same pin policy, cores_per_worker, pin_cpus;
  * worker i always gets the place plan(i) gives it, so shrinking and growing
  * back returns the same cores), with the same thread variables and
- * initializer; the call returns once every new worker is pinned and ready,
- * as pp_executor_create does.
+ * initializer; the call returns once every new worker is pinned, ready and
+ * through the initializer (pp_executor_create waits only for the first two).
  * Shrinking retires the workers in positions max_workers..old-1: an idle one
  * leaves at once, a busy one finishes its current task and leaves right
  * after it, taking no new one. No running task is ever killed or failed by

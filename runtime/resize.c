@@ -85,7 +85,22 @@ static int wait_ack(pp_executor *ex, uint32_t seq, uint64_t deadline)
     }
 }
 
-/* Wait until positions [from, to) each have a ready worker. */
+/* Is the worker in position @i pinned, ready and through its initializer?
+ * (A failed initializer never is: the pool breaks, resize_check says so.) */
+static bool position_started(pp_executor *ex, int i)
+{
+    ppi_worker *w = &ex->seg.workers[i];
+    /* acquire: pairs with the worker's release stores of ready and phase
+     * (read after the manager's ack, so a new process's reset is seen). */
+    if (!atomic_load_explicit(&w->ready, memory_order_acquire))
+        return false;
+    uint32_t ph = atomic_load_explicit(&w->phase, memory_order_acquire);
+    return ph != PPI_PH_START && ph != PPI_PH_INIT && ph != PPI_PH_INIT_FAILED;
+}
+
+/* Wait until positions [from, to) each have a started worker. The wake-up
+ * is the ready count (after the initializer a worker wakes nobody): naps
+ * are short while only initializers remain. */
 static int wait_grown(pp_executor *ex, int from, int to, uint64_t deadline)
 {
     ppi_hdr *h = ex->seg.hdr;
@@ -93,15 +108,14 @@ static int wait_grown(pp_executor *ex, int from, int to, uint64_t deadline)
         /* acquire: pairs with each worker's release increment. */
         uint32_t r = atomic_load_explicit(&h->ready, memory_order_acquire);
         int i = from;
-        /* acquire: pairs with the worker's release store of ready. */
-        while (i < to && atomic_load_explicit(&ex->seg.workers[i].ready, memory_order_acquire))
+        while (i < to && position_started(ex, i))
             i++;
         if (i == to)
             return 0;
         int rc = resize_check(ex);
         if (rc)
             return rc;
-        uint64_t left = ppi_remaining(deadline, PPI_READY_POLL_NS);
+        uint64_t left = ppi_remaining(deadline, PPI_RESIZE_POLL_NS);
         if (left == 0)
             return PP_EBROKEN;
         ppi_futex_wait(&h->ready, r, left, true);

@@ -85,6 +85,9 @@
 #define PPI_READY_TIMEOUT_NS 60000000000ull
 /* ... re-checking the manager and the pool this often meanwhile. */
 #define PPI_READY_POLL_NS 50000000ull
+/* pp_executor_resize: the nap between checks while new workers run their
+ * initializers (they wake nobody when done) or the pool may break. */
+#define PPI_RESIZE_POLL_NS 2000000ull
 
 /* ---- map ---------------------------------------------------------------- */
 

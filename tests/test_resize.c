@@ -164,7 +164,11 @@ static pp_executor *make_pool(int workers, pp_pin_policy pin, pp_death_policy de
 static void assert_stats_add_up(pp_executor *ex, int submitted, int died)
 {
     pp_stats st;
-    cr_assert(pp_executor_stats(ex, &st, NULL, 0) >= 1);
+    /* A worker counts a task just after publishing it: wait for the count
+     * (after pp_shutdown(wait) it is already final). */
+    PPT_WAIT_FOR(pp_executor_stats(ex, &st, NULL, 0) >= 1 &&
+                     st.completed >= (uint64_t)(submitted - died),
+                 PPT_PROMPT(5));
     cr_assert_eq(st.submitted, (uint64_t)submitted);
     cr_assert_eq(st.completed, (uint64_t)(submitted - died), "completed %llu, want %d",
                  (unsigned long long)st.completed, submitted - died);
@@ -580,5 +584,32 @@ Test(resize, failing_initializer_in_a_grown_worker_breaks, .init = pp_test_setup
     pp_exception cause;
     cr_assert_eq(pp_executor_broken_cause(ex, &cause), 0);
     cr_assert(strstr(cause.message, "initializer") != NULL, "%s", cause.message);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* From inside a task: the worker is not the client. Under FORK it holds a
+ * copy of the handle (PP_EFORKED); under SPAWN/FORKSERVER its global was
+ * never set (-EINVAL). Either way the pool keeps its size. */
+static pp_executor *g_ex;
+
+static int task_resizes(pp_task *t)
+{
+    int rc = pp_executor_resize(g_ex, 3);
+    return pp_task_set_result(t, &rc, sizeof rc);
+}
+
+Test(resize, from_inside_a_task_is_refused, .init = pp_test_setup, .fini = pp_test_teardown,
+     .timeout = 60)
+{
+    pp_executor *ex = make_pool(1, PP_PIN_NONE, PP_DEATH_BREAK);
+    g_ex = ex;
+    pp_future *f;
+    cr_assert_eq(pp_submit(ex, task_resizes, NULL, 0, &f), 0);
+    const void *res;
+    cr_assert_eq(pp_future_result(f, PPT_PROMPT(20), &res, NULL), 0);
+    int rc = *(const int *)res;
+    cr_assert(rc == PP_EFORKED || rc == -EINVAL, "resize in a worker: %s", pp_strerror(rc));
+    cr_assert_eq(pp_max_workers(ex), 1);
+    pp_future_release(f);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
