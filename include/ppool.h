@@ -240,7 +240,9 @@ typedef int (*pp_initializer)(const void *initargs, size_t size);
  */
 typedef struct pp_config {
     /** Workers; 0 = the number of physical cores this process may use
-     *  (cgroups and inherited affinity honoured). Must be 0..4096. */
+     *  (cgroups and inherited affinity honoured), divided by
+     *  cores_per_worker. Must be 0..4096. pp_executor_resize changes it
+     *  while the pool runs. */
     int max_workers;
     /** See pp_start_method (default PP_START_AUTO). */
     pp_start_method start_method;
@@ -739,7 +741,10 @@ PP_API void pp_as_completed_end(pp_as_completed *it);
  * SIGKILL) every live worker. A worker still alive 1 s after SIGTERM (a
  * task may ignore or handle it) is SIGKILLed. Running futures fail promptly
  * with PP_EBROKEN (exception code: the signal, pid: the worker that ran it,
- * 0 for any that no worker had started); the pool is unusable afterwards;
+ * 0 for any that no worker had started), except a task that returns before
+ * its worker receives the signal: the shutdown sets the stop flag first, so
+ * a task polling pp_task_should_stop may return in that window and its
+ * future completes with what it returned. The pool is unusable afterwards;
  * nothing hangs. pp_executor_destroy is still
  * needed to free the handle. Returns 0 or -EINVAL. Does not block.
  */

@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # OpenMP (the benchmarks' peer and one test) comes with gcc's libgomp in
-# build-essential; libssl-dev gives the word-hash workload its SHA-512.
+# build-essential; libssl-dev gives the word-hash workload its SHA-512;
+# gfortran builds and tests the Fortran module (PPOOL_FORTRAN=AUTO).
 PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev
-      libcriterion-dev libssl-dev gnuplot-nox python3 doxygen)
+      libcriterion-dev libssl-dev gnuplot-nox python3 doxygen gfortran)
 
 install_missing() {
     local missing=()
