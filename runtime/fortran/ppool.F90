@@ -152,7 +152,7 @@ module ppool
   ! ---- public procedures --------------------------------------------------
   public :: pp_strerror, pp_error_name, pp_check_error, pp_version, pp_version_string
   public :: pp_executor_create, pp_executor_destroy, pp_shutdown
-  public :: pp_terminate_workers, pp_kill_workers, pp_max_workers, pp_start_method_used
+  public :: pp_terminate_workers, pp_kill_workers, pp_max_workers, pp_executor_resize, pp_start_method_used
   public :: pp_executor_stats, pp_executor_broken_cause, pp_executor_topology
   public :: pp_executor_from_c, pp_executor_c_ptr, pp_future_c_ptr
   public :: pp_submit, pp_submit_ptr
@@ -245,6 +245,12 @@ module ppool
     function c_kill_workers(ex) bind(C, name='pp_kill_workers') result(rc)
       import :: c_ptr, c_int
       type(c_ptr), value :: ex
+      integer(c_int) :: rc
+    end function
+    function c_executor_resize(ex, n) bind(C, name='pp_executor_resize') result(rc)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: ex
+      integer(c_int), value :: n
       integer(c_int) :: rc
     end function
     function c_max_workers(ex) bind(C, name='pp_max_workers') result(n)
@@ -607,12 +613,14 @@ contains
   subroutine pp_executor_create(ex, max_workers, start_method, pin, pin_cpus, pin_strict, &
                                 max_arg_size, max_result_size, inline_size, arena_size, &
                                 slots, on_worker_death, max_tasks_per_child, &
-                                max_rss_growth, initializer, initargs, ierr)
+                                max_rss_growth, cores_per_worker, thread_env_override, &
+                                initializer, initargs, ierr)
     type(pp_executor), intent(out) :: ex
     integer, intent(in), optional :: max_workers, start_method, pin, slots
     integer, intent(in), optional :: on_worker_death, max_tasks_per_child
+    integer, intent(in), optional :: cores_per_worker
     integer, intent(in), optional :: pin_cpus(:)
-    logical, intent(in), optional :: pin_strict
+    logical, intent(in), optional :: pin_strict, thread_env_override
     integer(int64), intent(in), optional :: max_arg_size, max_result_size, inline_size
     integer(int64), intent(in), optional :: arena_size, max_rss_growth
     procedure(pp_initializer_fn), optional :: initializer
@@ -641,6 +649,9 @@ contains
     if (present(max_tasks_per_child)) &
       call set('max_tasks_per_child', int(max_tasks_per_child, int64))
     if (present(max_rss_growth)) call set('max_rss_growth', max_rss_growth)
+    if (present(cores_per_worker)) call set('cores_per_worker', int(cores_per_worker, int64))
+    if (present(thread_env_override)) &
+      call set('thread_env_override', merge(1_int64, 0_int64, thread_env_override))
     if (rc == 0 .and. present(pin_cpus)) then
       allocate(cpus(max(size(pin_cpus), 1)))
       cpus(1:size(pin_cpus)) = int(pin_cpus, c_int)
@@ -709,6 +720,17 @@ contains
     type(pp_executor), intent(in) :: ex
     integer, intent(out), optional :: ierr
     call pp_check_error(c_kill_workers(ex%p), 'pp_kill_workers', ierr)
+  end subroutine
+
+  !> pp_executor_resize: grow or shrink the running pool to @max_workers
+  !> workers (new ones placed by the same plan; a busy worker retires after
+  !> its task, none is killed). Client process, not from a task.
+  subroutine pp_executor_resize(ex, max_workers, ierr)
+    type(pp_executor), intent(in) :: ex
+    integer, intent(in) :: max_workers
+    integer, intent(out), optional :: ierr
+    call pp_check_error(c_executor_resize(ex%p, int(max_workers, c_int)), &
+                        'pp_executor_resize', ierr)
   end subroutine
 
   !> Number of worker processes (or a negative code for a null executor).

@@ -343,7 +343,7 @@ contains
     type(pp_future) :: f
     type(pp_worker_stats) :: ws(1)
     type(pp_stats) :: st
-    integer :: ierr, cpu
+    integer :: ierr, cpu, n1
     integer(int8) :: payload(100)
     type(pp_exception) :: e
 
@@ -379,6 +379,29 @@ contains
       call check(index(pp_executor_topology(ex), 'PU') > 0, 'pp_executor_topology describes PUs')
       call pp_executor_destroy(ex)
     end if
+
+    ! Multi-core workers and live resize.
+    call pp_executor_create(ex, cores_per_worker=0, ierr=ierr)
+    call check_rc(ierr, PP_EINVAL, 'cores_per_worker=0 is EINVAL')
+    call pp_executor_create(ex, max_workers=0, pin=PP_PIN_NONE, ierr=ierr)
+    call check_rc(ierr, 0, 'create with max_workers=0')
+    n1 = pp_max_workers(ex)
+    call pp_executor_destroy(ex)
+    call pp_executor_create(ex, max_workers=0, pin=PP_PIN_NONE, cores_per_worker=2, &
+                            thread_env_override=.true., ierr=ierr)
+    call check_rc(ierr, 0, 'create with cores_per_worker=2, thread_env_override')
+    call check(pp_max_workers(ex) == max(1, n1 / 2), &
+               'max_workers=0 with cores_per_worker=2: cores / 2 workers')
+    call pp_executor_resize(ex, 2, ierr=ierr)
+    call check_rc(ierr, 0, 'pp_executor_resize to 2')
+    call check(pp_max_workers(ex) == 2, 'resized pool has 2 workers')
+    call pp_submit(ex, echo_task, 7_c_int32_t, f)
+    call pp_future_wait(f, ierr=ierr)
+    call check_rc(ierr, 0, 'a task runs after the resize')
+    call pp_future_release(f)
+    call pp_executor_resize(ex, 0, ierr=ierr)
+    call check_rc(ierr, PP_EINVAL, 'pp_executor_resize to 0 is EINVAL')
+    call pp_executor_destroy(ex)
 
     ! Limits: arguments and results.
     call pp_executor_create(ex, max_workers=1, max_arg_size=64_int64, max_result_size=16_int64, &
