@@ -50,7 +50,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -81,6 +80,7 @@ static const char *prog = "bench_cores";
 #define MAX_SWEEP 4096
 
 #include "bench_util.h" /* after prog and RESULT_TIMEOUT_S: its helpers use them */
+#include "tune/tune.h"  /* the CPU-time sample (tools/tune/, ppool-tune's sweep code) */
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                    */
@@ -482,47 +482,16 @@ static void check_acc(const char *what, int w, int run, uint64_t got, uint64_t w
 /*
  * Other work on the machine skews every figure, so the benchmark measures it:
  * the machine-wide busy CPU time from /proc/stat (steal included: a
- * hypervisor's other guests compete too), minus this process tree's own.
+ * hypervisor's other guests compete too), minus this process tree's own
+ * (tune_cpu_sample_now, tools/tune/, shared with ppool-tune).
  */
-typedef struct cpu_sample {
-    double busy_s, total_s; /* machine-wide, all online CPUs */
-    double own_s;           /* this process + reaped descendants (manager, workers) */
-    bool ok;
-} cpu_sample;
-
-static cpu_sample sample_cpu(void)
-{
-    cpu_sample c = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    unsigned long long v[8] = {0};
-    if (f) {
-        c.ok = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                      &v[3], &v[4], &v[5], &v[6], &v[7]) == 8;
-        fclose(f);
-    }
-    double hz = (double)sysconf(_SC_CLK_TCK);
-    if (hz <= 0)
-        c.ok = false;
-    if (c.ok) {
-        /* user nice system idle iowait irq softirq steal */
-        c.busy_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
-        c.total_s = c.busy_s + (double)(v[3] + v[4]) / hz;
-    }
-    struct rusage ru;
-    for (int who = 0; who < 2; who++)
-        if (getrusage(who ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru) == 0)
-            c.own_s += (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-                       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-    return c;
-}
-
 /* Before the sweep: how idle the machine is over half a second. */
 static void print_idle_before(void)
 {
-    cpu_sample a = sample_cpu();
+    tune_cpu_sample a = tune_cpu_sample_now();
     struct timespec half = {0, 500000000};
     nanosleep(&half, NULL);
-    cpu_sample b = sample_cpu();
+    tune_cpu_sample b = tune_cpu_sample_now();
     if (!a.ok || !b.ok || b.total_s <= a.total_s)
         return;
     double busy = (b.busy_s - a.busy_s) - (b.own_s - a.own_s);
@@ -535,9 +504,9 @@ static void print_idle_before(void)
 }
 
 /* After: CPU time other processes took during the sweep. */
-static void print_others_during(const cpu_sample *a, int cores)
+static void print_others_during(const tune_cpu_sample *a, int cores)
 {
-    cpu_sample b = sample_cpu();
+    tune_cpu_sample b = tune_cpu_sample_now();
     if (!a->ok || !b.ok || b.total_s <= a->total_s)
         return;
     double others = (b.busy_s - a->busy_s) - (b.own_s - a->own_s);
@@ -974,7 +943,7 @@ int main(int argc, char **argv)
          *gp = path_in(s.out, "cores.gp"), *png = path_in(s.out, "cores.png");
 
     /* The reference answer, and the serial time. */
-    cpu_sample cpu0 = sample_cpu();
+    tune_cpu_sample cpu0 = tune_cpu_sample_now();
     double *ser = xcalloc((size_t)s.runs, sizeof *ser), ser_min, ser_max;
     uint64_t want = serial_run(&s, &ser[0]);
     for (int r = 1; r < s.runs; r++)

@@ -168,28 +168,7 @@ static void progress_end(void)
 /* SHA-512 hex digest                                                         */
 /* ------------------------------------------------------------------------ */
 
-#ifndef PP_HAVE_CRYPTO
-#include "sha512_portable.h" /* builds without libcrypto */
-#endif
-
-/* The workload's one operation: 128 lowercase hex digits of SHA-512(word). */
-static void sha512_hex(const void *word, size_t n, char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    unsigned char md[64];
-#ifdef PP_HAVE_CRYPTO
-    SHA512_CTX c;
-    SHA512_Init(&c);
-    SHA512_Update(&c, word, n);
-    SHA512_Final(md, &c);
-#else
-    ppb_sha512_bytes(word, n, md);
-#endif
-    for (int i = 0; i < 64; i++) {
-        out[2 * i] = hx[md[i] >> 4];
-        out[2 * i + 1] = hx[md[i] & 15];
-    }
-}
+#include "wordhash_kernel.h" /* sha512_hex, shared with the ppool-tune plug-in */
 
 /* ppool's item function: one word in, its digest out. */
 static int hash_item(pp_map_item *it)

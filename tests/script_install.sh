@@ -45,8 +45,13 @@ soname=$(readelf -d "$lib" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 # for libppool_fi, which is never installed).
 if grep -q PPOOL_TEST_ "$lib" "$libdir/libppool.a"; then echo "installed library has test hooks"; exit 1; fi
 if [ -n "$(find "$tmp/prefix" -name 'libppool_fi*')" ]; then echo "libppool_fi was installed"; exit 1; fi
-strings "$build/libppool_fi.so" | grep -q PPOOL_TEST_DIE_IN_POP || { echo "libppool_fi lacks its hooks"; exit 1; }
+grep -qa PPOOL_TEST_DIE_IN_POP "$build/libppool_fi.so" || { echo "libppool_fi lacks its hooks"; exit 1; }
 # Nothing but pp_ symbols is exported.
 bad=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -v '^pp_' || true)
 [ -z "$bad" ] || { echo "exported non-pp_ symbols: $bad"; exit 1; }
+# The tools run from the prefix (ppool-tune finds the installed libppool.so
+# through its RUNPATH, $ORIGIN/../lib).
+"$tmp/prefix/bin/ppool-topo" >/dev/null || { echo "installed ppool-topo does not run"; exit 1; }
+"$tmp/prefix/bin/ppool-tune" --help | grep -q '^usage: ppool-tune' ||
+    { echo "installed ppool-tune does not run"; exit 1; }
 echo "install: ppool $version ($soname): cmake (shared, static, no-hwloc) and pkg-config consumers OK"
