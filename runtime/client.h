@@ -43,6 +43,7 @@ struct pp_future {
     /* Outcome, valid once cstate == PPI_F_DONE (written before its release). */
     int err, code;
     pid_t pid;
+    int32_t rank1;             /* MPI rank + 1 that ran it, 0 = this node */
     char *msg;                 /* malloc'd, or NULL */
     const void *res;
     size_t res_size;
@@ -113,6 +114,13 @@ struct pp_executor {
     _Atomic uint64_t cancelled;
     struct cds_list_head exit_node; /* exit_registry.c's list, under its lock */
     int exit_listed;
+    /* External workers (ext_worker.h): set once by pp_ext_attach before any
+     * submission; NULL for an ordinary pool. */
+    const struct pp_ext_ops *_Atomic ext_ops;
+    void *ext_ctx;
+    int ext_rank1;                 /* pp_exception.rank + 1 of this node's tasks
+                                      (0: -1, an ordinary pool) */
+    uint64_t ext_runner_token;     /* pp_map's runner, which stays on this node */
 };
 
 /* slot locks */

@@ -117,6 +117,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     sl->res_off = 0;
     sl->err = sl->code = sl->pid = 0;
     sl->msg_len = 0;
+    sl->rank1 = 0;
     /* relaxed: we own the FREE slot; nobody else writes its state. */
     uint32_t gen = ppi_st_gen(atomic_load_explicit(&sl->state, memory_order_relaxed)) + 1;
     f->idx = idx;

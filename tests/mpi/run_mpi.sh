@@ -1,0 +1,37 @@
+#!/bin/bash
+# run_mpi.sh MPIEXEC BINDIR NAME [MODE] — run one mpi test program under
+# mpirun on this machine (3 ranks, oversubscribed, allowed as root), then
+# check that no process of it outlives mpirun (ranks, node-pool managers and
+# workers all run the test's binary).
+#   MODE mpmd:     ranks 0-1 run NAME, rank 2 runs peer_mpi_other (another binary)
+#   MODE recovery: mpirun --enable-recovery (a rank may die without ending the job)
+set -u
+mpiexec=$1 bindir=$2 name=$3 mode=${4:-}
+bin=$bindir/$name
+flags=(--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp)
+case $mode in
+  mpmd) cmd=("$mpiexec" "${flags[@]}" -np 2 "$bin" : -np 1 "$bindir/peer_mpi_other") ;;
+  recovery) cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
+  *) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
+esac
+unset PPOOL_START_METHOD  # the MPI layer chooses (forkserver)
+"${cmd[@]}"
+rc=$?
+# Leftovers: any process whose executable is one of ours, for up to 5 s
+# (a node pool's manager and workers exit once their client is gone).
+left=""
+for _ in $(seq 50); do
+  left=""
+  for p in /proc/[0-9]*; do
+    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+    case $exe in "$bin"|"$bindir/peer_mpi_other") left="$left ${p#/proc/}" ;; esac
+  done
+  [ -z "$left" ] && break
+  sleep 0.1
+done
+if [ -n "$left" ]; then
+  echo "FAIL: processes left after mpirun exited:$left"
+  ps -o pid,ppid,args -p ${left// /,} || true
+  exit 1
+fi
+exit $rc
