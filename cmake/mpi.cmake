@@ -58,8 +58,14 @@ if(PPOOL_TESTS)
     endforeach()
     foreach(src ${PP_MPI_TESTS})
       get_filename_component(name ${src} NAME_WE)
+      set(mode "")
+      if(name STREQUAL "test_mpi_mpmd")
+        set(mode mpmd)        # rank 2 runs peer_mpi_other
+      elseif(name STREQUAL "test_mpi_rankloss")
+        set(mode recovery)    # mpirun --enable-recovery
+      endif()
       add_test(NAME ${name} COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/run_mpi.sh
-        ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} ${name})
+        ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} ${name} ${mode})
       set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 60
         SKIP_RETURN_CODE 77)
     endforeach()
