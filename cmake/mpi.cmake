@@ -63,6 +63,8 @@ if(PPOOL_TESTS)
         set(mode mpmd)        # rank 2 runs peer_mpi_other
       elseif(name STREQUAL "test_mpi_rankloss")
         set(mode recovery)    # mpirun --enable-recovery
+      elseif(name STREQUAL "test_mpi_rootloss")
+        set(mode rootloss)    # the same; the root dies
       endif()
       add_test(NAME ${name} COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/run_mpi.sh
         ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} ${name} ${mode})

@@ -5,18 +5,28 @@
 # workers all run the test's binary).
 #   MODE mpmd:     ranks 0-1 run NAME, rank 2 runs peer_mpi_other (another binary)
 #   MODE recovery: mpirun --enable-recovery (a rank may die without ending the job)
+#   MODE rootloss: as recovery; the root dies: pass if both other ranks said
+#                  they exit because the root fell silent
 set -u
 mpiexec=$1 bindir=$2 name=$3 mode=${4:-}
 bin=$bindir/$name
 flags=(--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp)
 case $mode in
   mpmd) cmd=("$mpiexec" "${flags[@]}" -np 2 "$bin" : -np 1 "$bindir/peer_mpi_other") ;;
-  recovery) cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
+  recovery|rootloss) cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
   *) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
 esac
 unset PPOOL_START_METHOD  # the MPI layer chooses (forkserver)
-"${cmd[@]}"
-rc=$?
+if [ "$mode" = rootloss ]; then
+  out=$("${cmd[@]}" 2>&1)
+  echo "$out"
+  n=$(grep -c "the root was silent" <<<"$out")
+  rc=0
+  [ "$n" -eq 2 ] || { echo "FAIL: $n serving ranks reported the root's loss (want 2)"; rc=1; }
+else
+  "${cmd[@]}"
+  rc=$?
+fi
 # Leftovers: any process whose executable is one of ours, for up to 5 s
 # (a node pool's manager and workers exit once their client is gone).
 left=""
