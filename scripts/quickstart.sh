@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # OpenMP (the benchmarks' peer and one test) comes with gcc's libgomp in
 # build-essential; libssl-dev gives the word-hash workload its SHA-512.
-PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev
+PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev libopenmpi-dev openmpi-bin
       libcriterion-dev libssl-dev gnuplot-nox python3 doxygen)
 
 install_missing() {
