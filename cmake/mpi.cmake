@@ -69,8 +69,25 @@ if(PPOOL_TESTS)
       add_test(NAME ${name} COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/run_mpi.sh
         ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} ${name} ${mode})
       set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 60
-        SKIP_RETURN_CODE 77)
+        ENVIRONMENT "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/mpi/lsan.supp:print_suppressions=0")
     endforeach()
+    # The MPI examples run unchanged on one rank and on three.
+    if(PPOOL_EXAMPLES)
+      file(GLOB PP_MPI_EXAMPLES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/examples/ex_mpi_*.c)
+      foreach(src ${PP_MPI_EXAMPLES})
+        get_filename_component(name ${src} NAME_WE)
+        add_executable(${name} ${src})
+        target_link_libraries(${name} PRIVATE ppool_mpi)
+        target_compile_options(${name} PRIVATE ${PP_WARN})
+        foreach(np 1 3)
+          add_test(NAME example_${name}@np${np} COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/run_mpi.sh
+            ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} ${name} np${np}
+            ${PROJECT_SOURCE_DIR}/examples/expected/${name}.txt)
+          set_tests_properties(example_${name}@np${np} PROPERTIES LABELS mpi TIMEOUT 60
+            ENVIRONMENT "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/mpi/lsan.supp:print_suppressions=0")
+        endforeach()
+      endforeach()
+    endif()
   else()
     add_test(NAME mpi_skipped COMMAND ${CMAKE_COMMAND} -E echo
       "SKIPPED: MPI not found, the mpi tests were not built")

@@ -5,14 +5,18 @@
 # workers all run the test's binary).
 #   MODE mpmd:     ranks 0-1 run NAME, rank 2 runs peer_mpi_other (another binary)
 #   MODE recovery: mpirun --enable-recovery (a rank may die without ending the job)
+#   MODE np1 / np3 [EXPECTED]: an example on 1 or 3 ranks; its standard
+#                  output must equal the file EXPECTED
 #   MODE rootloss: as recovery; the root dies: pass if both other ranks said
 #                  they exit because the root fell silent
 set -u
-mpiexec=$1 bindir=$2 name=$3 mode=${4:-}
+mpiexec=$1 bindir=$2 name=$3 mode=${4:-} expected=${5:-}
 bin=$bindir/$name
 flags=(--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader,tcp)
 case $mode in
   mpmd) cmd=("$mpiexec" "${flags[@]}" -np 2 "$bin" : -np 1 "$bindir/peer_mpi_other") ;;
+  np1) cmd=("$mpiexec" "${flags[@]}" -np 1 "$bin") ;;
+  np3) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
   recovery|rootloss) cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
   *) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
 esac
@@ -23,6 +27,14 @@ if [ "$mode" = rootloss ]; then
   n=$(grep -c "the root was silent" <<<"$out")
   rc=0
   [ "$n" -eq 2 ] || { echo "FAIL: $n serving ranks reported the root's loss (want 2)"; rc=1; }
+elif [ -n "$expected" ]; then
+  out=$("${cmd[@]}")
+  rc=$?
+  if [ "$out" != "$(cat "$expected")" ]; then
+    echo "FAIL: output differs from $expected:"
+    echo "$out"
+    rc=1
+  fi
 else
   "${cmd[@]}"
   rc=$?
