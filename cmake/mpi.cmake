@@ -41,6 +41,14 @@ if(PPOOL_HAVE_MPI)
   endif()
 endif()
 
+# ---- bench_mpi: ppool over MPI beside one node and mpi4py.futures ----
+if(PPOOL_HAVE_MPI AND PPOOL_BENCH)
+  add_executable(bench_mpi ${PROJECT_SOURCE_DIR}/bench/bench_mpi.c)
+  target_link_libraries(bench_mpi PRIVATE ppool_mpi)
+  target_compile_definitions(bench_mpi PRIVATE _GNU_SOURCE PPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  target_compile_options(bench_mpi PRIVATE ${PP_WARN})
+endif()
+
 # ---- tests (label mpi): tests/mpi/test_mpi_<name>.c, each run under mpirun ----
 # Each program is one test; tests/mpi/run_mpi.sh runs it with mpirun -np 3
 # (root-safe, oversubscribed), checks that no process of it outlives mpirun.

@@ -19,6 +19,9 @@
 #define PPM_ROOT_NAP_NS 200000ull
 /* ... and with none in flight and no credit to take with. */
 #define PPM_ROOT_IDLE_NS 2000000ull
+/* Longest sleep on the ring's eventcount: pp_submit wakes one sleeper, which
+ * may be a node worker rather than us, so we look again this soon. */
+#define PPM_ROOT_RING_NS 1000000ull
 
 static uint64_t task_id(const pp_ext_item *it) { return ((uint64_t)it->gen << 32) | it->idx; }
 
@@ -344,7 +347,7 @@ static void *comm_thread(void *arg)
             credit = q != r->me && r->ranks[q].alive && flight_free(&r->ranks[q]);
         if (flying == 0 && credit && !closing && !r->handed_back && bo.idle >= 16)
             /* Nothing to hear soon: sleep where pp_submit wakes workers. */
-            pp_ext_wait_work(r->ex, beat / 2 < PPM_ROOT_IDLE_NS * 25 ? beat / 2 : PPM_ROOT_IDLE_NS * 25);
+            pp_ext_wait_work(r->ex, beat / 2 < PPM_ROOT_RING_NS ? beat / 2 : PPM_ROOT_RING_NS);
         else
             ppm_backoff_nap(&bo, flying ? PPM_ROOT_NAP_NS : PPM_ROOT_IDLE_NS);
     }
