@@ -138,6 +138,9 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
 }
 
 /* slots.c */
+/* The arena block a pp_ext_submit_adopt caller hands to this thread's next
+ * bind (0 = none); the bind clears it when it takes the block. */
+extern _Thread_local uint64_t ppi_adopt_off;
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 void ppi_reclaim_slots(pp_executor *ex);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);

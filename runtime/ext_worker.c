@@ -96,6 +96,24 @@ static void hand_back(pp_executor *ex, uint64_t e)
     ppi_ec_notify(&h->work_ec, 1);
 }
 
+int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
+                        const pp_submit_opts *opts, pp_future **out)
+{
+    uint64_t off = pp_shm_offset(ex, block);
+    if (off == UINT64_MAX || size <= ex->seg.inline_size) {
+        int rc = pp_submit_ex(ex, fn, block, size, opts, out);
+        pp_shm_free(ex, block);
+        return rc;
+    }
+    ppi_adopt_off = off;
+    int rc = pp_submit_ex(ex, fn, block, size, opts, out);
+    if (ppi_adopt_off) { /* not taken: copied (backlog) or refused */
+        ppi_adopt_off = 0;
+        pp_shm_free(ex, block);
+    }
+    return rc;
+}
+
 int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_back)
 {
     ppi_seg *seg = &ex->seg;

@@ -86,6 +86,15 @@ PP_API pp_fn pp_ext_fn_decode(uint64_t token, const char **why);
 /* Free the adopted table. */
 PP_API void pp_ext_modtab_drop(void);
 
+/* pp_submit_ex with an argument that already lies in @ex's arena: @block
+ * from pp_shm_alloc(ex, size, &block) (size > the inline size). When the
+ * task goes straight into a slot the block becomes its argument block (no
+ * copy) and is freed with the slot; otherwise (the backlog, an error) it is
+ * copied as pp_submit does, and freed here. Either way the caller no longer
+ * owns @block. Returns as pp_submit_ex. Any client thread. */
+PP_API int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
+                               const pp_submit_opts *opts, pp_future **out);
+
 /* Take one entry from the ring for external worker @xid (< PPI_EXT_WID_MAX)
  * and claim its slot RUNNING(xid). Returns 1 with *it filled, 0 when the
  * ring had nothing for it: empty, a stale/cancelled entry (recycled here as a

@@ -99,10 +99,16 @@ static void on_task(server *s, const char *buf, size_t len)
         return;
     memcpy(&h, buf, sizeof h);
     const void *arg = buf + sizeof h;
-    void *own = NULL;
-    if (!h.inline_arg) {
-        /* The argument follows (non-overtaking order). pp_submit copies it
-         * into the arena: one copy more than the root's side. */
+    void *own = NULL, *block = NULL;
+    if (!h.inline_arg && h.arg_size && pp_shm_alloc(s->lex, h.arg_size, &block) == 0) {
+        /* The argument follows (non-overtaking order): straight into an
+         * arena block of this node, which becomes the task's argument. */
+        MPI_Recv(block, (int)h.arg_size, MPI_BYTE, s->root, PPM_TAG_TASK_DATA, s->comm,
+                 MPI_STATUS_IGNORE);
+        arg = block;
+    } else if (!h.inline_arg) {
+        /* No arena room now: receive into the heap; pp_submit copies it
+         * when room comes (the backlog). */
         own = malloc(h.arg_size ? h.arg_size : 1);
         if (!own) {
             MPI_Message m;
@@ -123,6 +129,7 @@ static void on_task(server *s, const char *buf, size_t len)
         snprintf(msg, sizeof msg, "cannot call the task function: %s", why ? why : "unknown");
         send_outcome(s, h.id, PP_ENOFUNC, PP_ENOFUNC, 0, msg, NULL, 0);
         free(own);
+        pp_shm_free(s->lex, block);
         return;
     }
     pp_submit_opts o;
@@ -136,13 +143,15 @@ static void on_task(server *s, const char *buf, size_t len)
         if (!nt) {
             send_outcome(s, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL, 0);
             free(own);
+            pp_shm_free(s->lex, block);
             return;
         }
         s->t = nt;
         s->cap = cap;
     }
     pp_future *f = NULL;
-    int rc = pp_submit_ex(s->lex, fn, arg, h.arg_size, &o, &f);
+    int rc = block ? pp_ext_submit_adopt(s->lex, fn, block, h.arg_size, &o, &f)
+                   : pp_submit_ex(s->lex, fn, arg, h.arg_size, &o, &f);
     free(own);
     if (rc) {
         send_outcome(s, h.id, rc, 0, 0, pp_strerror(rc), NULL, 0);
