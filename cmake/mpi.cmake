@@ -28,7 +28,7 @@ if(PPOOL_HAVE_MPI)
   target_compile_definitions(ppool_mpi PRIVATE PPOOL_BUILDING _GNU_SOURCE)
   target_compile_options(ppool_mpi PRIVATE ${PP_WARN})
   target_link_libraries(ppool_mpi PUBLIC ppool MPI::MPI_C PRIVATE Threads::Threads)
-  set_target_properties(ppool_mpi PROPERTIES OUTPUT_NAME ppool_mpi
+  set_target_properties(ppool_mpi PROPERTIES OUTPUT_NAME ppool_mpi EXPORT_NAME mpi
     VERSION ${PROJECT_VERSION} SOVERSION ${PPOOL_SOVERSION})
   add_library(ppool::mpi ALIAS ppool_mpi)
   if(PPOOL_INSTALL)
