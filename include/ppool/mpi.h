@@ -61,7 +61,9 @@ typedef struct pp_mpi_config {
     /** The root's tasks each other rank may hold at once; 0 = that rank's
      *  worker count (default), so a task is shipped only when a worker
      *  there is free, and a future RUNNING at the root is running remotely
-     *  or about to. */
+     *  or about to. More credits hide the round trip (throughput of short
+     *  tasks; bench_mpi --credits), at the price that a shipped task can no
+     *  longer be cancelled. */
     unsigned credits;
     /** Arguments and results up to this many bytes travel in the same
      *  message as their header; larger ones follow in a second message
