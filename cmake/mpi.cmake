@@ -103,7 +103,7 @@ if(PPOOL_TESTS)
     endif()
   else()
     add_test(NAME mpi_skipped COMMAND ${CMAKE_COMMAND} -E echo
-      "SKIPPED: MPI not found, the mpi tests were not built")
+      "SKIPPED: libppool_mpi not built (PPOOL_MPI=OFF, or MPI not found): no mpi tests")
     set_tests_properties(mpi_skipped PROPERTIES LABELS mpi)
   endif()
 endif()
