@@ -72,8 +72,21 @@ static int t_noop(pp_task *t)
  * task goes to the other ranks. */
 static int t_hold(pp_task *t)
 {
-    const uint64_t *off = pp_task_arg(t, NULL);
-    _Atomic uint32_t *flag = pp_task_shm(t, *off);
+    const uint64_t *off = pp_task_arg(t, NULL); /* [0] offset, [1] the root's pid */
+    /* Only on the root's node (our manager's parent is the root process):
+     * the offset means nothing elsewhere. */
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)getppid());
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)off[1])
+        return 1;
+    _Atomic uint32_t *flag = pp_task_shm(t, off[0]);
     /* acquire: pairs with the root's release store. */
     while (flag && !atomic_load_explicit(flag, memory_order_acquire))
         usleep(200);
@@ -278,11 +291,16 @@ static int mpi_main(int argc, char **argv, const opts *o)
         MPI_Abort(MPI_COMM_WORLD, 1);
     _Atomic uint32_t *flag = blk;
     atomic_init(flag, 0);
-    uint64_t off = pp_shm_offset(ex, blk);
+    uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
     pp_future *hold;
-    pp_submit(ex, t_hold, &off, sizeof off, &hold);
-    while (!pp_future_running(hold))
-        usleep(100);
+    for (;;) { /* until the hold runs on the root's node */
+        pp_submit(ex, t_hold, harg, sizeof harg, &hold);
+        while (!pp_future_running(hold) && !pp_future_done(hold))
+            usleep(100);
+        if (!pp_future_done(hold))
+            break;
+        pp_future_release(hold);
+    }
     run_all("ppool-mpi", ex, o, &w, hex, true);
     /* release: pairs with t_hold's acquire. */
     atomic_store_explicit(flag, 1, memory_order_release);

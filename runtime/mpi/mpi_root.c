@@ -16,7 +16,7 @@
 
 /* Longest idle sleep of the comm thread with tasks in flight (a result's
  * extra latency at worst). */
-#define PPM_ROOT_NAP_NS 200000ull
+#define PPM_ROOT_NAP_NS 50000ull
 /* ... and with none in flight and no credit to take with. */
 #define PPM_ROOT_IDLE_NS 2000000ull
 /* Longest sleep on the ring's eventcount: pp_submit wakes one sleeper, which

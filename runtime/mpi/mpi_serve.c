@@ -17,8 +17,8 @@
 #include "sync.h"
 
 /* Longest idle sleep with tasks running here, and with none. */
-#define PPM_SERVE_NAP_NS 200000ull
-#define PPM_SERVE_IDLE_NS 1000000ull
+#define PPM_SERVE_NAP_NS 50000ull
+#define PPM_SERVE_IDLE_NS 250000ull
 
 typedef struct srv_task {
     uint64_t id;
