@@ -54,6 +54,34 @@ static int t_mpi_env(pp_task *t)
     return pp_task_set_result(t, &n, sizeof n);
 }
 
+/* pp_map's item function (maps run on the root's node pool). */
+static int t_cube(pp_map_item *it)
+{
+    long x = *(const long *)it->in[0];
+    *(long *)it->out = x * x * x;
+    return 0;
+}
+
+/* pp_map on the MPI executor: in order, complete, while other tasks keep
+ * every rank's credit busy (the comm thread hands runners back). */
+static void map_on_root_node(pp_executor *ex)
+{
+    enum { N = 5000 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = i - N / 2;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof out[0];
+    o.chunksize = 64;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, NULL), 0);
+    long bad = 0;
+    for (long i = 0; i < N; i++)
+        bad += out[i] != in[i] * in[i] * in[i];
+    CHECK_EQ(bad, 0);
+}
+
 #define NJOBS 48
 static const uint64_t sizes[] = {0, 8, 150, 300, 5000, 100000, 300000};
 
@@ -217,6 +245,7 @@ int main(int argc, char **argv)
             ranks_seen[e.rank]++;
         pp_future_release(fs[i]);
     }
+    map_on_root_node(ex);
     pp_executor_destroy(ex);
     CHECK(ranks_seen[1] + ranks_seen[2] > 0);
     CHECK(getenv("OMPI_COMM_WORLD_RANK") != NULL); /* the rank itself keeps them */
