@@ -95,6 +95,9 @@ extern "C" {
 /** The executor or future belongs to another process: this process is a
  *  fork() of its client made after pp_executor_create (see "Processes"). */
 #define PP_EFORKED  (-10007)
+/** Multi-node (ppool/mpi.h): the MPI rank running the task was lost (silent
+ *  for node_timeout: killed, or its node went down); pp_exception.rank names it. */
+#define PP_ENODE    (-10008)
 
 /** Wait without a time limit. Any negative timeout means the same. A
  *  timeout too large to count in nanoseconds (about 1.8e10 s and above, +inf,
@@ -618,6 +621,9 @@ struct pp_exception {
     const char *message;   /**< the task's message or a description, at most
                               PP_MESSAGE_MAX bytes; never NULL */
     pp_code_kind how;      /**< what @code is (see pp_code_kind) */
+    int rank;              /**< under an MPI executor (ppool/mpi.h): the rank
+                              whose node ran the task, or whose node the
+                              failure concerns; -1 for an ordinary pool */
 };
 
 /**

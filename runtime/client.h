@@ -43,6 +43,7 @@ struct pp_future {
     /* Outcome, valid once cstate == PPI_F_DONE (written before its release). */
     int err, code;
     pid_t pid;
+    int32_t rank1;             /* MPI rank + 1 that ran it, 0 = this node */
     char *msg;                 /* malloc'd, or NULL */
     const void *res;
     size_t res_size;
@@ -122,6 +123,13 @@ struct pp_executor {
                                       (broken pool, no arena room left) */
     struct cds_list_head exit_node; /* exit_registry.c's list, under its lock */
     int exit_listed;
+    /* External workers (ext_worker.h): set once by pp_ext_attach before any
+     * submission; NULL for an ordinary pool. */
+    const struct pp_ext_ops *_Atomic ext_ops;
+    void *ext_ctx;
+    int ext_rank1;                 /* pp_exception.rank + 1 of this node's tasks
+                                      (0: -1, an ordinary pool) */
+    uint64_t ext_runner_token;     /* pp_map's runner, which stays on this node */
 };
 
 /* slot locks */
@@ -139,6 +147,9 @@ static inline void ppi_slot_unlock(pp_executor *ex, uint32_t i)
 }
 
 /* slots.c */
+/* The arena block a pp_ext_submit_adopt caller hands to this thread's next
+ * bind (0 = none); the bind clears it when it takes the block. */
+extern _Thread_local uint64_t ppi_adopt_off;
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 void ppi_reclaim_slots(pp_executor *ex);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);

@@ -15,6 +15,7 @@ const char *pp_strerror(int err)
     case PP_ETOOBIG: return "payload larger than the configured limit";
     case PP_ENOFUNC: return "the function cannot be called in the workers (its module was not loaded when the pool started, or differs)";
     case PP_EFORKED: return "the executor belongs to another process (this one was forked from its client)";
+    case PP_ENODE: return "the MPI rank running the task was lost";
     case -EINVAL: return "invalid argument";
     case -ENOMEM: return "out of memory";
     case -ETIMEDOUT: return "timed out";

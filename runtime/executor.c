@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "client.h"
+#include "ext_worker.h"
 #include "fnmap.h"
 #include "process.h"
 #include "thread_env.h"
@@ -505,6 +506,10 @@ int ppi_pool_check(pp_executor *ex)
 void ppi_request_stop(pp_executor *ex)
 {
     ppi_hdr *h = ex->seg.hdr;
+    /* acquire: pairs with pp_ext_attach's release (the hooks). */
+    const pp_ext_ops *ext = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+    if (ext)
+        ext->before_stop(ex->ext_ctx); /* external workers take nothing more */
     /* release: workers that see stop also see every entry pushed before. */
     atomic_store_explicit(&h->stop, 1, memory_order_release);
     atomic_fetch_add_explicit(&h->work_ec.seq, 1, memory_order_release);
@@ -616,6 +621,10 @@ int pp_executor_destroy(pp_executor *ex)
     /* Off the exit registry before the handle's reference goes (exit_registry.c). */
     ppi_exit_remove(ex);
     pp_shutdown(ex, true, false);
+    /* acquire: pairs with pp_ext_attach's release (the hooks). */
+    const pp_ext_ops *ext = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+    if (ext)
+        ext->destroy(ex->ext_ctx); /* external workers end (MPI: collective) */
     ppi_executor_unref(ex);
     return 0;
 }
@@ -659,6 +668,10 @@ int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stats *w, i
             tasks += atomic_load_explicit(&s->workers[i].tasks, memory_order_relaxed);
             failed += atomic_load_explicit(&s->workers[i].failed, memory_order_relaxed);
         }
+        /* acquire: pairs with pp_ext_attach's release (the hooks). */
+        const pp_ext_ops *ext = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+        if (ext)
+            ext->stats(ex->ext_ctx, &tasks, &failed); /* adds external workers' */
         st->completed = tasks - failed;
         /* relaxed: statistics. Tasks failed by a worker's death or a broken
          * pool: no worker counted them. */

@@ -85,6 +85,7 @@ static void copy_outcome(pp_executor *ex, pp_future *f, ppi_slot *sl)
     f->err = sl->err;
     f->code = sl->code;
     f->pid = sl->pid;
+    f->rank1 = sl->rank1;
     if (sl->err) {
         f->msg = strndup(ppi_slot_res_inline(s, sl), sl->msg_len);
         ppi_arena_free(s, sl->res_off); /* a failed task's partial result */
@@ -432,6 +433,7 @@ int pp_future_exception(pp_future *f, double timeout, pp_exception *exc)
     exc->error = f->err;
     exc->code = ppi_public_code(f->err, f->code, &exc->how);
     exc->pid = f->pid;
+    exc->rank = (f->rank1 ? f->rank1 : f->ex->ext_rank1) - 1;
     exc->message = f->msg ? f->msg : (f->err ? pp_strerror(f->err) : "");
     return 0;
 }

@@ -113,7 +113,9 @@ typedef struct ppi_slot {
     uint64_t started_ns;     /* CLOCK_MONOTONIC (system-wide) */
     /* Written by the killer before its RUNNING -> KILLING CAS. */
     int32_t kill_reason;     /* enum ppi_kill_reason */
-    uint32_t pad_;
+    /* Rank + 1 of the MPI rank that ran it (an external worker's publish,
+     * ext_worker.c); 0 = this node's workers. Cleared at bind. */
+    int32_t rank1;
 } ppi_slot;
 #define PPI_SLOT_HDR 128u
 /* Least size of a slot's result area: a message of PP_MESSAGE_MAX bytes and

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "client.h"
+#include "ext_worker.h"
 #include "process.h"
 #include "tunables.h"
 
@@ -150,6 +151,10 @@ int pp_shutdown(pp_executor *ex, bool wait, bool cancel_futures)
         ppi_service_join(ex);
     wait_stop_sent(ex);
     ppi_reap_manager(ex);
+    /* acquire: pairs with pp_ext_attach's release (the hooks). */
+    const pp_ext_ops *ext = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+    if (ext)
+        ext->drain(ex->ext_ctx); /* tasks external workers took are done */
     wait_callbacks(ex, mine);
     return 0;
 }

@@ -89,20 +89,28 @@ void ppi_release_slot(pp_executor *ex, uint32_t idx)
  * Returns 0, or -EAGAIN when a large argument finds no arena room (the slot
  * goes back to the free ring; the caller keeps the call in the backlog).
  */
+_Thread_local uint64_t ppi_adopt_off;
+
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size)
 {
     ppi_seg *s = &ex->seg;
     ppi_slot *sl = ppi_slot_at(s, idx);
     uint64_t arg_off = 0;
     if (arg_size > s->inline_size) {
+        /* An arena block the caller hands over (pp_ext_submit_adopt): it
+         * becomes the slot's argument block as it is, no copy. */
+        bool adopt = ppi_adopt_off && (const char *)arg == s->base + ppi_adopt_off;
         /* The service thread may have reserved the block already (backlog_take). */
-        arg_off = f->arg_off ? f->arg_off : ppi_arena_alloc(s, arg_size);
+        arg_off = adopt ? ppi_adopt_off : f->arg_off ? f->arg_off : ppi_arena_alloc(s, arg_size);
         f->arg_off = 0;
         if (!arg_off) {
             ppi_free_ring_push(ex, idx);
             return -EAGAIN;
         }
-        memcpy(s->base + arg_off, arg, arg_size);
+        if (adopt)
+            ppi_adopt_off = 0; /* taken: the caller no longer owns it */
+        else
+            memcpy(s->base + arg_off, arg, arg_size);
     } else if (arg_size) {
         memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
     }
@@ -117,6 +125,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     sl->res_off = 0;
     sl->err = sl->code = sl->pid = 0;
     sl->msg_len = 0;
+    sl->rank1 = 0;
     /* relaxed: we own the FREE slot; nobody else writes its state. */
     uint32_t gen = ppi_st_gen(atomic_load_explicit(&sl->state, memory_order_relaxed)) + 1;
     f->idx = idx;

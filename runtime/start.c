@@ -111,6 +111,15 @@ pp_start_method ppi_resolve_start_method(pp_start_method m)
     return ppi_count_threads() == 1 ? PP_START_FORK : PP_START_FORKSERVER;
 }
 
+/* An MPI launcher's variable (Open MPI, PMIx, PMI/Slurm): a freshly exec'd
+ * manager or worker never gets one, so that a task calling MPI_Init cannot
+ * join the job of the rank that runs its pool (docs/mpi.md). */
+static bool env_is_mpi(const char *s)
+{
+    return strncmp(s, "OMPI_", 5) == 0 || strncmp(s, "PMIX_", 5) == 0 ||
+           strncmp(s, "PMI_", 4) == 0;
+}
+
 /* Does @s begin with the name @name followed by '='? */
 static bool env_is(const char *s, const char *name)
 {
@@ -139,7 +148,8 @@ int ppi_exec_spawn(const ppi_seg *seg, const char *role, int widx, pid_t *pid_ou
     for (size_t i = 0; i < n; i++)
         if (!env_is(environ[i], ENV_ROLE) && !env_is(environ[i], ENV_FD) &&
             !env_is(environ[i], ENV_CMD) && !env_is(environ[i], ENV_PARENT) &&
-            !env_is(environ[i], ENV_WIDX) && !ppi_tenv_sets(&tenv, environ[i]))
+            !env_is(environ[i], ENV_WIDX) && !env_is_mpi(environ[i]) &&
+            !ppi_tenv_sets(&tenv, environ[i]))
             env[k++] = environ[i];
     for (int i = 0; i < tenv.n; i++) {
         size_t len = strlen(tenv.name[i]) + strlen(tenv.value[i]) + 2;

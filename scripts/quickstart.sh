@@ -8,9 +8,12 @@ cd "$(dirname "$0")/.."
 
 # OpenMP (the benchmarks' peer and one test) comes with gcc's libgomp in
 # build-essential; libssl-dev gives the word-hash workload its SHA-512;
-# gfortran builds and tests the Fortran module (PPOOL_FORTRAN=AUTO).
+# gfortran builds and tests the Fortran module (PPOOL_FORTRAN=AUTO); Open MPI
+# the multi-node layer (PPOOL_MPI=AUTO); python3-mpi4py and python3-joblib
+# are the Python peers of bench_mpi and bench_core.
 PKGS=(build-essential cmake ninja-build pkg-config libhwloc-dev hwloc liburcu-dev
-      libcriterion-dev libssl-dev gnuplot-nox python3 doxygen gfortran)
+      libcriterion-dev libssl-dev gnuplot-nox python3 doxygen gfortran
+      libopenmpi-dev openmpi-bin python3-mpi4py python3-joblib)
 
 install_missing() {
     local missing=()

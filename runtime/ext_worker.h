@@ -1,0 +1,132 @@
+/*
+ * ext_worker.h — external workers: executors of an ordinary pool's tasks that
+ * are not worker processes of its node (libppool_mpi's remote ranks).
+ *
+ * NOT a public interface. These functions are exported from libppool (with
+ * the pp_ext_ prefix, since only pp_ symbols may be) for libppool_mpi alone,
+ * which is built from the same source tree; no stability is promised and
+ * nothing installed declares them.
+ *
+ * An external worker is a thread of the client process (the MPI layer's
+ * comm thread) that takes entries from the pool's task ring exactly as a
+ * worker process does: it claims the slot QUEUED -> RUNNING(xid), where xid
+ * (PPI_EXT_WID_BASE + n) names no ppi_worker position, so the manager never
+ * attributes a death, a kill or a timeout to it; it has the task run
+ * elsewhere; and it publishes the outcome RUNNING|KILLING(xid) -> DONE/FAILED
+ * (or RECLAIM for an orphan) with the same CAS, wake and completion-ring push
+ * as worker.c. So every client-side call (pp_wait, as_completed, callbacks,
+ * cancel of queued tasks, shutdown) works on its tasks unchanged.
+ * docs/mpi.md has the invariants.
+ */
+#ifndef PPOOL_RUNTIME_EXT_WORKER_H
+#define PPOOL_RUNTIME_EXT_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ppool.h"
+
+/* Worker ids of external workers in the slot state word: at or above this,
+ * below PPI_SWEEPER. A pool has at most 4096 worker positions. */
+#define PPI_EXT_WID_BASE 0x8000u
+#define PPI_EXT_WID_MAX 0x7ff0u /* external workers one pool may have */
+
+/* Hooks the core calls on an executor with an external-worker layer. */
+typedef struct pp_ext_ops {
+    /* Before stop is sent to the workers (pp_shutdown, the service thread):
+     * take no more entries from the ring (the node's own workers drain it).
+     * Any client thread; must not block long. */
+    void (*before_stop)(void *ctx);
+    /* pp_shutdown(wait=true), after the manager was reaped: return once no
+     * task taken from the ring is still in flight. */
+    void (*drain)(void *ctx);
+    /* pp_executor_destroy, after pp_shutdown(wait=true), before the handle's
+     * reference is dropped: end the layer (join its threads, free it). */
+    void (*destroy)(void *ctx);
+    /* pp_executor_stats: tasks the layer finished and how many failed. */
+    void (*stats)(void *ctx, uint64_t *tasks, uint64_t *failed);
+} pp_ext_ops;
+
+/* A ring entry taken by an external worker. */
+typedef struct pp_ext_item {
+    uint32_t idx, gen;       /* the slot use (ring entry) */
+    uint64_t token;          /* function token (the pool's module table) */
+    const void *arg;         /* the argument in the slot or the arena: valid
+                                until the item is published */
+    size_t arg_size;
+    uint64_t timeout_ns;     /* 0 = none (as the slot's) */
+    uint64_t grace_ns;
+} pp_ext_item;
+
+/* Attach the layer to @ex (once, right after pp_executor_create, before any
+ * submission): @ops/@ctx outlive the executor's use of them; @local_rank is
+ * what pp_exception.rank reports for tasks the node's own workers ran.
+ * Returns 0, or -EALREADY. Not thread-safe with other calls on @ex. */
+PP_API int pp_ext_attach(pp_executor *ex, const pp_ext_ops *ops, void *ctx, int local_rank);
+
+/* The context attached with @ops, or NULL (not attached, or with other
+ * hooks: another layer's executor). Any client thread. */
+PP_API void *pp_ext_ctx(const pp_executor *ex, const pp_ext_ops *ops);
+
+/* true once pp_shutdown(cancel_futures=true) was called on @ex: running
+ * tasks should stop (what pp_task_should_stop reports to local tasks). */
+PP_API bool pp_ext_cancelling(pp_executor *ex);
+
+/* The pool's module table (what tokens index) as bytes to send to another
+ * process: *bytes receives its size. Valid for the executor's lifetime. */
+PP_API const void *pp_ext_modtab(pp_executor *ex, size_t *bytes);
+
+/* In another process: adopt a copy of a module table received from a root
+ * (pp_ext_modtab) and resolve it against this image (by build-id); returns
+ * 0 or -ENOMEM. Then pp_ext_fn_decode turns that table's tokens into local
+ * function pointers. One table per process; not thread-safe. */
+PP_API int pp_ext_modtab_adopt(const void *tab, size_t bytes);
+PP_API pp_fn pp_ext_fn_decode(uint64_t token, const char **why);
+/* Free the adopted table. */
+PP_API void pp_ext_modtab_drop(void);
+
+/* pp_submit_ex with an argument that already lies in @ex's arena: @block
+ * from pp_shm_alloc(ex, size, &block) (size > the inline size). When the
+ * task goes straight into a slot the block becomes its argument block (no
+ * copy) and is freed with the slot; otherwise (the backlog, an error) it is
+ * copied as pp_submit does, and freed here. Either way the caller no longer
+ * owns @block. Returns as pp_submit_ex. Any client thread. */
+PP_API int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
+                               const pp_submit_opts *opts, pp_future **out);
+
+/* Take one entry from the ring for external worker @xid (< PPI_EXT_WID_MAX)
+ * and claim its slot RUNNING(xid). Returns 1 with *it filled, 0 when the
+ * ring had nothing for it: empty, a stale/cancelled entry (recycled here as a
+ * worker would), or a pp_map runner, which needs the node's shared memory and
+ * is handed back to the ring for the node's workers (*handed_back set).
+ * The client thread that acts as @xid only. */
+PP_API int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_back);
+
+/* The item's slot: 1 still RUNNING(xid), 2 KILLING(xid) (pp_future_kill;
+ * *grace_ns receives the grace), 0 no longer ours (a broken-pool sweep). */
+PP_API int pp_ext_state(pp_executor *ex, uint32_t xid, const pp_ext_item *it, uint64_t *grace_ns);
+
+/* Space for the item's result of @size bytes (inline or an arena block
+ * recorded in the slot), to receive it in place; NULL: too big (PP_ETOOBIG)
+ * or no arena room (-ENOMEM), in *err. Then pp_ext_publish. */
+PP_API void *pp_ext_result_space(pp_executor *ex, const pp_ext_item *it, size_t size, int *err);
+
+/* Publish the item's outcome: err 0 = success with the @res_size bytes
+ * written into pp_ext_result_space (res_size 0: none); else err/code/pid and
+ * @msg (@msg_len bytes, clipped to PP_MESSAGE_MAX). @rank is what
+ * pp_exception.rank reports. A slot found KILLING(xid) fails PP_EKILLED as a
+ * killed worker's does; one no longer ours is left alone (its result block
+ * freed). After this the item is gone. */
+PP_API void pp_ext_publish(pp_executor *ex, uint32_t xid, const pp_ext_item *it, int err,
+                           int code, int pid, int rank, const char *msg, size_t msg_len,
+                           size_t res_size);
+
+/* Sleep up to @ns nanoseconds unless the ring is non-empty or stop is set
+ * (the eventcount idle workers sleep on, so pp_submit wakes it). */
+PP_API void pp_ext_wait_work(pp_executor *ex, uint64_t ns);
+
+/* true once the pool is broken (PP_EBROKEN). */
+PP_API bool pp_ext_broken(pp_executor *ex);
+
+#endif

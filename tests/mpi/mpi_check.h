@@ -1,0 +1,54 @@
+/* mpi_check.h — the mpi test programs' checks: every failed CHECK prints its
+ * place and makes the program's exit status 1; the root decides, the other
+ * ranks serve (pp_mpi_executor_create returns PP_MPI_SERVED there). */
+#ifndef PPOOL_TEST_MPI_CHECK_H
+#define PPOOL_TEST_MPI_CHECK_H
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ppool.h"
+#include "ppool/mpi.h"
+
+static int mc_failed;
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
+            mc_failed = 1;                                                               \
+        }                                                                                \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                   \
+    do {                                                                                 \
+        long long a_ = (long long)(a), b_ = (long long)(b);                              \
+        if (a_ != b_) {                                                                  \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__,  \
+                    __LINE__, #a, #b, a_, b_);                                           \
+            mc_failed = 1;                                                               \
+        }                                                                                \
+    } while (0)
+
+/* MPI_Init_thread(MULTIPLE) and the test config: 1 worker per rank, no
+ * pinning (3 ranks on 2 CPUs). */
+static inline void mc_init(int *argc, char ***argv, pp_mpi_config *cfg)
+{
+    int prov = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &prov);
+    pp_mpi_config_init(cfg);
+    cfg->node.max_workers = 1;
+    cfg->node.pin = PP_PIN_NONE;
+}
+
+/* End: 0 if every check passed (any rank), else 1. */
+static inline int mc_finish(void)
+{
+    int mine = mc_failed, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * test_mpi_core — across 3 ranks: results and exceptions byte-identical to a
+ * single-node run (inline, arena and beyond-eager sizes), the rank in
+ * pp_exception, pp_wait, as_completed, callbacks, stats (total and per
+ * rank), and workers without the MPI launcher's environment.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mpi_check.h"
+
+extern char **environ;
+
+typedef struct job {
+    uint64_t seed;
+    uint64_t size;   /* result bytes */
+    int32_t raise;   /* 0: result; >0: pp_task_raise(code); <0: return it */
+    int32_t ms;      /* sleep first */
+} job;
+
+static int t_job(pp_task *t)
+{
+    const job *j = pp_task_arg(t, NULL);
+    if (j->ms)
+        usleep((useconds_t)j->ms * 1000);
+    if (j->raise > 0)
+        return pp_task_raise(t, j->raise, "job %llu raised %d", (unsigned long long)j->seed,
+                             j->raise);
+    if (j->raise < 0)
+        return j->raise;
+    unsigned char *out = pp_task_result(t, j->size);
+    if (!out && j->size)
+        return 99;
+    uint64_t x = j->seed * 0x9e3779b97f4a7c15ull + 1;
+    for (uint64_t i = 0; i < j->size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out[i] = (unsigned char)x;
+    }
+    return 0;
+}
+
+/* Counts the MPI launcher's variables in the worker's environment. */
+static int t_mpi_env(pp_task *t)
+{
+    usleep(5000); /* long enough for every rank to take some */
+    int n = 0;
+    for (char **e = environ; *e; e++)
+        n += !strncmp(*e, "OMPI_", 5) || !strncmp(*e, "PMIX_", 5) || !strncmp(*e, "PMI_", 4);
+    return pp_task_set_result(t, &n, sizeof n);
+}
+
+/* pp_map's item function (maps run on the root's node pool). */
+static int t_cube(pp_map_item *it)
+{
+    long x = *(const long *)it->in[0];
+    *(long *)it->out = x * x * x;
+    return 0;
+}
+
+/* pp_map on the MPI executor: in order, complete, while other tasks keep
+ * every rank's credit busy (the comm thread hands runners back). */
+static void map_on_root_node(pp_executor *ex)
+{
+    enum { N = 5000 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = i - N / 2;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof out[0];
+    o.chunksize = 64;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, NULL), 0);
+    long bad = 0;
+    for (long i = 0; i < N; i++)
+        bad += out[i] != in[i] * in[i] * in[i];
+    CHECK_EQ(bad, 0);
+}
+
+#define NJOBS 48
+static const uint64_t sizes[] = {0, 8, 150, 300, 5000, 100000, 300000};
+
+static job job_of(int i)
+{
+    job j = {.seed = (uint64_t)i + 1, .size = sizes[i % 7], .raise = 0, .ms = 1};
+    if (i % 11 == 5)
+        j.raise = 7 + i;
+    if (i % 13 == 6)
+        j.raise = -3;
+    return j;
+}
+
+typedef struct outcome {
+    int err, code, how;
+    char msg[PP_MESSAGE_MAX + 1];
+    size_t size;
+    unsigned char *data;
+    int rank;
+} outcome;
+
+static void collect(pp_future *f, outcome *o)
+{
+    pp_exception e;
+    CHECK_EQ(pp_future_exception(f, PP_FOREVER, &e), 0);
+    o->err = e.error;
+    o->code = e.code;
+    o->how = (int)e.how;
+    o->rank = e.rank;
+    snprintf(o->msg, sizeof o->msg, "%s", e.message);
+    o->data = NULL;
+    o->size = 0;
+    if (!e.error) {
+        const void *p;
+        CHECK_EQ(pp_future_result(f, 0, &p, &o->size), 0);
+        o->data = malloc(o->size ? o->size : 1);
+        memcpy(o->data, p, o->size);
+    }
+}
+
+static atomic_int callbacks_run;
+static int on_done(pp_future *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    atomic_fetch_add(&callbacks_run, 1);
+    return 0;
+}
+
+static void run_jobs(pp_executor *ex, outcome *out, bool with_callbacks)
+{
+    pp_future *fs[NJOBS];
+    for (int i = 0; i < NJOBS; i++) {
+        job j = job_of(i);
+        CHECK_EQ(pp_submit(ex, t_job, &j, sizeof j, &fs[i]), 0);
+        if (with_callbacks)
+            CHECK_EQ(pp_future_add_done_callback(fs[i], on_done, NULL), 0);
+    }
+    /* as_completed yields every future once. */
+    pp_as_completed *it = NULL;
+    CHECK_EQ(pp_as_completed_begin(&it, fs, NJOBS, PP_FOREVER), 0);
+    int seen = 0;
+    pp_future *f;
+    while (pp_as_completed_next(it, &f) == 0)
+        seen++;
+    pp_as_completed_end(it);
+    CHECK_EQ(seen, NJOBS);
+    CHECK_EQ(pp_wait(fs, NJOBS, PP_FOREVER, PP_ALL_COMPLETED, NULL), NJOBS);
+    for (int i = 0; i < NJOBS; i++) {
+        collect(fs[i], &out[i]);
+        pp_future_release(fs[i]);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    pp_mpi_config cfg;
+    mc_init(&argc, &argv, &cfg);
+    pp_executor *ex = NULL;
+    int rc = pp_mpi_executor_create(&ex, &cfg);
+    if (rc == PP_MPI_SERVED) { /* the root creates two executors in turn */
+        CHECK_EQ(pp_mpi_executor_create(&ex, &cfg), PP_MPI_SERVED);
+        CHECK(ex == NULL);
+        return mc_finish();
+    }
+    CHECK_EQ(rc, 0);
+    if (rc)
+        return mc_finish();
+    int size = pp_mpi_size(ex);
+    CHECK_EQ(size, 3);
+
+    static outcome multi[NJOBS], single[NJOBS];
+    run_jobs(ex, multi, true);
+
+    /* The same jobs on one node: byte-identical outcomes. */
+    pp_config one;
+    pp_config_init(&one);
+    one.max_workers = 1;
+    one.pin = PP_PIN_NONE;
+    pp_executor *lex = NULL;
+    CHECK_EQ(pp_executor_create(&lex, &one), 0);
+    run_jobs(lex, single, false);
+    pp_executor_destroy(lex);
+    int remote = 0;
+    for (int i = 0; i < NJOBS; i++) {
+        CHECK_EQ(multi[i].err, single[i].err);
+        CHECK_EQ(multi[i].code, single[i].code);
+        CHECK_EQ(multi[i].how, single[i].how);
+        CHECK(strcmp(multi[i].msg, single[i].msg) == 0);
+        CHECK_EQ(multi[i].size, single[i].size);
+        CHECK(multi[i].size == single[i].size &&
+              (multi[i].size == 0 || memcmp(multi[i].data, single[i].data, multi[i].size) == 0));
+        CHECK(multi[i].rank >= 0 && multi[i].rank < 3);
+        CHECK_EQ(single[i].rank, -1);
+        remote += multi[i].rank != 0;
+        free(multi[i].data);
+        free(single[i].data);
+    }
+    CHECK(remote > 0);
+
+    /* Callbacks ran for every future (before pp_wait returned or soon
+     * after: shutdown(wait) waits for them). */
+    pp_shutdown(ex, true, false);
+    CHECK_EQ(atomic_load(&callbacks_run), NJOBS);
+
+    /* Stats: all 48 counted, and each remote rank ran some. */
+    pp_stats st;
+    CHECK(pp_executor_stats(ex, &st, NULL, 0) >= 1);
+    CHECK_EQ(st.completed + st.failed, NJOBS);
+    uint64_t per_rank = 0;
+    for (int q = 0; q < size; q++) {
+        pp_mpi_rank_info rs;
+        CHECK_EQ(pp_mpi_rank_stats(ex, q, &rs), 0);
+        CHECK_EQ(rs.rank, q);
+        CHECK(rs.alive);
+        CHECK_EQ(rs.in_flight, 0);
+        per_rank += rs.tasks;
+        if (q != 0)
+            CHECK(rs.tasks > 0);
+    }
+    CHECK_EQ(per_rank, NJOBS);
+    pp_mpi_rank_info bad;
+    CHECK_EQ(pp_mpi_rank_stats(ex, 3, &bad), -EINVAL);
+    pp_executor_destroy(ex);
+
+    /* A second executor on the same communicator; no launcher variables
+     * reach a worker on any rank. */
+    CHECK_EQ(pp_mpi_executor_create(&ex, &cfg), 0);
+    pp_future *fs[24];
+    for (int i = 0; i < 24; i++)
+        CHECK_EQ(pp_submit(ex, t_mpi_env, NULL, 0, &fs[i]), 0);
+    int ranks_seen[3] = {0, 0, 0};
+    for (int i = 0; i < 24; i++) {
+        const int *n;
+        CHECK_EQ(pp_future_result(fs[i], PP_FOREVER, (const void **)&n, NULL), 0);
+        if (n)
+            CHECK_EQ(*n, 0);
+        pp_exception e;
+        pp_future_exception(fs[i], 0, &e);
+        if (e.rank >= 0 && e.rank < 3)
+            ranks_seen[e.rank]++;
+        pp_future_release(fs[i]);
+    }
+    map_on_root_node(ex);
+    pp_executor_destroy(ex);
+    CHECK(ranks_seen[1] + ranks_seen[2] > 0);
+    CHECK(getenv("OMPI_COMM_WORLD_RANK") != NULL); /* the rank itself keeps them */
+    return mc_finish();
+}
