@@ -767,26 +767,6 @@ static void write_plot_files(const settings *s, const row *rows, int nrows, cons
         die_errno("cannot write", gp);
 }
 
-/* Run gnuplot on @gp; returns true if it exited 0. */
-static bool run_gnuplot(const char *gp)
-{
-    char *argv[] = {"gnuplot", (char *)gp, NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
-    if (rc != 0) {
-        printf("plot:      gnuplot not run (%s); plot later with: gnuplot %s\n", strerror(rc), gp);
-        return false;
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return false;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        printf("plot:      gnuplot failed (status %d); script: %s\n", st, gp);
-        return false;
-    }
-    return true;
-}
 
 /* ------------------------------------------------------------------------ */
 /* main                                                                       */
@@ -1015,7 +995,7 @@ int main(int argc, char **argv)
     write_csv(&s, rows, nrows, serial, ser_min, ser_max, csv);
     write_plot_files(&s, rows, nrows, model, topo, dat, gp, png);
     printf("\nwrote:     %s, %s, %s\n", csv, dat, gp);
-    if (s.plot && run_gnuplot(gp))
+    if (s.plot && tune_run_gnuplot(gp, stdout, "plot:      "))
         printf("plot:      %s (speed-up vs workers, with the ideal line)\n", png);
 
     for (int i = 0; i < nrows; i++) {

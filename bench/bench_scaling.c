@@ -221,25 +221,6 @@ static void run_arg(pp_executor *ex, size_t size, arg_row *row)
 
 /* ---- output --------------------------------------------------------------- */
 
-static bool run_gnuplot(const char *gp)
-{
-    char *argv[] = {"gnuplot", (char *)gp, NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
-    if (rc != 0) {
-        printf("plot: gnuplot not run (%s); plot later with: gnuplot %s\n", strerror(rc), gp);
-        return false;
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return false;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        printf("plot: gnuplot failed (status %d); script: %s\n", st, gp);
-        return false;
-    }
-    return true;
-}
 
 static void write_plots(const char *dir, const fut_row *fr, int nf, const arg_row *ar, int na,
                         bool plot)
@@ -287,7 +268,7 @@ static void write_plots(const char *dir, const fut_row *fr, int nf, const arg_ro
                "     '' using 1:3 with linespoints title 'memcpy', \\\n"
                "     '' using 1:($3*2) with lines dashtype 2 title '2 x memcpy'\n");
     fclose(f);
-    if (plot && run_gnuplot(path))
+    if (plot && tune_run_gnuplot(path, stdout, "plot: "))
         printf("plots: %s/scaling_futures.png %s/scaling_args.png\n", dir, dir);
 }
 

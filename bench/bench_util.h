@@ -17,6 +17,7 @@
 #define PPOOL_BENCH_UTIL_H
 
 #include <ppool.h>
+#include <tune/tune.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -129,31 +130,10 @@ static inline const char *grouped(double v, char *buf, size_t len)
 /* The machine, files, the peer's JSON                                        */
 /* ------------------------------------------------------------------------ */
 
+/* The CPU's model name (tools/tune, which every benchmark links). */
 static inline void cpu_model(char *out, size_t len)
 {
-    snprintf(out, len, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        /* x86: "model name"; some others: "Model" or "cpu model". */
-        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) &&
-            strncmp(line, "cpu model", 9))
-            continue;
-        char *c = strchr(line, ':');
-        if (!c)
-            continue;
-        c++;
-        while (*c == ' ' || *c == '\t')
-            c++;
-        c[strcspn(c, "\n")] = '\0';
-        if (*c) {
-            snprintf(out, len, "%s", c);
-            break;
-        }
-    }
-    fclose(f);
+    tune_cpu_model(out, len);
 }
 
 static inline bool readable_file(const char *path)

@@ -148,6 +148,12 @@ add_library(ppool::fortran_static ALIAS ppool_f_static)
 function(ppool_fortran_program name lib)
   add_executable(${name} ${ARGN})
   target_link_libraries(${name} PRIVATE ${lib})
+  # CMake's Fortran scan looks for ppool.mod only in linked targets, and the
+  # object library that makes it is not one: without this a changed module
+  # interface leaves these objects calling with the old argument list (an
+  # optional argument read from garbage). Depend on the module's object.
+  set_property(SOURCE ${ARGN} APPEND PROPERTY OBJECT_DEPENDS
+    ${PROJECT_BINARY_DIR}/CMakeFiles/ppool_f_obj.dir/runtime/fortran/ppool.F90.o)
   # Tests and examples compare exactly representable reals on purpose.
   target_compile_options(${name} PRIVATE ${PPF_FWARN} $<$<Fortran_COMPILER_ID:GNU>:-Wno-compare-reals>)
   target_link_options(${name} PRIVATE -Wl,-z,text)

@@ -53,7 +53,7 @@ const tune_point *tune_best(const tune_point *pts, int n, int impl_only)
 /* The machine                                                                */
 /* ------------------------------------------------------------------------ */
 
-static void cpu_model(char *out, size_t len)
+void tune_cpu_model(char *out, size_t len)
 {
     snprintf(out, len, "unknown CPU");
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -122,7 +122,7 @@ void tune_print_machine(FILE *f, const char *topology)
     cpu_set_t set;
     int allowed = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : -1;
     char model[256];
-    cpu_model(model, sizeof model);
+    tune_cpu_model(model, sizeof model);
     fprintf(f, "machine:  %ld CPUs online (%d allowed), %s\n", online, allowed, model);
     fprintf(f, "topology: %s\n", topology && *topology ? topology : "(unknown)");
     struct utsname u;
@@ -212,13 +212,13 @@ static bool same_series(const tune_point *a, const tune_point *b)
     return a->impl == b->impl && a->chunk == b->chunk && (a->impl != TUNE_PPOOL || a->cpw == b->cpw);
 }
 
-static bool run_gnuplot(const char *gp, FILE *msg)
+bool tune_run_gnuplot(const char *gp, FILE *msg, const char *prefix)
 {
     char *argv[] = {"gnuplot", (char *)gp, NULL};
     pid_t pid;
     int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
     if (rc != 0) {
-        fprintf(msg, "plot:     gnuplot not run (%s); plot later with: gnuplot %s\n", strerror(rc),
+        fprintf(msg, "%sgnuplot not run (%s); plot later with: gnuplot %s\n", prefix, strerror(rc),
                 gp);
         return false;
     }
@@ -227,7 +227,7 @@ static bool run_gnuplot(const char *gp, FILE *msg)
         if (errno != EINTR)
             return false;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(msg, "plot:     gnuplot failed (status %d); script: %s\n", st, gp);
+        fprintf(msg, "%sgnuplot failed (status %d); script: %s\n", prefix, st, gp);
         return false;
     }
     return true;
@@ -351,7 +351,7 @@ int tune_plot(const char *dir, const char *stem, const tune_point *pts, int n, d
         goto out;
     }
     f = NULL;
-    ret = run_gnuplot(gp, msg) ? 1 : 0;
+    ret = tune_run_gnuplot(gp, msg, "plot:     ") ? 1 : 0;
 out:
     if (f)
         fclose(f);

@@ -160,6 +160,11 @@ typedef struct tune_cpu_sample {
 } tune_cpu_sample;
 
 tune_cpu_sample tune_cpu_sample_now(void);
+/** The CPU's model name from /proc/cpuinfo ("unknown CPU" if none). */
+void tune_cpu_model(char *out, size_t len);
+/** Run `gnuplot @gp`; on failure say why on @msg, each line led by @prefix.
+ *  Returns true if gnuplot exited 0. */
+bool tune_run_gnuplot(const char *gp, FILE *msg, const char *prefix);
 /* The share of the machine's CPU time that other processes took between @a
  * and @b (0..1), and their CPU-seconds in *@secs; -1 when /proc/stat could
  * not be read. */
