@@ -58,6 +58,7 @@
 
 #ifdef PP_HAVE_OPENMP
 #include <omp.h>
+#include <tune/omp_binding.h>
 #endif
 #ifdef PP_HAVE_CRYPTO
 /* SHA512_Init/Update/Final are deprecated in OpenSSL 3 in favour of EVP, but
@@ -431,38 +432,6 @@ static uint64_t omp_run(const settings *s, int w, double *secs)
     return acc;
 }
 
-/*
- * With OMP_PROC_BIND set, libgomp pins the initial thread to its first place
- * as the program starts, before main. Pools created from this thread would
- * then see one place's CPUs only (docs/topology.md: the topology follows the
- * creating thread's affinity). The union of all OpenMP places is the mask
- * libgomp started from: give it back to this thread. Returns true if it did.
- */
-static bool undo_omp_initial_binding(void)
-{
-    if (omp_get_proc_bind() == omp_proc_bind_false)
-        return false;
-    int np = omp_get_num_places();
-    if (np <= 0)
-        return false;
-    cpu_set_t all, cur;
-    CPU_ZERO(&all);
-    for (int p = 0; p < np; p++) {
-        int n = omp_get_place_num_procs(p);
-        if (n <= 0)
-            continue;
-        int *ids = xcalloc((size_t)n, sizeof *ids);
-        omp_get_place_proc_ids(p, ids);
-        for (int i = 0; i < n; i++)
-            if (ids[i] >= 0 && ids[i] < CPU_SETSIZE)
-                CPU_SET(ids[i], &all);
-        free(ids);
-    }
-    if (CPU_COUNT(&all) == 0 || sched_getaffinity(0, sizeof cur, &cur) != 0 ||
-        CPU_EQUAL(&all, &cur))
-        return false;
-    return sched_setaffinity(0, sizeof all, &all) == 0;
-}
 #endif
 
 static void check_acc(const char *what, int w, int run, uint64_t got, uint64_t want)
@@ -892,7 +861,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     bool unbound = false;
 #ifdef PP_HAVE_OPENMP
-    unbound = undo_omp_initial_binding();
+    unbound = tune_undo_omp_initial_binding();
 #endif
     cpu_set_t saved_aff;
     bool have_aff = sched_getaffinity(0, sizeof saved_aff, &saved_aff) == 0;

@@ -42,6 +42,7 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#include <tune/omp_binding.h>
 #endif
 
 #include <ppool.h>
@@ -705,37 +706,6 @@ static double omp_run(sweep *sw, int threads, size_t chunk, results *r)
     return t;
 }
 
-/*
- * With OMP_PROC_BIND set, libgomp pins the initial thread to its first place
- * as the program starts: pools created from it would see one place's CPUs
- * (docs/topology.md). Give it back the union of all places (bench_cores does
- * the same). Returns true if it did.
- */
-static bool undo_omp_initial_binding(void)
-{
-    if (omp_get_proc_bind() == omp_proc_bind_false)
-        return false;
-    int np = omp_get_num_places();
-    cpu_set_t all, cur;
-    CPU_ZERO(&all);
-    for (int p = 0; p < np; p++) {
-        int n = omp_get_place_num_procs(p);
-        if (n <= 0)
-            continue;
-        int *ids = calloc((size_t)n, sizeof *ids);
-        if (!ids)
-            continue;
-        omp_get_place_proc_ids(p, ids);
-        for (int i = 0; i < n; i++)
-            if (ids[i] >= 0 && ids[i] < CPU_SETSIZE)
-                CPU_SET(ids[i], &all);
-        free(ids);
-    }
-    if (CPU_COUNT(&all) == 0 || sched_getaffinity(0, sizeof cur, &cur) != 0 ||
-        CPU_EQUAL(&all, &cur))
-        return false;
-    return sched_setaffinity(0, sizeof all, &all) == 0;
-}
 
 /* OpenMP at every (cores used, chunksize) pair of the ppool grid. */
 static void sweep_openmp(sweep *sw, results *r)
@@ -918,7 +888,7 @@ int main(int argc, char **argv)
     parse_args(&sw.s, argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
 #ifdef _OPENMP
-    if (undo_omp_initial_binding())
+    if (tune_undo_omp_initial_binding())
         printf("note:     OMP_PROC_BIND had pinned this thread at start; unpinned it for the "
                "pools\n");
 #endif
