@@ -651,17 +651,6 @@ static void write_csv(const settings *s, const row *rows, int nrows, double seri
         die_errno("cannot write", path);
 }
 
-/* A gnuplot single-quoted string: '' stands for one quote. */
-static void gp_quote(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
 
 static void write_plot_files(const settings *s, const row *rows, int nrows, const char *model,
                              const char *topo, const char *dat, const char *gp, const char *png)
@@ -693,18 +682,18 @@ static void write_plot_files(const settings *s, const row *rows, int nrows, cons
              pow2_str(s->chunk, b2, sizeof b2), s->policy_name, s->runs, s->runs == 1 ? "" : "s");
     snprintf(line2, sizeof line2, "%s | %s", model, topo);
     fprintf(f, "# written by bench_cores; run: gnuplot ");
-    gp_quote(f, gp);
+    tune_put_quoted(f, gp, '\'');
     fprintf(f, "\nif (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
                "    set terminal pngcairo size 960,640 font ',10'\n"
                "} else {\n"
                "    set terminal png size 960,640\n"
                "}\n");
     fprintf(f, "set output ");
-    gp_quote(f, png);
+    tune_put_quoted(f, png, '\'');
     fprintf(f, "\nset title ");
-    gp_quote(f, line1);
+    tune_put_quoted(f, line1, '\'');
     fprintf(f, ".\"\\n\".");
-    gp_quote(f, line2);
+    tune_put_quoted(f, line2, '\'');
     fprintf(f, " noenhanced\n");
     int maxw = rows[nrows - 1].w;
     fprintf(f, "set xlabel 'workers (processes) / threads'\n"
@@ -723,7 +712,7 @@ static void write_plot_files(const settings *s, const row *rows, int nrows, cons
                 s->cores + 0.6);
     }
     fprintf(f, "plot ");
-    gp_quote(f, dat);
+    tune_put_quoted(f, dat, '\'');
     fprintf(f, " using 1:2 with lines dashtype 2 lw 2 lc rgb 'black' title '%s', \\\n",
             maxw > s->cores ? "ideal (min(w, cores))" : "ideal");
     fprintf(f, "     '' using 1:3 with linespoints pt 7 lw 2 title 'ppool, pool running', \\\n"

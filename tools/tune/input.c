@@ -32,7 +32,8 @@ static const char *human(double b, char *buf, size_t len)
     return buf;
 }
 
-/* The whole of @path into a fresh buffer (*size bytes, NUL-terminated). */
+/* The whole of @path into a fresh buffer (*size bytes, NUL-terminated); an
+ * empty file is an error (no records to map). */
 static int slurp(const char *path, char **data, size_t *size, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -74,6 +75,10 @@ static int slurp(const char *path, char **data, size_t *size, char *err, size_t 
         n += (size_t)r;
     }
     close(fd);
+    if (n == 0) {
+        free(buf);
+        return fail(err, errlen, "%s is empty: no records to map", path);
+    }
     buf[n] = '\0';
     *data = buf;
     *size = n;
@@ -87,10 +92,6 @@ int tune_input_lines(tune_input *in, const char *path, char *err, size_t errlen)
     size_t size;
     if (slurp(path, &data, &size, err, errlen) != 0)
         return -1;
-    if (size == 0) {
-        free(data);
-        return fail(err, errlen, "%s is empty: no records to map", path);
-    }
     size_t lines = 0;
     for (const char *p = data; (p = memchr(p, '\n', size - (size_t)(p - data))); p++)
         lines++;
@@ -135,10 +136,6 @@ int tune_input_binary(tune_input *in, const char *path, size_t item_size, char *
     size_t size;
     if (slurp(path, &data, &size, err, errlen) != 0)
         return -1;
-    if (size == 0) {
-        free(data);
-        return fail(err, errlen, "%s is empty: no records to map", path);
-    }
     if (size % item_size) {
         free(data);
         return fail(err, errlen, "%s: %zu bytes is not a multiple of the %zu-byte record", path,

@@ -154,16 +154,15 @@ void tune_print_table(FILE *f, const tune_point *pts, int n, double serial_s)
         fprintf(f, "* more cores than this process may use: oversubscribed\n");
 }
 
-/* A CSV field: quoted, inner quotes doubled. */
-static void csv_str(FILE *f, const char *s)
+void tune_put_quoted(FILE *f, const char *s, char q)
 {
-    fputc('"', f);
+    fputc(q, f);
     for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
+        if (*s == q)
+            fputc(q, f);
         fputc(*s, f);
     }
-    fputc('"', f);
+    fputc(q, f);
 }
 
 int tune_write_csv(const char *path, const tune_point *pts, int n, double serial_s,
@@ -180,11 +179,11 @@ int tune_write_csv(const char *path, const tune_point *pts, int n, double serial
                 tune_impl_name(p->impl), p->workers, p->cpw, p->cores, p->chunk, p->med, p->min,
                 p->max, p->repeat, tune_speedup(p, serial_s), tune_efficiency(p, serial_s),
                 p->oversub, (unsigned long long)p->digest);
-        csv_str(f, function);
+        tune_put_quoted(f, function, '"');
         fputc(',', f);
-        csv_str(f, input);
+        tune_put_quoted(f, input, '"');
         fprintf(f, ",%d,", cores);
-        csv_str(f, topology);
+        tune_put_quoted(f, topology, '"');
         fputc('\n', f);
     }
     return fclose(f) == 0 ? 0 : -1;
@@ -194,17 +193,6 @@ int tune_write_csv(const char *path, const tune_point *pts, int n, double serial
 /* Plot                                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* A gnuplot single-quoted string: '' stands for one quote. */
-static void gp_quote(FILE *f, const char *s)
-{
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputc('\'', f);
-        fputc(*s, f);
-    }
-    fputc('\'', f);
-}
 
 /* Whether two points belong to the same plotted line. */
 static bool same_series(const tune_point *a, const tune_point *b)
@@ -282,17 +270,17 @@ int tune_plot(const char *dir, const char *stem, const tune_point *pts, int n, d
         goto out;
     }
     fprintf(f, "# written by ppool-tune; run: gnuplot ");
-    gp_quote(f, gp);
+    tune_put_quoted(f, gp, '\'');
     fprintf(f, "\nif (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
                "    set terminal pngcairo size 960,640 font ',10'\n"
                "} else {\n"
                "    set terminal png size 960,640\n"
                "}\nset output ");
-    gp_quote(f, png);
+    tune_put_quoted(f, png, '\'');
     fprintf(f, "\nset title ");
-    gp_quote(f, title1);
+    tune_put_quoted(f, title1, '\'');
     fprintf(f, ".\"\\n\".");
-    gp_quote(f, title2);
+    tune_put_quoted(f, title2, '\'');
     fprintf(f, " noenhanced\n"
                "set xlabel 'cores used (workers x cores per worker; OpenMP: threads)'\n"
                "set ylabel 'speed-up vs the serial run'\n"
@@ -338,11 +326,11 @@ int tune_plot(const char *dir, const char *stem, const tune_point *pts, int n, d
         else
             snprintf(title, sizeof title, "OpenMP threads, chunk %zu", p->chunk);
         fprintf(f, ", \\\n     ");
-        gp_quote(f, dat);
+        tune_put_quoted(f, dat, '\'');
         fprintf(f, " index %d using 1:2 with linespoints lc %d pt %d lw 2 %stitle ", s, rank + 1,
                 p->impl == TUNE_PPOOL ? ptype[cpw_rank % 6] : 6,
                 p->impl == TUNE_OPENMP ? "dashtype 3 " : "");
-        gp_quote(f, title);
+        tune_put_quoted(f, title, '\'');
     }
     fprintf(f, "\n");
     free(first);

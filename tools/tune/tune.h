@@ -162,6 +162,9 @@ typedef struct tune_cpu_sample {
 tune_cpu_sample tune_cpu_sample_now(void);
 /** The CPU's model name from /proc/cpuinfo ("unknown CPU" if none). */
 void tune_cpu_model(char *out, size_t len);
+/** Write @s between two @q characters, each @q inside doubled: a CSV field
+ *  (q = '"') or a gnuplot single-quoted string (q = '\''). */
+void tune_put_quoted(FILE *f, const char *s, char q);
 /** Run `gnuplot @gp`; on failure say why on @msg, each line led by @prefix.
  *  Returns true if gnuplot exited 0. */
 bool tune_run_gnuplot(const char *gp, FILE *msg, const char *prefix);
