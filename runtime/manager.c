@@ -142,10 +142,15 @@ static int exit_code(int status)
 }
 
 /* Break the pool because of @msg; never returns. */
+static void settle_counts(mgr *m, int widx);
+
 static _Noreturn void break_and_exit(mgr *m, int code, pid_t pid, const char *msg)
 {
     ppi_pool_break(m->seg, code, pid, msg);
     kill_and_reap_all(m);
+    /* A worker killed here between publishing a task and counting it. */
+    for (int w = 0; w < m->nworkers; w++)
+        settle_counts(m, w);
     /* With every worker gone, no RUNNING slot can finish: fail them all. */
     for (uint32_t i = 0; i < m->seg->nslots; i++)
         ppi_slot_fail_broken(m->seg, i, true);
