@@ -10,8 +10,8 @@
  * functions sleep or spin as their workload. Shared helpers, start methods,
  * sanitizers and the known-failures rows that do not apply: faults_util.h.
  *
- * The 10 000-task max_tasks_per_child runs ask for fork explicitly (see
- * MAXT_M); 3 000 tasks under ASan.
+ * The 3 000-task max_tasks_per_child runs ask for fork explicitly (see
+ * MAXT_M).
  */
 #include "faults_util.h"
 
@@ -112,12 +112,14 @@ static void check_max_tasks(int workers, unsigned max, int n, double limit_s,
     free(starts);
 }
 
-/* 10 000 tasks at up to one process per task: forked workers (about 1 ms a
- * respawn). Under Criterion, whose timeout thread makes the test process
+/* 3 000 tasks at up to one process per task: forked workers (1-4 ms a
+ * respawn). 3 000 respawns take every path of recycling many times over;
+ * 10 000 took four minutes of CI on a slow VM, within 30 % of the timeout.
+ * Under Criterion, whose timeout thread makes the test process
  * multi-threaded, AUTO would pick forkserver (about 5 ms a respawn, so
  * minutes for these six); the configured method gets its own, smaller run
  * (max_tasks_configured_start_method). */
-#define MAXT_N (PPT_ASAN ? 3000 : 10000) /* ASan makes each fork ~3x dearer */
+#define MAXT_N 3000
 #define MAXT_M PP_START_FORK
 
 Test(recycle, max_tasks_1_one_worker, PPT_FIXTURE, .timeout = 120)
