@@ -9,7 +9,6 @@
  *                   remote rank) feeding the ranks from the pool's ring,
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
- *   mpi_backoff.h   the idle back-off both loops use
  */
 #ifndef PPOOL_MPI_INTERNAL_H
 #define PPOOL_MPI_INTERNAL_H
@@ -28,17 +27,31 @@
 /* ---- wire ------------------------------------------------------------
  * Every message is between the root and one other rank, on the duplicated
  * communicator; MPI's non-overtaking order between two ranks is relied on
- * (a DATA message follows its header). */
+ * (the DATA messages of a TASK or RES follow it, in its records' order).
+ *
+ * A TASK message is a batch: one or more records, each a ppm_task header
+ * followed by its argument when inline_arg; a RES message likewise holds one
+ * or more records, each a ppm_res header, its message and its result when
+ * inline_res. Records are packed back to back (read with memcpy: no
+ * alignment). A record whose argument/result is not inline is followed, after
+ * the whole TASK/RES message, by one TASK_DATA/RES_DATA message with those
+ * bytes, in record order. docs/mpi.md, "Batching". */
 enum {
-    PPM_TAG_TASK = 1,      /* root -> rank: ppm_task (+ argument if inline) */
-    PPM_TAG_TASK_DATA = 2, /* root -> rank: the argument, when not inline */
+    PPM_TAG_TASK = 1,      /* root -> rank: ppm_task records (+ inline arguments) */
+    PPM_TAG_TASK_DATA = 2, /* root -> rank: one argument that was not inline */
     PPM_TAG_KILL = 3,      /* root -> rank: ppm_kill */
     PPM_TAG_STOP = 4,      /* root -> rank: end serving (no payload) */
     PPM_TAG_CANCEL = 5,    /* root -> rank: shutdown(cancel_futures) (no payload) */
-    PPM_TAG_RES = 6,       /* rank -> root: ppm_res + message + result if inline */
-    PPM_TAG_RES_DATA = 7,  /* rank -> root: the result, when not inline */
+    PPM_TAG_RES = 6,       /* rank -> root: ppm_res records (+ message + inline result) */
+    PPM_TAG_RES_DATA = 7,  /* rank -> root: one result that was not inline */
     PPM_TAG_BEAT = 8,      /* either way: liveness (no payload) */
 };
+
+/* Most records in one TASK or RES message, and the byte size past which a
+ * message being packed is sent and another begun (a single record larger
+ * than that still goes alone: eager_limit bounds inline bytes). */
+#define PPM_BATCH_MAX 64u
+#define PPM_BATCH_BYTES ((size_t)64 << 10)
 
 /* A task: the slot use (ring entry) is its id at the root, unique while in
  * flight. */
@@ -48,7 +61,7 @@ typedef struct ppm_task {
     uint64_t timeout_ns; /* as pp_submit_opts, enforced by the serving node */
     uint64_t grace_ns;
     uint64_t arg_size;
-    uint32_t inline_arg; /* 1: the argument follows in this message */
+    uint32_t inline_arg; /* 1: the argument follows this header */
     uint32_t pad;
 } ppm_task;
 
@@ -68,33 +81,65 @@ typedef struct ppm_res {
 
 /* ---- idle back-off ---------------------------------------------------
  * MPI offers no wait that also wakes on a futex, and Open MPI's blocking
- * calls spin a core: both loops poll, yielding a few times after the last
- * progress, then sleeping 4 us doubling up to a cap (mpi4py.futures sleeps
- * likewise, up to 1 ms). */
+ * calls spin a core: both loops poll. After progress they yield a few
+ * times, then sleep a fraction (1/PPM_NAP_FRACTION) of the time they have
+ * been idle, at least PPM_NAP_MIN_NS, at most a cap the loop chooses: so the
+ * latency a nap adds to a message is at most about 1/8 of the time that
+ * message took to come (12.5 %), and an idle loop settles at one wake-up
+ * per cap. (A doubling back-off adds up to 100 %: at 400 us into a round
+ * trip it sleeps ~400 us more.) The loops also set their thread's timer
+ * slack to PPM_TIMER_SLACK_NS: Linux's default (50 us) would stretch every
+ * short nap to 50 us or more. docs/mpi.md, "Polling and back-off". */
+#define PPM_NAP_YIELDS 4
+#define PPM_NAP_FRACTION 8
+#define PPM_NAP_MIN_NS 4000ull
+#define PPM_TIMER_SLACK_NS 1000ul
+
 typedef struct ppm_backoff {
-    unsigned idle;
+    unsigned yields;     /* yields since the last progress */
+    uint64_t idle_ns;    /* when the loop last made progress */
 } ppm_backoff;
 
-static inline void ppm_backoff_reset(ppm_backoff *b) { b->idle = 0; }
-
-static inline void ppm_backoff_nap(ppm_backoff *b, uint64_t cap_ns)
+static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now)
 {
-    if (b->idle < 16) {
-        b->idle++;
+    b->yields = 0;
+    b->idle_ns = now;
+}
+
+/* How long to sleep now (0: yield instead), idle since b->idle_ns. */
+static inline uint64_t ppm_backoff_ns(ppm_backoff *b, uint64_t now, uint64_t cap_ns)
+{
+    if (b->yields < PPM_NAP_YIELDS) {
+        b->yields++;
+        return 0;
+    }
+    uint64_t ns = (now - b->idle_ns) / PPM_NAP_FRACTION;
+    if (ns < PPM_NAP_MIN_NS)
+        ns = PPM_NAP_MIN_NS;
+    return ns < cap_ns ? ns : cap_ns;
+}
+
+/* Sleep @ns (0: yield). */
+static inline void ppm_sleep_ns(uint64_t ns)
+{
+    if (!ns) {
         sched_yield();
         return;
     }
-    unsigned sh = b->idle - 16 < 20 ? b->idle - 16 : 20;
-    uint64_t ns = (uint64_t)4000 << sh;
-    if (ns > cap_ns)
-        ns = cap_ns;
-    else
-        b->idle++;
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
 }
 
 /* ---- the root's context --------------------------------------------- */
+
+/* One TASK message being sent, shared by the flights it carries; freed when
+ * the last of them ends (its result came: the rank received the message). */
+typedef struct ppm_pkt {
+    MPI_Request req;
+    unsigned refs;       /* flights it carries that have not ended */
+    size_t len;          /* bytes packed into buf */
+    char buf[];          /* ppm_task records (+ inline arguments) */
+} ppm_pkt;
 
 /* A task shipped to a rank. */
 typedef struct ppm_flight {
@@ -102,9 +147,9 @@ typedef struct ppm_flight {
     uint64_t id;
     int used;
     int kill_sent;
-    int nreq;
-    MPI_Request req[2];
-    void *pkt;           /* header (+ inline argument) being sent */
+    int data_sending;    /* data_req: the argument's TASK_DATA send */
+    MPI_Request data_req;
+    ppm_pkt *pkt;        /* the TASK message that carries it */
 } ppm_flight;
 
 typedef struct ppm_rank {
@@ -113,6 +158,11 @@ typedef struct ppm_rank {
     int workers;
     unsigned credits;
     ppm_flight *fl;      /* [credits] */
+    unsigned nused;      /* flights in use (comm thread) */
+    unsigned next_free;  /* where flight_free looks first */
+    ppm_flight *batch[PPM_BATCH_MAX]; /* taken this round, not yet sent */
+    unsigned nbatch;
+    size_t batch_bytes;  /* the TASK message they make */
     _Atomic uint64_t in_flight;
     _Atomic uint64_t tasks, failed;
     uint64_t heard_ns;   /* last message from it */
