@@ -67,9 +67,9 @@ static int t_noop(pp_task *t)
     return 0;
 }
 
-/* Holds the root node's worker until the root sets the flag (a word of a
- * pp_shm_alloc block, offset in the argument): while it runs, every other
- * task goes to the other ranks. */
+/* Holds the root node's worker until the root sets the flag (word 0 of a
+ * pp_shm_alloc block, offset in the argument; word 1 says it started
+ * there): while it runs, every other task goes to the other ranks. */
 static int t_hold(pp_task *t)
 {
     const uint64_t *off = pp_task_arg(t, NULL); /* [0] offset, [1] the root's pid */
@@ -87,8 +87,12 @@ static int t_hold(pp_task *t)
     if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)off[1])
         return 1;
     _Atomic uint32_t *flag = pp_task_shm(t, off[0]);
+    if (!flag)
+        return 1;
+    /* release: the root reads it with acquire before measuring. */
+    atomic_store_explicit(&flag[1], 1, memory_order_release);
     /* acquire: pairs with the root's release store. */
-    while (flag && !atomic_load_explicit(flag, memory_order_acquire))
+    while (!atomic_load_explicit(&flag[0], memory_order_acquire))
         usleep(200);
     return 0;
 }
@@ -290,12 +294,15 @@ static int mpi_main(int argc, char **argv, const opts *o)
     if (pp_shm_alloc(ex, 64, &blk) != 0)
         MPI_Abort(MPI_COMM_WORLD, 1);
     _Atomic uint32_t *flag = blk;
-    atomic_init(flag, 0);
+    atomic_init(&flag[0], 0);
+    atomic_init(&flag[1], 0);
     uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
     pp_future *hold;
-    for (;;) { /* until the hold runs on the root's node */
+    for (;;) { /* until the hold runs on the root's node (RUNNING at the root
+                  is also a task shipped to another rank: ask the task) */
         pp_submit(ex, t_hold, harg, sizeof harg, &hold);
-        while (!pp_future_running(hold) && !pp_future_done(hold))
+        /* acquire: pairs with t_hold's release. */
+        while (!atomic_load_explicit(&flag[1], memory_order_acquire) && !pp_future_done(hold))
             usleep(100);
         if (!pp_future_done(hold))
             break;
@@ -303,7 +310,7 @@ static int mpi_main(int argc, char **argv, const opts *o)
     }
     run_all("ppool-mpi", ex, o, &w, hex, true);
     /* release: pairs with t_hold's acquire. */
-    atomic_store_explicit(flag, 1, memory_order_release);
+    atomic_store_explicit(&flag[0], 1, memory_order_release);
     pp_future_result(hold, PP_FOREVER, NULL, NULL);
     pp_exception he;
     pp_future_exception(hold, 0, &he);
