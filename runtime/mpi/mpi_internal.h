@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "ext_worker.h"
+#include "sync.h"
 #include "ppool.h"
 #include "ppool/mpi.h"
 
@@ -76,48 +77,38 @@ typedef struct ppm_res {
     uint32_t msg_len;    /* message bytes that follow the header */
     uint64_t res_size;
     uint32_t inline_res; /* 1: the result follows the message */
+    uint32_t held_us;    /* how long the rank held the task: from the TASK's
+                            receipt to the outcome (us, saturating) */
+    uint32_t run_us;     /* of which it ran, about: from when a worker was
+                            free for it (us; adaptive credits) */
     uint32_t pad;
 } ppm_res;
 
 /* ---- idle back-off ---------------------------------------------------
  * MPI offers no wait that also wakes on a futex, and Open MPI's blocking
- * calls spin a core: both loops poll. After progress they yield a few
- * times, then sleep a fraction (1/PPM_NAP_FRACTION) of the time they have
- * been idle, at least PPM_NAP_MIN_NS, at most a cap the loop chooses: so the
- * latency a nap adds to a message is at most about 1/8 of the time that
- * message took to come (12.5 %), and an idle loop settles at one wake-up
- * per cap. (A doubling back-off adds up to 100 %: at 400 us into a round
- * trip it sleeps ~400 us more.) The loops also set their thread's timer
- * slack to PPM_TIMER_SLACK_NS: Linux's default (50 us) would stretch every
- * short nap to 50 us or more. docs/mpi.md, "Polling and back-off". */
-#define PPM_NAP_YIELDS 4
+ * calls spin a core: both loops poll. After progress a loop first polls
+ * with sched_yield for as long as one sleep costs on this machine (spin_ns,
+ * measured at start: a short nanosleep's real length, at most
+ * PPM_SPIN_MAX_NS) — spinning about as long as blocking would cost is the
+ * classic 2-competitive rule, and it catches the answers that come soon
+ * (a local no-op task, the next submit) without a wake-up. Then it sleeps a
+ * fraction (1/PPM_NAP_FRACTION) of the time it has been idle, at least
+ * PPM_NAP_MIN_NS, at most a cap the loop chooses: the latency a nap adds to
+ * a message is then at most about 1/8 of the time that message took to
+ * come (12.5 %), and an idle loop settles at one wake-up per cap. (A
+ * doubling back-off adds up to 100 %: at 400 us into a round trip it sleeps
+ * ~400 us more.) The loops set their thread's timer slack to
+ * PPM_TIMER_SLACK_NS: Linux's default (50 us) would stretch every short nap
+ * to 50 us or more. docs/mpi.md, "Polling and back-off". */
 #define PPM_NAP_FRACTION 8
 #define PPM_NAP_MIN_NS 4000ull
+#define PPM_SPIN_MAX_NS 100000ull
 #define PPM_TIMER_SLACK_NS 1000ul
 
 typedef struct ppm_backoff {
-    unsigned yields;     /* yields since the last progress */
+    uint64_t spin_ns;    /* poll without sleeping this long after progress */
     uint64_t idle_ns;    /* when the loop last made progress */
 } ppm_backoff;
-
-static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now)
-{
-    b->yields = 0;
-    b->idle_ns = now;
-}
-
-/* How long to sleep now (0: yield instead), idle since b->idle_ns. */
-static inline uint64_t ppm_backoff_ns(ppm_backoff *b, uint64_t now, uint64_t cap_ns)
-{
-    if (b->yields < PPM_NAP_YIELDS) {
-        b->yields++;
-        return 0;
-    }
-    uint64_t ns = (now - b->idle_ns) / PPM_NAP_FRACTION;
-    if (ns < PPM_NAP_MIN_NS)
-        ns = PPM_NAP_MIN_NS;
-    return ns < cap_ns ? ns : cap_ns;
-}
 
 /* Sleep @ns (0: yield). */
 static inline void ppm_sleep_ns(uint64_t ns)
@@ -128,6 +119,40 @@ static inline void ppm_sleep_ns(uint64_t ns)
     }
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
+}
+
+/* Measure what a shortest nap really takes here (the median of 5) and
+ * start idle at @now. Call after setting the timer slack. */
+static inline void ppm_backoff_init(ppm_backoff *b, uint64_t now)
+{
+    uint64_t t[5];
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = ppi_now_ns();
+        ppm_sleep_ns(PPM_NAP_MIN_NS);
+        t[i] = ppi_now_ns() - t0;
+    }
+    for (int i = 1; i < 5; i++) /* insertion sort */
+        for (int k = i; k > 0 && t[k] < t[k - 1]; k--) {
+            uint64_t x = t[k];
+            t[k] = t[k - 1];
+            t[k - 1] = x;
+        }
+    b->spin_ns = t[2] < PPM_SPIN_MAX_NS ? t[2] : PPM_SPIN_MAX_NS;
+    b->idle_ns = now;
+}
+
+static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now) { b->idle_ns = now; }
+
+/* How long to sleep now (0: yield instead), idle since b->idle_ns. */
+static inline uint64_t ppm_backoff_ns(const ppm_backoff *b, uint64_t now, uint64_t cap_ns)
+{
+    uint64_t idle = now - b->idle_ns;
+    if (idle < b->spin_ns)
+        return 0;
+    uint64_t ns = idle / PPM_NAP_FRACTION;
+    if (ns < PPM_NAP_MIN_NS)
+        ns = PPM_NAP_MIN_NS;
+    return ns < cap_ns ? ns : cap_ns;
 }
 
 /* ---- the root's context --------------------------------------------- */
@@ -148,6 +173,7 @@ typedef struct ppm_flight {
     int used;
     int kill_sent;
     int data_sending;    /* data_req: the argument's TASK_DATA send */
+    uint64_t sent_ns;    /* when its TASK message was sent */
     MPI_Request data_req;
     ppm_pkt *pkt;        /* the TASK message that carries it */
 } ppm_flight;
@@ -156,7 +182,12 @@ typedef struct ppm_rank {
     _Atomic int alive;   /* written by the comm thread only (plain accesses
                             there are seq_cst); stats read it relaxed */
     int workers;
-    unsigned credits;
+    unsigned credits;    /* fixed credits, or the adaptive ones' cap */
+    bool adaptive;       /* cfg.credits 0: limit follows the round trip */
+    unsigned limit;      /* tasks it may hold now (<= credits) */
+    uint64_t transit_ns; /* adaptive: mean time a task travels (its flight
+                            time less the time the rank held it) */
+    uint64_t run_ns;     /* adaptive: mean time a task runs there */
     ppm_flight *fl;      /* [credits] */
     unsigned nused;      /* flights in use (comm thread) */
     unsigned next_free;  /* where flight_free looks first */
@@ -189,6 +220,11 @@ typedef struct ppm_root {
     bool handed_back;          /* this round handed a map runner back: nap,
                                   do not sleep on the ring (it is not empty) */
 } ppm_root;
+
+/* Adaptive credits (cfg.credits 0): a rank of w workers may hold w plus
+ * as many tasks as its workers run in one transit time, at most this many
+ * times w in all. docs/mpi.md, "Credits". */
+#define PPM_CREDITS_ADAPT_MAX 64u
 
 extern const pp_ext_ops ppm_root_ops;
 

@@ -29,7 +29,7 @@ static uint64_t task_id(const pp_ext_item *it) { return ((uint64_t)it->gen << 32
 
 static ppm_flight *flight_free(ppm_rank *rk)
 {
-    if (rk->nused == rk->credits)
+    if (rk->nused >= rk->limit)
         return NULL;
     for (unsigned k = 0; k < rk->credits; k++) {
         unsigned i = (rk->next_free + k) % rk->credits;
@@ -140,8 +140,10 @@ static void send_batch(ppm_root *r, int q)
     }
     p->refs = n;
     p->len = 0;
+    uint64_t now = ppi_now_ns();
     for (unsigned i = 0; i < n; i++) {
         ppm_flight *f = rk->batch[i];
+        f->sent_ns = now;
         bool in = arg_inline(r, f);
         ppm_task h = {.id = f->id,
                       .token = f->it.token,
@@ -187,6 +189,63 @@ static void batch_add(ppm_root *r, int q, ppm_flight *f)
     rk->batch_bytes += rec;
 }
 
+/* ---- adaptive credits ------------------------------------------------
+ * With cfg.credits 0 a rank of w workers may hold
+ *     limit = w + round(w * transit / run)      (at most `credits`)
+ * tasks: transit is the mean time a task spends travelling (its flight time
+ * at the root less the time the rank held it: both messages, both loops'
+ * wake-ups), run the mean time one runs there (the rank reports both the
+ * time it held a task and, about, how long it ran: from when a worker was
+ * free for it). The extra tasks are what the rank's workers finish while a
+ * result travels back and the next task comes: so they are not idle for
+ * the round trip, and a shipped task waits there about one transit time
+ * (w * transit / run tasks ahead of it, run each, w at a time). Tasks long
+ * against the round trip (run > 2 w transit) get no extra credit: RUNNING
+ * at the root means running there or about to, as with credits = w. Queueing
+ * does not feed back (neither transit nor run contains it). A flight that
+ * has been at the rank longer than twice transit + run (tasks got longer)
+ * counts as running that long already, so a burst of long tasks after short
+ * ones stops the prefetch within about one round trip. Means are EWMAs over
+ * 8 results. */
+static uint64_t ewma8(uint64_t mean, uint64_t x, bool first)
+{
+    return first ? x : mean - mean / 8 + x / 8;
+}
+
+/* A result of a flight sent at @sent_ns came at @now (@h: how long the rank
+ * held it and ran it). */
+static void credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, const ppm_res *h)
+{
+    if (!rk->adaptive)
+        return;
+    uint64_t flight = now - sent_ns, held = (uint64_t)h->held_us * 1000;
+    uint64_t run = (uint64_t)h->run_us * 1000;
+    held = held < flight ? held : flight;
+    run = run < held ? run : held;
+    bool first = rk->run_ns == 0 && rk->transit_ns == 0;
+    rk->transit_ns = ewma8(rk->transit_ns, flight - held, first);
+    rk->run_ns = ewma8(rk->run_ns, run, first);
+}
+
+/* The rank's limit now (see above). */
+static unsigned credits_limit(const ppm_rank *rk, uint64_t now)
+{
+    if (!rk->adaptive)
+        return rk->credits;
+    uint64_t w = (uint64_t)(rk->workers > 0 ? rk->workers : 1);
+    uint64_t run = rk->run_ns, transit = rk->transit_ns;
+    for (unsigned i = 0; i < rk->credits; i++) {
+        const ppm_flight *f = &rk->fl[i];
+        uint64_t there = f->used && now - f->sent_ns > transit ? now - f->sent_ns - transit : 0;
+        if (there > 2 * (transit + rk->run_ns) && there > run)
+            run = there;
+    }
+    if (run < 1000)
+        run = 1000; /* 1 us: the estimate's resolution */
+    uint64_t lim = w + (w * transit + run / 2) / run;
+    return lim < rk->credits ? (unsigned)lim : rk->credits;
+}
+
 /* Take entries for the ranks with credit: one for each in turn (a burst is
  * spread evenly), until the ring is empty (or hands back a map runner) or
  * no rank has credit. Returns true if it took any. */
@@ -228,6 +287,10 @@ static bool take_some(ppm_root *r)
     atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
     bool any = false;
     if (!atomic_load_explicit(&r->closing, memory_order_seq_cst)) {
+        uint64_t now = ppi_now_ns();
+        for (int q = 0; q < r->size; q++)
+            if (q != r->me)
+                r->ranks[q].limit = credits_limit(&r->ranks[q], now);
         any = take_round(r);
         for (int q = 0; q < r->size; q++)
             send_batch(r, q);
@@ -274,6 +337,7 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
         return; /* a rank declared lost answered late: its futures failed already */
     }
     flight_sends_done(f, false);
+    credits_learn(rk, f->sent_ns, ppi_now_ns(), h);
     int err = h->err;
     if (!err && h->res_size) {
         int serr = 0;
@@ -413,7 +477,7 @@ static void idle_wait(ppm_root *r, ppm_backoff *bo, uint64_t now, uint64_t beat)
     bool closing = atomic_load_explicit(&r->closing, memory_order_seq_cst);
     bool credit = false;
     for (int q = 0; q < r->size && !credit; q++)
-        credit = q != r->me && r->ranks[q].alive && r->ranks[q].nused < r->ranks[q].credits;
+        credit = q != r->me && r->ranks[q].alive && r->ranks[q].nused < r->ranks[q].limit;
     bool ring = credit && !closing && !r->handed_back;
     uint64_t ns = ppm_backoff_ns(bo, now, flying ? PPM_ROOT_NAP_NS : PPM_ROOT_IDLE_NS);
     if (ring && flying == 0 && ns)
@@ -431,7 +495,7 @@ static void *comm_thread(void *arg)
     /* Our naps are short: sleep them, not Linux's default 50 us slack. */
     prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
     ppm_backoff bo;
-    ppm_backoff_reset(&bo, ppi_now_ns());
+    ppm_backoff_init(&bo, ppi_now_ns());
     uint64_t beat = ppi_s_to_ns(r->cfg.heartbeat);
     for (;;) {
         uint64_t now = ppi_now_ns();

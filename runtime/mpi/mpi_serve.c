@@ -26,6 +26,7 @@
 typedef struct srv_task {
     uint64_t id;
     pp_future *f;
+    uint64_t recv_ns; /* when its TASK came */
 } srv_task;
 
 /* The RES message being packed, and what must outlive its sending: the
@@ -53,6 +54,9 @@ typedef struct server {
     srv_task *t;
     size_t n, cap;
     res_pack out;
+    uint64_t *fin;      /* [nfin]: when the last nfin (= workers) outcomes */
+    unsigned nfin, fin_at; /* were seen; fin_at the oldest */
+    uint64_t fin1;      /* fin when no heap room */
     uint64_t heard_ns, sent_ns;
     bool stop;
 } server;
@@ -106,7 +110,8 @@ static void pack_flush(server *s)
  * released after sending; NULL for an outcome without one). Sends the pack
  * first when this record would overflow it. */
 static void send_outcome(server *s, pp_future *owner, uint64_t id, int err, int code, int pid,
-                         const char *msg, const void *res, size_t res_size)
+                         const char *msg, const void *res, size_t res_size, uint32_t held_us,
+                         uint32_t run_us)
 {
     res_pack *o = &s->out;
     size_t ml = strlen(msg);
@@ -116,7 +121,7 @@ static void send_outcome(server *s, pp_future *owner, uint64_t id, int err, int 
         res_size = 0;
     if (res_size > INT_MAX) { /* cannot cross in one MPI message */
         send_outcome(s, owner, id, PP_ETOOBIG, 0, pid, "result too large for one MPI message",
-                     NULL, 0);
+                     NULL, 0, held_us, run_us);
         return;
     }
     size_t head = sizeof(ppm_res) + ml;
@@ -126,7 +131,8 @@ static void send_outcome(server *s, pp_future *owner, uint64_t id, int err, int 
                     o->len + rec > PPM_BATCH_BYTES))
         pack_flush(s);
     ppm_res h = {.id = id, .err = err, .code = code, .pid = pid, .msg_len = (uint32_t)ml,
-                 .res_size = res_size, .inline_res = in};
+                 .res_size = res_size, .inline_res = in, .held_us = held_us,
+                 .run_us = run_us};
     memcpy(o->buf + o->len, &h, sizeof h);
     memcpy(o->buf + o->len + sizeof h, msg, ml);
     if (in && res_size)
@@ -139,6 +145,11 @@ static void send_outcome(server *s, pp_future *owner, uint64_t id, int err, int 
         o->owner[o->nowner++] = owner;
 }
 
+static uint32_t us32(uint64_t ns)
+{
+    return ns / 1000 < UINT32_MAX ? (uint32_t)(ns / 1000) : UINT32_MAX;
+}
+
 /* A finished future's outcome into the pack; the pack releases it. */
 static void send_future(server *s, srv_task *t)
 {
@@ -148,14 +159,21 @@ static void send_future(server *s, srv_task *t)
     size_t size = 0;
     if (!e.error)
         pp_future_result(t->f, 0, &res, &size);
+    /* When a worker was free for it, about: its receipt, or the end of
+     * the task that finished `workers` outcomes ago (FIFO node ring). */
+    uint64_t now = ppi_now_ns(), start = t->recv_ns;
+    uint64_t freed = s->fin[s->fin_at];
+    start = freed > start ? freed : start;
+    s->fin[s->fin_at] = now;
+    s->fin_at = (s->fin_at + 1) % s->nfin;
     send_outcome(s, t->f, t->id, e.error, raw_code(&e), (int)e.pid, e.error ? e.message : "",
-                 res, size);
+                 res, size, us32(now - t->recv_ns), us32(now - start));
 }
 
 /* One task record (header @h, inline argument at @inl): receive its
  * argument if it follows as TASK_DATA, submit it to this node, or answer
  * with the reason it could not be. */
-static void on_task_one(server *s, const ppm_task *hp, const void *inl)
+static void on_task_one(server *s, const ppm_task *hp, const void *inl, uint64_t recv_ns)
 {
     ppm_task h = *hp;
     const void *arg = inl;
@@ -176,7 +194,7 @@ static void on_task_one(server *s, const ppm_task *hp, const void *inl)
             MPI_Mprobe(s->root, PPM_TAG_TASK_DATA, s->comm, &m, &st);
             MPI_Mrecv(NULL, 0, MPI_BYTE, &m, MPI_STATUS_IGNORE); /* truncated: dropped */
             send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory receiving the argument",
-                         NULL, 0);
+                         NULL, 0, 0, 0);
             return;
         }
         MPI_Recv(own, (int)h.arg_size, MPI_BYTE, s->root, PPM_TAG_TASK_DATA, s->comm,
@@ -188,7 +206,7 @@ static void on_task_one(server *s, const ppm_task *hp, const void *inl)
     if (!fn) {
         char msg[PP_MESSAGE_MAX + 1];
         snprintf(msg, sizeof msg, "cannot call the task function: %s", why ? why : "unknown");
-        send_outcome(s, NULL, h.id, PP_ENOFUNC, PP_ENOFUNC, 0, msg, NULL, 0);
+        send_outcome(s, NULL, h.id, PP_ENOFUNC, PP_ENOFUNC, 0, msg, NULL, 0, 0, 0);
         free(own);
         pp_shm_free(s->lex, block);
         return;
@@ -203,7 +221,7 @@ static void on_task_one(server *s, const ppm_task *hp, const void *inl)
         srv_task *nt = realloc(s->t, cap * sizeof *nt);
         if (!nt) {
             send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL,
-                         0);
+                         0, 0, 0);
             free(own);
             pp_shm_free(s->lex, block);
             return;
@@ -216,16 +234,17 @@ static void on_task_one(server *s, const ppm_task *hp, const void *inl)
                    : pp_submit_ex(s->lex, fn, arg, h.arg_size, &o, &f);
     free(own);
     if (rc) {
-        send_outcome(s, NULL, h.id, rc, 0, 0, pp_strerror(rc), NULL, 0);
+        send_outcome(s, NULL, h.id, rc, 0, 0, pp_strerror(rc), NULL, 0, 0, 0);
         return;
     }
-    s->t[s->n++] = (srv_task){.id = h.id, .f = f};
+    s->t[s->n++] = (srv_task){.id = h.id, .f = f, .recv_ns = recv_ns};
 }
 
 /* TASK: its records in order (a truncated record ends it). */
 static void on_task(server *s, const char *buf, size_t len)
 {
     size_t at = 0;
+    uint64_t now = ppi_now_ns();
     while (len - at >= sizeof(ppm_task)) {
         ppm_task h;
         memcpy(&h, buf + at, sizeof h);
@@ -233,7 +252,7 @@ static void on_task(server *s, const char *buf, size_t len)
         uint64_t body = h.inline_arg ? h.arg_size : 0;
         if (body > len - at)
             return;
-        on_task_one(s, &h, buf + at);
+        on_task_one(s, &h, buf + at, now);
         at += (size_t)body;
     }
 }
@@ -330,6 +349,13 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
 {
     server s = {.comm = comm, .root = root, .lex = lex, .cfg = cfg};
     pack_init(&s.out, cfg->eager_limit);
+    int nw = pp_executor_stats(lex, NULL, NULL, 0);
+    s.nfin = nw > 0 ? (unsigned)nw : 1;
+    s.fin = calloc(s.nfin, sizeof *s.fin);
+    if (!s.fin) {
+        s.fin = &s.fin1;
+        s.nfin = 1;
+    }
     s.heard_ns = s.sent_ns = ppi_now_ns();
     uint64_t beat = ppi_s_to_ns(cfg->heartbeat), limit = ppi_s_to_ns(cfg->node_timeout);
     /* Our naps are short: sleep them, not Linux's default 50 us slack (the
@@ -337,7 +363,7 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
     int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
     prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
     ppm_backoff bo;
-    ppm_backoff_reset(&bo, s.sent_ns);
+    ppm_backoff_init(&bo, s.sent_ns);
     while (!s.stop || s.n) {
         bool progress = poll_root(&s);
         progress |= send_done(&s);
@@ -360,6 +386,8 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
             idle_wait(&s, &bo, now);
     }
     pack_fini(&s.out);
+    if (s.fin != &s.fin1)
+        free(s.fin);
     free(s.t);
     if (slack > 0)
         prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
