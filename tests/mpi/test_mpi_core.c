@@ -6,7 +6,8 @@
  * credits 4 per rank (1 worker each: tasks travel several per TASK message,
  * outcomes several per RES message): many tasks of mixed sizes and
  * failures byte-identical and exactly counted, kill and timeout of tasks
- * that travelled in a batch (some queued at their rank).
+ * that travelled in a batch (some queued at their rank), shutdown's cancel
+ * of tasks queued at a rank.
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -191,7 +192,7 @@ static bool wait_running(pp_future **fs, int n, double limit)
     return false;
 }
 
-#define NMANY 600
+#define NMANY 400
 /* Job i of the batch test: mostly small and inline, every 50th beyond the
  * eager limit (its result follows as RES_DATA inside a batch), every 7th
  * failing (raise or exit code) beside ones that succeed. */
@@ -304,6 +305,27 @@ static void batches(pp_executor *ex)
     }
     CHECK(ranks & 6);
     CHECK(now_s() - t0 < 10);
+
+    /* shutdown(cancel_futures) with tasks waiting at the ranks: each remote
+     * rank cancels its three queued ones, and the one its worker has not
+     * started yet, if so (it confirmed they did not start): reported
+     * cancelled at the root; the root's own runs to its end. */
+    for (int i = 0; i < NK; i++) {
+        job j = {.seed = 1, .size = 8, .raise = 0, .ms = 500};
+        CHECK_EQ(pp_submit(ex, t_job, &j, sizeof j, &fs[i]), 0);
+    }
+    CHECK(wait_running(fs, NK, 10));
+    CHECK_EQ(pp_shutdown(ex, true, true), 0);
+    int ok = 0, cancelled = 0;
+    for (int i = 0; i < NK; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], 0, &e), 0);
+        ok += e.error == 0;
+        cancelled += pp_future_cancelled(fs[i]);
+        pp_future_release(fs[i]);
+    }
+    CHECK_EQ(ok + cancelled, NK);
+    CHECK(ok >= 1 && ok <= 3);
 }
 
 int main(int argc, char **argv)
