@@ -188,6 +188,8 @@ typedef struct ppm_rank {
     uint64_t transit_ns; /* adaptive: mean time a task travels (its flight
                             time less the time the rank held it) */
     uint64_t run_ns;     /* adaptive: mean time a task runs there */
+    uint64_t quiet_ns;   /* adaptive: its last result, or when it last
+                            began to hold tasks if later */
     ppm_flight *fl;      /* [credits] */
     unsigned nused;      /* flights in use (comm thread) */
     unsigned next_free;  /* where flight_free looks first */

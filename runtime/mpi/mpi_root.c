@@ -85,7 +85,8 @@ static void flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f)
     f->kill_sent = 0;
     f->data_sending = 0;
     f->pkt = NULL;
-    rk->nused++;
+    if (!rk->nused++)
+        rk->quiet_ns = ppi_now_ns(); /* busy from now: see credits_limit */
     /* relaxed: statistics; flying is read by drain after the release in flight_end. */
     atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
@@ -202,11 +203,11 @@ static void batch_add(ppm_root *r, int q, ppm_flight *f)
  * (w * transit / run tasks ahead of it, run each, w at a time). Tasks long
  * against the round trip (run > 2 w transit) get no extra credit: RUNNING
  * at the root means running there or about to, as with credits = w. Queueing
- * does not feed back (neither transit nor run contains it). A flight that
- * has been at the rank longer than twice transit + run (tasks got longer)
- * counts as running that long already, so a burst of long tasks after short
- * ones stops the prefetch within about one round trip. Means are EWMAs over
- * 8 results. */
+ * does not feed back (neither transit nor run contains it). A rank that
+ * holds tasks but sent no result for longer than twice transit + run (tasks
+ * got longer) counts as running them that long already, so a burst of long
+ * tasks after short ones stops the prefetch within about one round trip.
+ * Means are EWMAs over 8 results. */
 static uint64_t ewma8(uint64_t mean, uint64_t x, bool first)
 {
     return first ? x : mean - mean / 8 + x / 8;
@@ -222,24 +223,23 @@ static void credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, const pp
     uint64_t run = (uint64_t)h->run_us * 1000;
     held = held < flight ? held : flight;
     run = run < held ? run : held;
+    rk->quiet_ns = now;
     bool first = rk->run_ns == 0 && rk->transit_ns == 0;
     rk->transit_ns = ewma8(rk->transit_ns, flight - held, first);
     rk->run_ns = ewma8(rk->run_ns, run, first);
 }
 
-/* The rank's limit now (see above). */
+/* The rank's limit now (see above). O(1): it runs before every take. */
 static unsigned credits_limit(const ppm_rank *rk, uint64_t now)
 {
     if (!rk->adaptive)
         return rk->credits;
     uint64_t w = (uint64_t)(rk->workers > 0 ? rk->workers : 1);
     uint64_t run = rk->run_ns, transit = rk->transit_ns;
-    for (unsigned i = 0; i < rk->credits; i++) {
-        const ppm_flight *f = &rk->fl[i];
-        uint64_t there = f->used && now - f->sent_ns > transit ? now - f->sent_ns - transit : 0;
-        if (there > 2 * (transit + rk->run_ns) && there > run)
-            run = there;
-    }
+    /* No result for this long while it holds tasks: they run longer. */
+    uint64_t quiet = rk->nused && now > rk->quiet_ns ? now - rk->quiet_ns : 0;
+    if (quiet > 2 * (transit + run))
+        run = quiet;
     if (run < 1000)
         run = 1000; /* 1 us: the estimate's resolution */
     uint64_t lim = w + (w * transit + run / 2) / run;
