@@ -86,73 +86,61 @@ typedef struct ppm_res {
 
 /* ---- idle back-off ---------------------------------------------------
  * MPI offers no wait that also wakes on a futex, and Open MPI's blocking
- * calls spin a core: both loops poll. After progress a loop first polls
- * with sched_yield for as long as one sleep costs on this machine (spin_ns,
- * measured at start: a short nanosleep's real length, at most
- * PPM_SPIN_MAX_NS) — spinning about as long as blocking would cost is the
- * classic 2-competitive rule, and it catches the answers that come soon
- * (a local no-op task, the next submit) without a wake-up. Then it sleeps a
- * fraction (1/PPM_NAP_FRACTION) of the time it has been idle, at least
- * PPM_NAP_MIN_NS, at most a cap the loop chooses: the latency a nap adds to
- * a message is then at most about 1/8 of the time that message took to
- * come (12.5 %), and an idle loop settles at one wake-up per cap. (A
- * doubling back-off adds up to 100 %: at 400 us into a round trip it sleeps
+ * calls spin a core: both loops poll. After a round without progress a loop
+ * sleeps a fraction (1/PPM_NAP_FRACTION) of the time it has been idle, at
+ * least PPM_NAP_MIN_NS, at most a cap the loop chooses: the latency a nap
+ * adds to a message is then at most about 1/8 of the time that message took
+ * to come (12.5 %), and an idle loop settles at one wake-up per cap. (A
+ * doubling back-off adds up to 100 %: 400 us into a round trip it sleeps
  * ~400 us more.) The loops set their thread's timer slack to
  * PPM_TIMER_SLACK_NS: Linux's default (50 us) would stretch every short nap
- * to 50 us or more. docs/mpi.md, "Polling and back-off". */
+ * to 50 us or more. Where a wake-up can come from a futex the loops sleep
+ * there instead (the ring, the node's done eventcount). No spinning: on a
+ * box where ranks share cores a spinning loop delays the process it waits
+ * for (measured: a spin window as long as one nap costs made round trips
+ * slower here). docs/mpi.md, "Polling and back-off". */
 #define PPM_NAP_FRACTION 8
 #define PPM_NAP_MIN_NS 4000ull
-#define PPM_SPIN_MAX_NS 100000ull
 #define PPM_TIMER_SLACK_NS 1000ul
 
 typedef struct ppm_backoff {
-    uint64_t spin_ns;    /* poll without sleeping this long after progress */
     uint64_t idle_ns;    /* when the loop last made progress */
 } ppm_backoff;
 
-/* Sleep @ns (0: yield). */
+static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now) { b->idle_ns = now; }
+
+/* How long to sleep now, idle since b->idle_ns. */
+static inline uint64_t ppm_backoff_ns(const ppm_backoff *b, uint64_t now, uint64_t cap_ns)
+{
+    uint64_t ns = (now - b->idle_ns) / PPM_NAP_FRACTION;
+    if (ns < PPM_NAP_MIN_NS)
+        ns = PPM_NAP_MIN_NS;
+    return ns < cap_ns ? ns : cap_ns;
+}
+
+/* Sleep @ns. */
 static inline void ppm_sleep_ns(uint64_t ns)
 {
-    if (!ns) {
-        sched_yield();
-        return;
-    }
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
 }
 
-/* Measure what a shortest nap really takes here (the median of 5) and
- * start idle at @now. Call after setting the timer slack. */
-static inline void ppm_backoff_init(ppm_backoff *b, uint64_t now)
+/* MPI_Improbe, repeated once when it finds nothing. Open MPI's probe (ob1,
+ * ucx) matches what it has already received first and makes progress after:
+ * a message that arrived since the last call is pulled in by this call and
+ * seen only by the next. Without the second probe every message would cost
+ * its receiver one more nap (measured: a remote round trip carried two
+ * extra naps). Returns 1 with *m / *st set, 0 if none, -1 on an MPI error. */
+static inline int ppm_probe(int src, MPI_Comm comm, MPI_Message *m, MPI_Status *st)
 {
-    uint64_t t[5];
-    for (int i = 0; i < 5; i++) {
-        uint64_t t0 = ppi_now_ns();
-        ppm_sleep_ns(PPM_NAP_MIN_NS);
-        t[i] = ppi_now_ns() - t0;
+    for (int i = 0; i < 2; i++) {
+        int flag = 0;
+        if (MPI_Improbe(src, MPI_ANY_TAG, comm, &flag, m, st) != MPI_SUCCESS)
+            return -1;
+        if (flag)
+            return 1;
     }
-    for (int i = 1; i < 5; i++) /* insertion sort */
-        for (int k = i; k > 0 && t[k] < t[k - 1]; k--) {
-            uint64_t x = t[k];
-            t[k] = t[k - 1];
-            t[k - 1] = x;
-        }
-    b->spin_ns = t[2] < PPM_SPIN_MAX_NS ? t[2] : PPM_SPIN_MAX_NS;
-    b->idle_ns = now;
-}
-
-static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now) { b->idle_ns = now; }
-
-/* How long to sleep now (0: yield instead), idle since b->idle_ns. */
-static inline uint64_t ppm_backoff_ns(const ppm_backoff *b, uint64_t now, uint64_t cap_ns)
-{
-    uint64_t idle = now - b->idle_ns;
-    if (idle < b->spin_ns)
-        return 0;
-    uint64_t ns = idle / PPM_NAP_FRACTION;
-    if (ns < PPM_NAP_MIN_NS)
-        ns = PPM_NAP_MIN_NS;
-    return ns < cap_ns ? ns : cap_ns;
+    return 0;
 }
 
 /* ---- the root's context --------------------------------------------- */

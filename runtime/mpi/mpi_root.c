@@ -383,11 +383,9 @@ static bool poll_messages(ppm_root *r, uint64_t now)
 {
     bool any = false;
     for (;;) {
-        int flag = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, r->comm, &flag, &m, &st) != MPI_SUCCESS ||
-            !flag)
+        if (ppm_probe(MPI_ANY_SOURCE, r->comm, &m, &st) != 1)
             return any;
         any = true;
         int src = st.MPI_SOURCE, n = 0;
@@ -480,10 +478,10 @@ static void idle_wait(ppm_root *r, ppm_backoff *bo, uint64_t now, uint64_t beat)
         credit = q != r->me && r->ranks[q].alive && r->ranks[q].nused < r->ranks[q].limit;
     bool ring = credit && !closing && !r->handed_back;
     uint64_t ns = ppm_backoff_ns(bo, now, flying ? PPM_ROOT_NAP_NS : PPM_ROOT_IDLE_NS);
-    if (ring && flying == 0 && ns)
+    if (ring && flying == 0)
         /* Nothing to hear soon: sleep where pp_submit wakes workers. */
         pp_ext_wait_work(r->ex, beat / 2 < PPM_ROOT_RING_NS ? beat / 2 : PPM_ROOT_RING_NS);
-    else if (ring && ns)
+    else if (ring)
         pp_ext_wait_work(r->ex, ns); /* a result or a submit, whichever first */
     else
         ppm_sleep_ns(ns);
@@ -495,7 +493,7 @@ static void *comm_thread(void *arg)
     /* Our naps are short: sleep them, not Linux's default 50 us slack. */
     prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
     ppm_backoff bo;
-    ppm_backoff_init(&bo, ppi_now_ns());
+    ppm_backoff_reset(&bo, ppi_now_ns());
     uint64_t beat = ppi_s_to_ns(r->cfg.heartbeat);
     for (;;) {
         uint64_t now = ppi_now_ns();

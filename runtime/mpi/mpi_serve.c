@@ -275,10 +275,10 @@ static bool poll_root(server *s)
 {
     bool any = false;
     for (;;) {
-        int flag = 0, n = 0;
+        int n = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &m, &st) != MPI_SUCCESS || !flag)
+        if (ppm_probe(s->root, s->comm, &m, &st) != 1)
             return any;
         any = true;
         s->heard_ns = ppi_now_ns();
@@ -334,7 +334,7 @@ static bool any_done(server *s)
 static void idle_wait(server *s, ppm_backoff *bo, uint64_t now)
 {
     uint64_t ns = ppm_backoff_ns(bo, now, s->n ? PPM_SERVE_NAP_NS : PPM_SERVE_IDLE_NS);
-    if (!s->n || !ns) {
+    if (!s->n) {
         ppm_sleep_ns(ns);
         return;
     }
@@ -363,7 +363,7 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
     int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
     prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
     ppm_backoff bo;
-    ppm_backoff_init(&bo, s.sent_ns);
+    ppm_backoff_reset(&bo, s.sent_ns);
     while (!s.stop || s.n) {
         bool progress = poll_root(&s);
         progress |= send_done(&s);
