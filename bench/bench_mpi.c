@@ -177,10 +177,22 @@ static dsum digest_set(const char *hex, long n)
 
 /* ---- measurements (the root of the --mpi job) ------------------------------ */
 
+/* The median of @n values (sorts them), as peer_mpi.py reports mpi4py's. */
+static double median(double *v, long n)
+{
+    for (long i = 1; i < n; i++) /* insertion sort: a few runs */
+        for (long k = i; k > 0 && v[k] < v[k - 1]; k--) {
+            double x = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = x;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static double noop_rate(pp_executor *ex, long k, long runs)
 {
     pp_future **fs = malloc((size_t)k * sizeof *fs);
-    double best = 0;
+    double *rate = malloc((size_t)runs * sizeof *rate);
     for (long r = 0; r < runs; r++) {
         double t0 = now_s();
         for (long i = 0; i < k; i++)
@@ -190,11 +202,12 @@ static double noop_rate(pp_executor *ex, long k, long runs)
             pp_future_result(fs[i], PP_FOREVER, NULL, NULL);
             pp_future_release(fs[i]);
         }
-        double rate = (double)k / (now_s() - t0);
-        best = rate > best ? rate : best;
+        rate[r] = (double)k / (now_s() - t0);
     }
     free(fs);
-    return best;
+    double m = median(rate, runs);
+    free(rate);
+    return m;
 }
 
 static double roundtrip(pp_executor *ex, long r)
@@ -209,13 +222,13 @@ static double roundtrip(pp_executor *ex, long r)
     return (now_s() - t0) / (double)r;
 }
 
-/* One sweep point: seconds (best of runs), digests into @hex. */
+/* One sweep point: seconds (median of runs), digests into @hex. */
 static double sweep_point(pp_executor *ex, const words *w, long cs, long runs, char *hex)
 {
     long nchunks = (w->n + cs - 1) / cs;
     pp_future **fs = malloc((size_t)nchunks * sizeof *fs);
     uint32_t *pkt = malloc((size_t)(cs + 2) * 4 + (size_t)cs * 24);
-    double best = 1e30;
+    double *secs = malloc((size_t)runs * sizeof *secs);
     for (long r = 0; r < runs; r++) {
         double t0 = now_s();
         for (long c = 0; c < nchunks; c++) {
@@ -236,12 +249,13 @@ static double sweep_point(pp_executor *ex, const words *w, long cs, long runs, c
                 memcpy(hex + c * cs * 128, p, sz);
             pp_future_release(fs[c]);
         }
-        double dt = now_s() - t0;
-        best = dt < best ? dt : best;
+        secs[r] = now_s() - t0;
     }
     free(pkt);
     free(fs);
-    return best;
+    double m = median(secs, runs);
+    free(secs);
+    return m;
 }
 
 static void run_all(const char *sys, pp_executor *ex, const opts *o, const words *w, char *hex,
