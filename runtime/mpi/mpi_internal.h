@@ -54,8 +54,8 @@ enum {
 #define PPM_BATCH_MAX 64u
 #define PPM_BATCH_BYTES ((size_t)64 << 10)
 
-/* A task: the slot use (ring entry) is its id at the root, unique while in
- * flight. */
+/* A task. Its id names its flight at the root (index << 32 | the rank's
+ * count of flights begun): unique while in flight; the rank echoes it. */
 typedef struct ppm_task {
     uint64_t id;
     uint64_t token;      /* function token of the root's module table */
@@ -180,6 +180,7 @@ typedef struct ppm_rank {
                             began to hold tasks if later */
     ppm_flight *fl;      /* [credits] */
     unsigned nused;      /* flights in use (comm thread) */
+    uint32_t begun;      /* flights begun (the low half of their ids) */
     unsigned next_free;  /* where flight_free looks first */
     ppm_flight *batch[PPM_BATCH_MAX]; /* taken this round, not yet sent */
     unsigned nbatch;

@@ -25,7 +25,14 @@
  * may be a node worker rather than us, so we look again this soon. */
 #define PPM_ROOT_RING_NS 1000000ull
 
-static uint64_t task_id(const pp_ext_item *it) { return ((uint64_t)it->gen << 32) | it->idx; }
+/* A flight's id on the wire: its index in the rank's flights (high half)
+ * and the rank's count of flights begun (low half), so a result finds its
+ * flight in O(1) and a stale id (a use of the same flight before) matches
+ * nothing. */
+static uint64_t flight_id(ppm_rank *rk, const ppm_flight *f)
+{
+    return ((uint64_t)(f - rk->fl) << 32) | (uint32_t)rk->begun++;
+}
 
 static ppm_flight *flight_free(ppm_rank *rk)
 {
@@ -43,10 +50,10 @@ static ppm_flight *flight_free(ppm_rank *rk)
 
 static ppm_flight *flight_find(ppm_rank *rk, uint64_t id)
 {
-    for (unsigned i = 0; i < rk->credits; i++)
-        if (rk->fl[i].used && rk->fl[i].id == id)
-            return &rk->fl[i];
-    return NULL;
+    uint64_t i = id >> 32;
+    if (i >= rk->credits || !rk->fl[i].used || rk->fl[i].id != id)
+        return NULL;
+    return &rk->fl[i];
 }
 
 /* The flight's sends are over: its result came, so the rank received them
@@ -80,7 +87,7 @@ static void flight_sends_done(ppm_flight *f, bool lost)
  * in_take ends (drain counts it from here). */
 static void flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f)
 {
-    f->id = task_id(&f->it);
+    f->id = flight_id(rk, f);
     f->used = 1;
     f->kill_sent = 0;
     f->data_sending = 0;
