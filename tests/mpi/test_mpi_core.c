@@ -393,8 +393,10 @@ int main(int argc, char **argv)
         CHECK(rs.alive);
         CHECK_EQ(rs.in_flight, 0);
         per_rank += rs.tasks;
-        if (q != 0)
+        if (q != 0) {
             CHECK(rs.tasks > 0);
+            CHECK_EQ(rs.credits, 64u * (unsigned)rs.workers); /* adaptive: the bound */
+        }
     }
     CHECK_EQ(per_rank, NJOBS);
     pp_mpi_rank_info bad;
