@@ -550,7 +550,7 @@ static void root_before_stop(void *ctx)
     /* seq_cst: Dekker pair with take_some (in_take, then closing). */
     atomic_store_explicit(&r->closing, 1, memory_order_seq_cst);
     while (atomic_load_explicit(&r->in_take, memory_order_seq_cst))
-        sched_yield(); /* one take and ship: microseconds */
+        sched_yield(); /* one take round: the credit left, then a send per rank */
 }
 
 static void root_drain(void *ctx)
