@@ -15,6 +15,9 @@
  *   sweep      the word-hash workload (SHA-512 hex digest of W words) with
  *              one task per chunk of cs words, for each chunksize cs:
  *              seconds from the first submit to the last result
+ * The --mpi job measures ppool-mpi (remote only: the root node's worker is
+ * held) with the default credits (--credits, 0 = adaptive), the same with
+ * fixed --tuned-credits (default 64; 0 skips it), and ppool-mpi+root.
  * In the --mpi job the root also runs the same noop and sweep on one node
  * (an ordinary pp_executor with N workers: "ppool-1node").
  * Every system's set of digests is checked against the others' (size, sum
@@ -46,7 +49,7 @@
 
 typedef struct opts {
     int np;
-    unsigned credits;
+    unsigned credits, tuned;
     long words, noop, roundtrip, runs;
     char chunks[128];
     const char *out, *python, *mpirun;
@@ -67,9 +70,9 @@ static int t_noop(pp_task *t)
     return 0;
 }
 
-/* Holds the root node's worker until the root sets the flag (a word of a
- * pp_shm_alloc block, offset in the argument): while it runs, every other
- * task goes to the other ranks. */
+/* Holds the root node's worker until the root sets the flag (word 0 of a
+ * pp_shm_alloc block, offset in the argument; word 1 says it started
+ * there): while it runs, every other task goes to the other ranks. */
 static int t_hold(pp_task *t)
 {
     const uint64_t *off = pp_task_arg(t, NULL); /* [0] offset, [1] the root's pid */
@@ -87,8 +90,12 @@ static int t_hold(pp_task *t)
     if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)off[1])
         return 1;
     _Atomic uint32_t *flag = pp_task_shm(t, off[0]);
+    if (!flag)
+        return 1;
+    /* release: the root reads it with acquire before measuring. */
+    atomic_store_explicit(&flag[1], 1, memory_order_release);
     /* acquire: pairs with the root's release store. */
-    while (flag && !atomic_load_explicit(flag, memory_order_acquire))
+    while (!atomic_load_explicit(&flag[0], memory_order_acquire))
         usleep(200);
     return 0;
 }
@@ -170,10 +177,22 @@ static dsum digest_set(const char *hex, long n)
 
 /* ---- measurements (the root of the --mpi job) ------------------------------ */
 
+/* The median of @n values (sorts them), as peer_mpi.py reports mpi4py's. */
+static double median(double *v, long n)
+{
+    for (long i = 1; i < n; i++) /* insertion sort: a few runs */
+        for (long k = i; k > 0 && v[k] < v[k - 1]; k--) {
+            double x = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = x;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static double noop_rate(pp_executor *ex, long k, long runs)
 {
     pp_future **fs = malloc((size_t)k * sizeof *fs);
-    double best = 0;
+    double *rate = malloc((size_t)runs * sizeof *rate);
     for (long r = 0; r < runs; r++) {
         double t0 = now_s();
         for (long i = 0; i < k; i++)
@@ -183,11 +202,12 @@ static double noop_rate(pp_executor *ex, long k, long runs)
             pp_future_result(fs[i], PP_FOREVER, NULL, NULL);
             pp_future_release(fs[i]);
         }
-        double rate = (double)k / (now_s() - t0);
-        best = rate > best ? rate : best;
+        rate[r] = (double)k / (now_s() - t0);
     }
     free(fs);
-    return best;
+    double m = median(rate, runs);
+    free(rate);
+    return m;
 }
 
 static double roundtrip(pp_executor *ex, long r)
@@ -202,13 +222,13 @@ static double roundtrip(pp_executor *ex, long r)
     return (now_s() - t0) / (double)r;
 }
 
-/* One sweep point: seconds (best of runs), digests into @hex. */
+/* One sweep point: seconds (median of runs), digests into @hex. */
 static double sweep_point(pp_executor *ex, const words *w, long cs, long runs, char *hex)
 {
     long nchunks = (w->n + cs - 1) / cs;
     pp_future **fs = malloc((size_t)nchunks * sizeof *fs);
     uint32_t *pkt = malloc((size_t)(cs + 2) * 4 + (size_t)cs * 24);
-    double best = 1e30;
+    double *secs = malloc((size_t)runs * sizeof *secs);
     for (long r = 0; r < runs; r++) {
         double t0 = now_s();
         for (long c = 0; c < nchunks; c++) {
@@ -229,12 +249,13 @@ static double sweep_point(pp_executor *ex, const words *w, long cs, long runs, c
                 memcpy(hex + c * cs * 128, p, sz);
             pp_future_release(fs[c]);
         }
-        double dt = now_s() - t0;
-        best = dt < best ? dt : best;
+        secs[r] = now_s() - t0;
     }
     free(pkt);
     free(fs);
-    return best;
+    double m = median(secs, runs);
+    free(secs);
+    return m;
 }
 
 static void run_all(const char *sys, pp_executor *ex, const opts *o, const words *w, char *hex,
@@ -259,57 +280,82 @@ static void run_all(const char *sys, pp_executor *ex, const opts *o, const words
     }
 }
 
+/* Hold the root node's worker with t_hold (remote only, like mpi4py, whose
+ * root only drives); returns the hold's future, *blk the flag block. */
+static pp_future *hold_root(pp_executor *ex, void **blk)
+{
+    if (pp_shm_alloc(ex, 64, blk) != 0)
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    _Atomic uint32_t *flag = *blk;
+    atomic_init(&flag[0], 0);
+    atomic_init(&flag[1], 0);
+    uint64_t harg[2] = {pp_shm_offset(ex, *blk), (uint64_t)getpid()};
+    pp_future *hold;
+    for (;;) { /* until the hold runs on the root's node (RUNNING at the root
+                  is also a task shipped to another rank: ask the task) */
+        pp_submit(ex, t_hold, harg, sizeof harg, &hold);
+        /* acquire: pairs with t_hold's release. */
+        while (!atomic_load_explicit(&flag[1], memory_order_acquire) && !pp_future_done(hold))
+            usleep(100);
+        if (!pp_future_done(hold))
+            return hold;
+        pp_future_release(hold);
+    }
+}
+
+static void release_root(pp_executor *ex, pp_future *hold, void *blk, const char *sys)
+{
+    _Atomic uint32_t *flag = blk;
+    /* release: pairs with t_hold's acquire. */
+    atomic_store_explicit(&flag[0], 1, memory_order_release);
+    pp_future_result(hold, PP_FOREVER, NULL, NULL);
+    pp_exception he;
+    pp_future_exception(hold, 0, &he);
+    printf("{\"system\": \"%s\", \"what\": \"hold\", \"rank\": %d}\n", sys, he.rank);
+    pp_future_release(hold);
+    pp_shm_free(ex, blk);
+}
+
+static pp_executor *mpi_create(const opts *o, unsigned credits)
+{
+    pp_mpi_config cfg;
+    pp_mpi_config_init(&cfg);
+    cfg.node.max_workers = 1;
+    cfg.node.pin = PP_PIN_NONE;
+    cfg.credits = credits;
+    pp_executor *ex = NULL;
+    int rc = pp_mpi_executor_create(&ex, &cfg);
+    if (rc == PP_MPI_SERVED)
+        return NULL;
+    if (rc) {
+        fprintf(stderr, "bench_mpi: pp_mpi_executor_create: %s\n", pp_strerror(rc));
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    (void)o;
+    return ex;
+}
+
 static int mpi_main(int argc, char **argv, const opts *o)
 {
     int prov;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &prov);
     int size;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    pp_mpi_config cfg;
-    pp_mpi_config_init(&cfg);
-    cfg.node.max_workers = 1;
-    cfg.node.pin = PP_PIN_NONE;
-    cfg.credits = o->credits;
-    pp_executor *ex;
-    int rc = pp_mpi_executor_create(&ex, &cfg);
-    if (rc == PP_MPI_SERVED) {
+    pp_executor *ex = mpi_create(o, o->credits);
+    if (!ex) { /* serving: the root creates a second executor when tuned */
+        if (o->tuned)
+            mpi_create(o, o->tuned);
         MPI_Finalize();
         return 0;
-    }
-    if (rc) {
-        fprintf(stderr, "bench_mpi: pp_mpi_executor_create: %s\n", pp_strerror(rc));
-        MPI_Abort(MPI_COMM_WORLD, 1);
     }
     words w;
     make_words(&w, o->words);
     char *hex = malloc((size_t)w.n * 128);
     noop_rate(ex, 256, 1); /* warm */
-    /* Remote only (like mpi4py, whose root only drives): the root node's
-     * worker is held by t_hold meanwhile. */
     void *blk;
-    if (pp_shm_alloc(ex, 64, &blk) != 0)
-        MPI_Abort(MPI_COMM_WORLD, 1);
-    _Atomic uint32_t *flag = blk;
-    atomic_init(flag, 0);
-    uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
-    pp_future *hold;
-    for (;;) { /* until the hold runs on the root's node */
-        pp_submit(ex, t_hold, harg, sizeof harg, &hold);
-        while (!pp_future_running(hold) && !pp_future_done(hold))
-            usleep(100);
-        if (!pp_future_done(hold))
-            break;
-        pp_future_release(hold);
-    }
+    pp_future *hold = hold_root(ex, &blk);
     run_all("ppool-mpi", ex, o, &w, hex, true);
-    /* release: pairs with t_hold's acquire. */
-    atomic_store_explicit(flag, 1, memory_order_release);
-    pp_future_result(hold, PP_FOREVER, NULL, NULL);
-    pp_exception he;
-    pp_future_exception(hold, 0, &he);
-    printf("{\"system\": \"ppool-mpi\", \"what\": \"hold\", \"rank\": %d}\n", he.rank);
-    pp_future_release(hold);
-    pp_shm_free(ex, blk);
+    release_root(ex, hold, blk, "ppool-mpi");
     run_all("ppool-mpi+root", ex, o, &w, hex, true);
     for (int q = 0; q < size; q++) {
         pp_mpi_rank_info ri;
@@ -318,6 +364,14 @@ static int mpi_main(int argc, char **argv, const opts *o)
                q, (unsigned long long)ri.tasks);
     }
     pp_executor_destroy(ex);
+    if (o->tuned) { /* remote only again, with fixed credits */
+        ex = mpi_create(o, o->tuned);
+        noop_rate(ex, 256, 1);
+        hold = hold_root(ex, &blk);
+        run_all("ppool-mpi-tuned", ex, o, &w, hex, true);
+        release_root(ex, hold, blk, "ppool-mpi-tuned");
+        pp_executor_destroy(ex);
+    }
     /* One node, as many workers as ranks. */
     pp_config one;
     pp_config_init(&one);
@@ -339,8 +393,9 @@ static int mpi_main(int argc, char **argv, const opts *o)
 
 /* ---- the driver ----------------------------------------------------------- */
 
-enum { SYS_MPI, SYS_ALL, SYS_ONE, SYS_PY, NSYS };
-static const char *sys_name[NSYS] = {"ppool-mpi", "ppool-mpi+root", "ppool-1node", "mpi4py"};
+enum { SYS_MPI, SYS_TUNED, SYS_ALL, SYS_ONE, SYS_PY, NSYS };
+static const char *sys_name[NSYS] = {"ppool-mpi", "ppool-mpi-tuned", "ppool-mpi+root",
+                                     "ppool-1node", "mpi4py"};
 
 #define MAXCS 16
 typedef struct result {
@@ -419,14 +474,15 @@ static bool run_job(result *R, const char *cmd)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_mpi [--np N] [--credits C] [--quick] [--words W] [--noop K] [--runs R]\n"
+    fprintf(stderr, "usage: bench_mpi [--np N] [--credits C] [--tuned-credits T] [--quick] [--words W]\n"
+                    "                 [--noop K] [--runs R]\n"
                     "                 [--chunks a,b,c] [--out DIR] [--python PATH] [--mpirun PATH]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {.np = 3, .words = 20000, .noop = 5000, .roundtrip = 300, .runs = 3,
+    opts o = {.np = 3, .tuned = 64, .words = 20000, .noop = 5000, .roundtrip = 300, .runs = 3,
               .out = NULL, .python = "/usr/bin/python3", .mpirun = "mpirun"};
     snprintf(o.chunks, sizeof o.chunks, "1,10,100,1000");
     bool mpi = false;
@@ -446,6 +502,8 @@ int main(int argc, char **argv)
             o.np = atoi(v);
         else if (!strcmp(a, "--credits") && ++i)
             o.credits = (unsigned)atoi(v);
+        else if (!strcmp(a, "--tuned-credits") && ++i)
+            o.tuned = (unsigned)atoi(v);
         else if (!strcmp(a, "--words") && ++i)
             o.words = atol(v);
         else if (!strcmp(a, "--noop") && ++i)
@@ -479,7 +537,7 @@ int main(int argc, char **argv)
     snprintf(args, sizeof args, "--words %ld --noop %ld --roundtrip %ld --runs %ld --chunks %s",
              o.words, o.noop, o.roundtrip, o.runs, o.chunks);
     char pargs[600];
-    snprintf(pargs, sizeof pargs, "%s --credits %u", args, o.credits);
+    snprintf(pargs, sizeof pargs, "%s --credits %u --tuned-credits %u", args, o.credits, o.tuned);
     const char *flags = "--allow-run-as-root --oversubscribe --bind-to none";
     result R;
     memset(&R, 0, sizeof R);
@@ -493,32 +551,40 @@ int main(int argc, char **argv)
            "workers (rank 0 is its client)\n", o.np, o.np - 1);
     printf("  ppool-mpi       tasks run on the other ranks only (the root node's worker is held\n"
            "                  busy meanwhile; it ran on rank %d), as mpi4py's do\n", R.hold_rank);
+    printf("  ppool-mpi-tuned the same with fixed credits %u per rank (0: not run): tasks wait\n"
+           "                  shipped at a rank, not cancellable (the trade-off)\n", o.tuned);
     printf("  ppool-mpi+root  the root's node works too (the default)\n");
-    printf("  credits per rank: %u%s\n", o.credits, o.credits ? "" : " (= its workers: no prefetch)");
+    printf("  credits per rank: %u%s\n", o.credits,
+           o.credits ? "" : " (adaptive, the default: its workers, plus what covers the round\n"
+                            "                    trip when tasks are short against it; docs/mpi.md)");
     printf("  ppool-1node     an ordinary pp_executor with %d workers\n", o.np);
     printf("NOTE: one box: every rank shares these cores and the network is shared memory;\n"
            "      this measures the protocol's cost, not scaling across nodes.\n\n");
     printf("%-24s", "");
     for (int s = 0; s < NSYS; s++)
         printf(" %15s", sys_name[s]);
-    printf(" %11s\n", "mpi/mpi4py");
+    printf(" %11s %12s\n", "mpi/mpi4py", "tuned/mpi4py");
     printf("%-24s", "no-op tasks/s");
     for (int s = 0; s < NSYS; s++)
         printf(" %15.0f", R.noop[s]);
-    printf(" %10.1fx\n", R.noop[SYS_PY] > 0 ? R.noop[SYS_MPI] / R.noop[SYS_PY] : 0);
+    double py_noop = R.noop[SYS_PY] > 0 ? R.noop[SYS_PY] : 0;
+    printf(" %10.1fx %11.1fx\n", py_noop ? R.noop[SYS_MPI] / py_noop : 0,
+           py_noop ? R.noop[SYS_TUNED] / py_noop : 0);
     printf("%-24s", "round trip (us)");
     for (int s = 0; s < NSYS; s++)
         printf(" %15.1f", R.rt[s] * 1e6);
-    printf(" %10.1fx\n", R.rt[SYS_MPI] > 0 ? R.rt[SYS_PY] / R.rt[SYS_MPI] : 0);
-    bool sums_ok = true, faster = true;
+    printf(" %10.1fx %11.1fx\n", R.rt[SYS_MPI] > 0 ? R.rt[SYS_PY] / R.rt[SYS_MPI] : 0,
+           R.rt[SYS_TUNED] > 0 ? R.rt[SYS_PY] / R.rt[SYS_TUNED] : 0);
+    bool sums_ok = true, faster = true, tuned_faster = o.tuned > 0;
     for (int i = 0; i < R.ncs; i++) {
         char label[64];
         snprintf(label, sizeof label, "word-hash cs=%ld (s)", R.cs[i]);
         printf("%-24s", label);
         for (int s = 0; s < NSYS; s++)
             printf(" %15.4f", R.sweep[s][i]);
-        printf(" %10.1fx\n",
-               R.sweep[SYS_MPI][i] > 0 ? R.sweep[SYS_PY][i] / R.sweep[SYS_MPI][i] : 0);
+        printf(" %10.1fx %11.1fx\n",
+               R.sweep[SYS_MPI][i] > 0 ? R.sweep[SYS_PY][i] / R.sweep[SYS_MPI][i] : 0,
+               R.sweep[SYS_TUNED][i] > 0 ? R.sweep[SYS_PY][i] / R.sweep[SYS_TUNED][i] : 0);
         for (int s = 1; s < NSYS; s++)
             if (R.sum[s][i].distinct && (R.sum[s][i].distinct != R.sum[0][i].distinct ||
                                          R.sum[s][i].sum != R.sum[0][i].sum ||
@@ -526,16 +592,28 @@ int main(int argc, char **argv)
                 sums_ok = false;
         if (!(R.sweep[SYS_MPI][i] > 0 && R.sweep[SYS_MPI][i] < R.sweep[SYS_PY][i]))
             faster = false;
+        if (!(R.sweep[SYS_TUNED][i] > 0 && R.sweep[SYS_TUNED][i] < R.sweep[SYS_PY][i]))
+            tuned_faster = false;
     }
-    printf("(mpi/mpi4py: how many times ppool-mpi beats mpi4py; > 1 = ppool faster)\n");
+    printf("(x/mpi4py: how many times ppool-mpi (default credits) or ppool-mpi-tuned beats\n"
+           " mpi4py; > 1 = ppool faster; round trip: mpi4py's time / ppool's)\n");
     printf("tasks per rank (ppool-mpi and ppool-mpi+root, all runs):");
     for (int q = 0; q < R.nranks; q++)
         printf(" %d:%llu", q, R.rank_tasks[q]);
-    printf("\n\ntarget: no-op throughput (ppool-mpi, remote only) >= 10x mpi4py: %s (%.1fx)\n",
-           R.noop[SYS_PY] > 0 && R.noop[SYS_MPI] >= 10 * R.noop[SYS_PY] ? "MET" : "MISSED",
-           R.noop[SYS_PY] > 0 ? R.noop[SYS_MPI] / R.noop[SYS_PY] : 0);
-    printf("target: ppool-mpi faster than mpi4py at every chunksize: %s\n",
-           faster && py ? "MET" : "MISSED");
+    printf("\n\ntargets use ppool-mpi: remote only, default (adaptive) credits; ppool-mpi-tuned\n"
+           "(credits %u) is shown beside them\n", o.tuned);
+    printf("target: no-op throughput (ppool-mpi, remote only) >= 10x mpi4py: %s (%.1fx; "
+           "tuned: %s, %.1fx)\n",
+           py_noop && R.noop[SYS_MPI] >= 10 * py_noop ? "MET" : "MISSED",
+           py_noop ? R.noop[SYS_MPI] / py_noop : 0,
+           py_noop && R.noop[SYS_TUNED] >= 10 * py_noop ? "MET" : "MISSED",
+           py_noop ? R.noop[SYS_TUNED] / py_noop : 0);
+    printf("target: ppool-mpi faster than mpi4py at every chunksize: %s (tuned: %s)\n",
+           faster && py ? "MET" : "MISSED", tuned_faster && py ? "MET" : "MISSED");
+    printf("round trip (remote, one task at a time): ppool-mpi %.1f us, mpi4py %.1f us: %s\n",
+           R.rt[SYS_MPI] * 1e6, R.rt[SYS_PY] * 1e6,
+           R.rt[SYS_MPI] > 0 && R.rt[SYS_PY] > 0 && R.rt[SYS_MPI] < R.rt[SYS_PY] ? "ppool faster"
+                                                                            : "ppool NOT faster");
     printf("digest sets agree across systems: %s\n", sums_ok ? "yes" : "NO");
     if (o.out) {
         char path[4096];
@@ -545,13 +623,14 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "%s/mpi.csv", o.out);
         FILE *f = fopen(path, "w");
         if (f) {
-            fprintf(f, "what,chunksize,ppool_mpi,ppool_mpi_root,ppool_1node,mpi4py\n");
-            fprintf(f, "noop_tasks_per_s,,%.1f,%.1f,%.1f,%.1f\n", R.noop[0], R.noop[1],
-                    R.noop[2], R.noop[3]);
-            fprintf(f, "roundtrip_s,,%.9f,%.9f,%.9f,%.9f\n", R.rt[0], R.rt[1], R.rt[2], R.rt[3]);
+            fprintf(f, "what,chunksize,ppool_mpi,ppool_mpi_tuned,ppool_mpi_root,ppool_1node,mpi4py\n");
+            fprintf(f, "noop_tasks_per_s,,%.1f,%.1f,%.1f,%.1f,%.1f\n", R.noop[0], R.noop[1],
+                    R.noop[2], R.noop[3], R.noop[4]);
+            fprintf(f, "roundtrip_s,,%.9f,%.9f,%.9f,%.9f,%.9f\n", R.rt[0], R.rt[1], R.rt[2],
+                    R.rt[3], R.rt[4]);
             for (int i = 0; i < R.ncs; i++)
-                fprintf(f, "wordhash_s,%ld,%.6f,%.6f,%.6f,%.6f\n", R.cs[i], R.sweep[0][i],
-                        R.sweep[1][i], R.sweep[2][i], R.sweep[3][i]);
+                fprintf(f, "wordhash_s,%ld,%.6f,%.6f,%.6f,%.6f,%.6f\n", R.cs[i], R.sweep[0][i],
+                        R.sweep[1][i], R.sweep[2][i], R.sweep[3][i], R.sweep[4][i]);
             fclose(f);
             printf("wrote %s\n", path);
         }
@@ -561,9 +640,10 @@ int main(int argc, char **argv)
                  "set xlabel 'chunksize (words per task)'; set ylabel 'seconds'; "
                  "set title 'word-hash, %ld words, %d ranks on one machine (protocol cost)'; "
                  "plot '< grep wordhash %s/mpi.csv' using 2:3 with linespoints title 'ppool-mpi', "
-                 "'' using 2:4 with linespoints title 'ppool-mpi+root', "
-                 "'' using 2:5 with linespoints title 'ppool-1node', "
-                 "'' using 2:6 with linespoints title 'mpi4py'\" && echo wrote %s/mpi.png",
+                 "'' using 2:4 with linespoints title 'ppool-mpi-tuned', "
+                 "'' using 2:5 with linespoints title 'ppool-mpi+root', "
+                 "'' using 2:6 with linespoints title 'ppool-1node', "
+                 "'' using 2:7 with linespoints title 'mpi4py'\" && echo wrote %s/mpi.png",
                  o.out, o.words, o.np, o.out, o.out);
         if (system(cmd) != 0)
             fprintf(stderr, "bench_mpi: no PNG (gnuplot missing or failed)\n");

@@ -287,6 +287,22 @@ void pp_ext_wait_work(pp_executor *ex, uint64_t ns)
     ppi_ec_sleep(&h->work_ec, seq, ns);
 }
 
+uint32_t pp_ext_done_prepare(pp_executor *ex)
+{
+    /* ordering: ppi_ec_prepare's seq_cst (the caller's re-check follows). */
+    return ppi_ec_prepare(&ex->seg.hdr->done_ec);
+}
+
+void pp_ext_done_sleep(pp_executor *ex, uint32_t seq, uint64_t ns)
+{
+    ppi_ec_sleep(&ex->seg.hdr->done_ec, seq, ns);
+}
+
+void pp_ext_done_cancel(pp_executor *ex)
+{
+    ppi_ec_cancel(&ex->seg.hdr->done_ec);
+}
+
 bool pp_ext_broken(pp_executor *ex)
 {
     /* acquire: pairs with ppi_pool_break's release. */

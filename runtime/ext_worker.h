@@ -126,6 +126,17 @@ PP_API void pp_ext_publish(pp_executor *ex, uint32_t xid, const pp_ext_item *it,
  * (the eventcount idle workers sleep on, so pp_submit wakes it). */
 PP_API void pp_ext_wait_work(pp_executor *ex, uint64_t ns);
 
+/* Sleep until a task of @ex finishes, for a client thread that polls its
+ * futures (a serving rank's loop): every slot that finishes notifies the
+ * pool's done eventcount. The waiter's protocol, so that no completion is
+ * missed: seq = pp_ext_done_prepare(ex); re-check its futures
+ * (pp_future_done); then pp_ext_done_sleep(ex, seq, ns) — returns at a
+ * completion after prepare, after @ns nanoseconds, or spuriously — or
+ * pp_ext_done_cancel(ex) if one was done. Any client thread. */
+PP_API uint32_t pp_ext_done_prepare(pp_executor *ex);
+PP_API void pp_ext_done_sleep(pp_executor *ex, uint32_t seq, uint64_t ns);
+PP_API void pp_ext_done_cancel(pp_executor *ex);
+
 /* true once the pool is broken (PP_EBROKEN). */
 PP_API bool pp_ext_broken(pp_executor *ex);
 

@@ -21,9 +21,10 @@
  *
  * What runs where: a task submitted at the root runs on the root's node
  * pool or on another rank's, whichever has room first; each rank holds at
- * most `credits` of the root's tasks at a time (flow control). pp_map's
- * chunks run on the root's node pool only. Design and invariants:
- * docs/mpi.md.
+ * most `credits` of the root's tasks at a time (flow control; adaptive by
+ * default); several tasks, and several outcomes, share one MPI message when
+ * they can. pp_map's chunks run on the root's node pool only. Design and
+ * invariants: docs/mpi.md.
  */
 #ifndef PPOOL_MPI_H
 #define PPOOL_MPI_H
@@ -58,12 +59,21 @@ typedef struct pp_mpi_config {
     /** Workers of the root's own node pool: -1 = node.max_workers (default);
      *  otherwise at least 1 (pp_map's chunks run there). */
     int root_workers;
-    /** The root's tasks each other rank may hold at once; 0 = that rank's
-     *  worker count (default), so a task is shipped only when a worker
-     *  there is free, and a future RUNNING at the root is running remotely
-     *  or about to. More credits hide the round trip (throughput of short
-     *  tasks; bench_mpi --credits), at the price that a shipped task can no
-     *  longer be cancelled. */
+    /** The root's tasks each other rank may hold at once (flow control:
+     *  memory at the root for shipped tasks stays bounded by it).
+     *  0 (default) = adaptive, per rank: its worker count w, plus as many
+     *  as its workers finish while a task travels (measured: the round
+     *  trip's transit time over the tasks' run time there), at most 64 w.
+     *  So a future RUNNING at the root is running on that rank or waits
+     *  there about one transit time (its w workers finish the tasks ahead
+     *  of it meanwhile); tasks long against the transit time get none extra
+     *  (when run > 2 w transit): RUNNING means running there or about to,
+     *  as with credits = w. > 0: exactly this many (more hide the
+     *  round trip for short tasks — bench_mpi --tuned-credits — at the price
+     *  that a shipped task may wait there behind others). Either way a
+     *  shipped task is not cancellable: pp_future_cancel returns false for
+     *  it, as for a task a worker started. pp_mpi_rank_info.credits reports
+     *  the bound (64 w when adaptive). */
     unsigned credits;
     /** Arguments and results up to this many bytes travel in the same
      *  message as their header; larger ones follow in a second message
@@ -121,7 +131,7 @@ typedef struct pp_mpi_rank_info {
     int rank;           /**< the rank (in the config's communicator) */
     int alive;          /**< 0 once lost (node_timeout) */
     int workers;        /**< its node pool's workers */
-    unsigned credits;   /**< tasks it may hold at once (0 for the root) */
+    unsigned credits;   /**< tasks it may hold at once, at most (0 for the root) */
     uint64_t in_flight; /**< the root's tasks it holds now */
     uint64_t tasks;     /**< tasks it finished (ok or failed) */
     uint64_t failed;    /**< of which failed */

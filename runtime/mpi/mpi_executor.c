@@ -87,7 +87,10 @@ static ppm_root *root_new(MPI_Comm comm, int me, int size, const pp_mpi_config *
         if (q == me)
             continue;
         atomic_init(&rk->alive, 1);
-        rk->credits = c->credits ? c->credits : (unsigned)(workers[q] > 0 ? workers[q] : 1);
+        unsigned w = (unsigned)(workers[q] > 0 ? workers[q] : 1);
+        rk->adaptive = c->credits == 0;
+        rk->credits = rk->adaptive ? w * PPM_CREDITS_ADAPT_MAX : c->credits;
+        rk->limit = rk->adaptive ? w : rk->credits;
         rk->fl = calloc(rk->credits, sizeof *rk->fl);
         if (!rk->fl) {
             for (int k = 0; k < size; k++)

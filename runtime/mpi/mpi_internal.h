@@ -9,7 +9,6 @@
  *                   remote rank) feeding the ranks from the pool's ring,
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
- *   mpi_backoff.h   the idle back-off both loops use
  */
 #ifndef PPOOL_MPI_INTERNAL_H
 #define PPOOL_MPI_INTERNAL_H
@@ -22,33 +21,48 @@
 #include <stdint.h>
 
 #include "ext_worker.h"
+#include "sync.h"
 #include "ppool.h"
 #include "ppool/mpi.h"
 
 /* ---- wire ------------------------------------------------------------
  * Every message is between the root and one other rank, on the duplicated
  * communicator; MPI's non-overtaking order between two ranks is relied on
- * (a DATA message follows its header). */
+ * (the DATA messages of a TASK or RES follow it, in its records' order).
+ *
+ * A TASK message is a batch: one or more records, each a ppm_task header
+ * followed by its argument when inline_arg; a RES message likewise holds one
+ * or more records, each a ppm_res header, its message and its result when
+ * inline_res. Records are packed back to back (read with memcpy: no
+ * alignment). A record whose argument/result is not inline is followed, after
+ * the whole TASK/RES message, by one TASK_DATA/RES_DATA message with those
+ * bytes, in record order. docs/mpi.md, "Batching". */
 enum {
-    PPM_TAG_TASK = 1,      /* root -> rank: ppm_task (+ argument if inline) */
-    PPM_TAG_TASK_DATA = 2, /* root -> rank: the argument, when not inline */
+    PPM_TAG_TASK = 1,      /* root -> rank: ppm_task records (+ inline arguments) */
+    PPM_TAG_TASK_DATA = 2, /* root -> rank: one argument that was not inline */
     PPM_TAG_KILL = 3,      /* root -> rank: ppm_kill */
     PPM_TAG_STOP = 4,      /* root -> rank: end serving (no payload) */
     PPM_TAG_CANCEL = 5,    /* root -> rank: shutdown(cancel_futures) (no payload) */
-    PPM_TAG_RES = 6,       /* rank -> root: ppm_res + message + result if inline */
-    PPM_TAG_RES_DATA = 7,  /* rank -> root: the result, when not inline */
+    PPM_TAG_RES = 6,       /* rank -> root: ppm_res records (+ message + inline result) */
+    PPM_TAG_RES_DATA = 7,  /* rank -> root: one result that was not inline */
     PPM_TAG_BEAT = 8,      /* either way: liveness (no payload) */
 };
 
-/* A task: the slot use (ring entry) is its id at the root, unique while in
- * flight. */
+/* Most records in one TASK or RES message, and the byte size past which a
+ * message being packed is sent and another begun (a single record larger
+ * than that still goes alone: eager_limit bounds inline bytes). */
+#define PPM_BATCH_MAX 64u
+#define PPM_BATCH_BYTES ((size_t)64 << 10)
+
+/* A task. Its id names its flight at the root (index << 32 | the rank's
+ * count of flights begun): unique while in flight; the rank echoes it. */
 typedef struct ppm_task {
     uint64_t id;
     uint64_t token;      /* function token of the root's module table */
     uint64_t timeout_ns; /* as pp_submit_opts, enforced by the serving node */
     uint64_t grace_ns;
     uint64_t arg_size;
-    uint32_t inline_arg; /* 1: the argument follows in this message */
+    uint32_t inline_arg; /* 1: the argument follows this header */
     uint32_t pad;
 } ppm_task;
 
@@ -63,38 +77,82 @@ typedef struct ppm_res {
     uint32_t msg_len;    /* message bytes that follow the header */
     uint64_t res_size;
     uint32_t inline_res; /* 1: the result follows the message */
+    uint32_t held_us;    /* how long the rank held the task: from the TASK's
+                            receipt to the outcome (us, saturating) */
+    uint32_t run_us;     /* of which it ran, about: from when a worker was
+                            free for it (us; adaptive credits) */
     uint32_t pad;
 } ppm_res;
 
 /* ---- idle back-off ---------------------------------------------------
  * MPI offers no wait that also wakes on a futex, and Open MPI's blocking
- * calls spin a core: both loops poll, yielding a few times after the last
- * progress, then sleeping 4 us doubling up to a cap (mpi4py.futures sleeps
- * likewise, up to 1 ms). */
+ * calls spin a core: both loops poll. After a round without progress a loop
+ * sleeps a fraction (1/PPM_NAP_FRACTION) of the time it has been idle, at
+ * least PPM_NAP_MIN_NS, at most a cap the loop chooses: the latency a nap
+ * adds to a message is then at most about 1/8 of the time that message took
+ * to come (12.5 %), and an idle loop settles at one wake-up per cap. (A
+ * doubling back-off adds up to 100 %: 400 us into a round trip it sleeps
+ * ~400 us more.) The loops set their thread's timer slack to
+ * PPM_TIMER_SLACK_NS: Linux's default (50 us) would stretch every short nap
+ * to 50 us or more. Where a wake-up can come from a futex the loops sleep
+ * there instead (the ring, the node's done eventcount). No spinning: on a
+ * box where ranks share cores a spinning loop delays the process it waits
+ * for (measured: a spin window as long as one nap costs made round trips
+ * slower here). docs/mpi.md, "Polling and back-off". */
+#define PPM_NAP_FRACTION 8
+#define PPM_NAP_MIN_NS 4000ull
+#define PPM_TIMER_SLACK_NS 1000ul
+
 typedef struct ppm_backoff {
-    unsigned idle;
+    uint64_t idle_ns;    /* when the loop last made progress */
 } ppm_backoff;
 
-static inline void ppm_backoff_reset(ppm_backoff *b) { b->idle = 0; }
+static inline void ppm_backoff_reset(ppm_backoff *b, uint64_t now) { b->idle_ns = now; }
 
-static inline void ppm_backoff_nap(ppm_backoff *b, uint64_t cap_ns)
+/* How long to sleep now, idle since b->idle_ns. */
+static inline uint64_t ppm_backoff_ns(const ppm_backoff *b, uint64_t now, uint64_t cap_ns)
 {
-    if (b->idle < 16) {
-        b->idle++;
-        sched_yield();
-        return;
-    }
-    unsigned sh = b->idle - 16 < 20 ? b->idle - 16 : 20;
-    uint64_t ns = (uint64_t)4000 << sh;
-    if (ns > cap_ns)
-        ns = cap_ns;
-    else
-        b->idle++;
+    uint64_t ns = (now - b->idle_ns) / PPM_NAP_FRACTION;
+    if (ns < PPM_NAP_MIN_NS)
+        ns = PPM_NAP_MIN_NS;
+    return ns < cap_ns ? ns : cap_ns;
+}
+
+/* Sleep @ns. */
+static inline void ppm_sleep_ns(uint64_t ns)
+{
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
     nanosleep(&ts, NULL);
 }
 
+/* MPI_Improbe, repeated once when it finds nothing. Open MPI's probe (ob1,
+ * ucx) matches what it has already received first and makes progress after:
+ * a message that arrived since the last call is pulled in by this call and
+ * seen only by the next. Without the second probe every message would cost
+ * its receiver one more nap (measured: a remote round trip carried two
+ * extra naps). Returns 1 with *m / *st set, 0 if none, -1 on an MPI error. */
+static inline int ppm_probe(int src, MPI_Comm comm, MPI_Message *m, MPI_Status *st)
+{
+    for (int i = 0; i < 2; i++) {
+        int flag = 0;
+        if (MPI_Improbe(src, MPI_ANY_TAG, comm, &flag, m, st) != MPI_SUCCESS)
+            return -1;
+        if (flag)
+            return 1;
+    }
+    return 0;
+}
+
 /* ---- the root's context --------------------------------------------- */
+
+/* One TASK message being sent, shared by the flights it carries; freed when
+ * the last of them ends (its result came: the rank received the message). */
+typedef struct ppm_pkt {
+    MPI_Request req;
+    unsigned refs;       /* flights it carries that have not ended */
+    size_t len;          /* bytes packed into buf */
+    char buf[];          /* ppm_task records (+ inline arguments) */
+} ppm_pkt;
 
 /* A task shipped to a rank. */
 typedef struct ppm_flight {
@@ -102,17 +160,31 @@ typedef struct ppm_flight {
     uint64_t id;
     int used;
     int kill_sent;
-    int nreq;
-    MPI_Request req[2];
-    void *pkt;           /* header (+ inline argument) being sent */
+    int data_sending;    /* data_req: the argument's TASK_DATA send */
+    uint64_t sent_ns;    /* when its TASK message was sent */
+    MPI_Request data_req;
+    ppm_pkt *pkt;        /* the TASK message that carries it */
 } ppm_flight;
 
 typedef struct ppm_rank {
     _Atomic int alive;   /* written by the comm thread only (plain accesses
                             there are seq_cst); stats read it relaxed */
     int workers;
-    unsigned credits;
+    unsigned credits;    /* fixed credits, or the adaptive ones' cap */
+    bool adaptive;       /* cfg.credits 0: limit follows the round trip */
+    unsigned limit;      /* tasks it may hold now (<= credits) */
+    uint64_t transit_ns; /* adaptive: mean time a task travels (its flight
+                            time less the time the rank held it) */
+    uint64_t run_ns;     /* adaptive: mean time a task runs there */
+    uint64_t quiet_ns;   /* adaptive: its last result, or when it last
+                            began to hold tasks if later */
     ppm_flight *fl;      /* [credits] */
+    unsigned nused;      /* flights in use (comm thread) */
+    uint32_t begun;      /* flights begun (the low half of their ids) */
+    unsigned next_free;  /* where flight_free looks first */
+    ppm_flight *batch[PPM_BATCH_MAX]; /* taken this round, not yet sent */
+    unsigned nbatch;
+    size_t batch_bytes;  /* the TASK message they make */
     _Atomic uint64_t in_flight;
     _Atomic uint64_t tasks, failed;
     uint64_t heard_ns;   /* last message from it */
@@ -139,6 +211,11 @@ typedef struct ppm_root {
     bool handed_back;          /* this round handed a map runner back: nap,
                                   do not sleep on the ring (it is not empty) */
 } ppm_root;
+
+/* Adaptive credits (cfg.credits 0): a rank of w workers may hold w plus
+ * as many tasks as its workers run in one transit time, at most this many
+ * times w in all. docs/mpi.md, "Credits". */
+#define PPM_CREDITS_ADAPT_MAX 64u
 
 extern const pp_ext_ops ppm_root_ops;
 

@@ -10,50 +10,99 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "mpi_internal.h"
 #include "sync.h"
 
-/* Longest idle sleep of the comm thread with tasks in flight (a result's
- * extra latency at worst). */
-#define PPM_ROOT_NAP_NS 50000ull
+/* Longest nap of the comm thread with tasks in flight (the back-off's
+ * cap: a result of a task in flight for 8 ms or more waits up to this long;
+ * a younger one up to 1/8 of its age). */
+#define PPM_ROOT_NAP_NS 1000000ull
 /* ... and with none in flight and no credit to take with. */
 #define PPM_ROOT_IDLE_NS 2000000ull
 /* Longest sleep on the ring's eventcount: pp_submit wakes one sleeper, which
  * may be a node worker rather than us, so we look again this soon. */
 #define PPM_ROOT_RING_NS 1000000ull
 
-static uint64_t task_id(const pp_ext_item *it) { return ((uint64_t)it->gen << 32) | it->idx; }
+/* A flight's id on the wire: its index in the rank's flights (high half)
+ * and the rank's count of flights begun (low half), so a result finds its
+ * flight in O(1) and a stale id (a use of the same flight before) matches
+ * nothing. */
+static uint64_t flight_id(ppm_rank *rk, const ppm_flight *f)
+{
+    return ((uint64_t)(f - rk->fl) << 32) | (uint32_t)rk->begun++;
+}
 
 static ppm_flight *flight_free(ppm_rank *rk)
 {
-    for (unsigned i = 0; i < rk->credits; i++)
-        if (!rk->fl[i].used)
+    if (rk->nused >= rk->limit)
+        return NULL;
+    for (unsigned k = 0; k < rk->credits; k++) {
+        unsigned i = (rk->next_free + k) % rk->credits;
+        if (!rk->fl[i].used) {
+            rk->next_free = (i + 1) % rk->credits;
             return &rk->fl[i];
+        }
+    }
     return NULL;
 }
 
 static ppm_flight *flight_find(ppm_rank *rk, uint64_t id)
 {
-    for (unsigned i = 0; i < rk->credits; i++)
-        if (rk->fl[i].used && rk->fl[i].id == id)
-            return &rk->fl[i];
-    return NULL;
+    uint64_t i = id >> 32;
+    if (i >= rk->credits || !rk->fl[i].used || rk->fl[i].id != id)
+        return NULL;
+    return &rk->fl[i];
 }
 
-/* The flight's sends are done (its result came, so the rank received them). */
-static void flight_sends_done(ppm_flight *f)
+/* The flight's sends are over: its result came, so the rank received them
+ * (@lost false: wait for them, free the TASK message after its last
+ * flight); or the rank is lost (@lost: let MPI finish or drop them; a
+ * message still sending is left to MPI, a bounded leak per loss). */
+static void flight_sends_done(ppm_flight *f, bool lost)
 {
-    if (f->nreq)
-        MPI_Waitall(f->nreq, f->req, MPI_STATUSES_IGNORE);
-    f->nreq = 0;
-    free(f->pkt);
+    if (f->data_sending) {
+        if (lost)
+            MPI_Request_free(&f->data_req);
+        else
+            MPI_Wait(&f->data_req, MPI_STATUS_IGNORE);
+        f->data_sending = 0;
+    }
+    ppm_pkt *p = f->pkt;
     f->pkt = NULL;
+    if (!p || --p->refs)
+        return;
+    int done = 1;
+    if (!lost)
+        MPI_Wait(&p->req, MPI_STATUS_IGNORE);
+    else if (MPI_Test(&p->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || !done) {
+        MPI_Request_free(&p->req);
+        return;
+    }
+    free(p);
+}
+
+/* A ring entry taken for rank @q becomes flight @f. Before the take's
+ * in_take ends (drain counts it from here). */
+static void flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f)
+{
+    f->id = flight_id(rk, f);
+    f->used = 1;
+    f->kill_sent = 0;
+    f->data_sending = 0;
+    f->pkt = NULL;
+    if (!rk->nused++)
+        rk->quiet_ns = ppi_now_ns(); /* busy from now: see credits_limit */
+    /* relaxed: statistics; flying is read by drain after the release in flight_end. */
+    atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
 }
 
 static void flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
 {
     f->used = 0;
+    rk->nused--;
     /* relaxed: statistics. */
     atomic_fetch_add_explicit(&rk->tasks, 1, memory_order_relaxed);
     if (err)
@@ -74,87 +123,187 @@ static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *
     flight_end(r, &r->ranks[q], f, err);
 }
 
-/* Send task @f to rank @q: header and inline argument in one message, or
- * the header then the argument straight from slot or arena memory. */
-static void ship(ppm_root *r, int q, ppm_flight *f)
+static bool arg_inline(const ppm_root *r, const ppm_flight *f)
+{
+    return f->it.arg_size <= r->cfg.eager_limit;
+}
+
+/* Send rank @q's batch: one TASK message with a record per flight (header
+ * and inline argument), then a TASK_DATA message per argument not inline,
+ * straight from slot or arena memory, in record order. */
+static void send_batch(ppm_root *r, int q)
 {
     ppm_rank *rk = &r->ranks[q];
-    f->id = task_id(&f->it);
-    f->used = 1;
-    f->kill_sent = 0;
-    f->nreq = 0;
-    /* relaxed: statistics; flying is read by drain after the release in flight_end. */
-    atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
+    unsigned n = rk->nbatch;
+    rk->nbatch = 0;
+    size_t bytes = rk->batch_bytes;
+    rk->batch_bytes = 0;
+    if (!n)
+        return;
+    ppm_pkt *p = malloc(sizeof *p + bytes);
+    if (!p) {
+        for (unsigned i = 0; i < n; i++)
+            flight_fail(r, q, rk->batch[i], -ENOMEM, "out of memory shipping the task");
+        return;
+    }
+    p->refs = n;
+    p->len = 0;
+    uint64_t now = ppi_now_ns();
+    for (unsigned i = 0; i < n; i++) {
+        ppm_flight *f = rk->batch[i];
+        f->sent_ns = now;
+        bool in = arg_inline(r, f);
+        ppm_task h = {.id = f->id,
+                      .token = f->it.token,
+                      .timeout_ns = f->it.timeout_ns,
+                      .grace_ns = f->it.grace_ns,
+                      .arg_size = f->it.arg_size,
+                      .inline_arg = in};
+        memcpy(p->buf + p->len, &h, sizeof h);
+        p->len += sizeof h;
+        if (in && f->it.arg_size)
+            memcpy(p->buf + p->len, f->it.arg, f->it.arg_size);
+        p->len += in ? f->it.arg_size : 0;
+        f->pkt = p;
+    }
+    if (MPI_Isend(p->buf, (int)p->len, MPI_BYTE, q, PPM_TAG_TASK, r->comm, &p->req) != MPI_SUCCESS) {
+        /* The rank is unreachable; its loss is declared by the heartbeat
+         * watch, which fails the flights. */
+        p->req = MPI_REQUEST_NULL;
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        ppm_flight *f = rk->batch[i];
+        if (arg_inline(r, f))
+            continue;
+        f->data_sending = MPI_Isend(f->it.arg, (int)f->it.arg_size, MPI_BYTE, q,
+                                    PPM_TAG_TASK_DATA, r->comm, &f->data_req) == MPI_SUCCESS;
+    }
+}
+
+/* Add flight @f to rank @q's batch (sending the batch first when full). */
+static void batch_add(ppm_root *r, int q, ppm_flight *f)
+{
+    ppm_rank *rk = &r->ranks[q];
     if (f->it.arg_size > INT_MAX) {
         flight_fail(r, q, f, PP_ETOOBIG, "argument too large for one MPI message");
         return;
     }
-    bool in = f->it.arg_size <= r->cfg.eager_limit;
-    size_t n = sizeof(ppm_task) + (in ? f->it.arg_size : 0);
-    f->pkt = malloc(n);
-    if (!f->pkt) {
-        flight_fail(r, q, f, -ENOMEM, "out of memory shipping the task");
+    size_t rec = sizeof(ppm_task) + (arg_inline(r, f) ? f->it.arg_size : 0);
+    if (rk->nbatch &&
+        (rk->nbatch == PPM_BATCH_MAX || rk->batch_bytes + rec > PPM_BATCH_BYTES))
+        send_batch(r, q);
+    rk->batch[rk->nbatch++] = f;
+    rk->batch_bytes += rec;
+}
+
+/* ---- adaptive credits ------------------------------------------------
+ * With cfg.credits 0 a rank of w workers may hold
+ *     limit = w + round(w * transit / run)      (at most `credits`)
+ * tasks: transit is the mean time a task spends travelling (its flight time
+ * at the root less the time the rank held it: both messages, both loops'
+ * wake-ups), run the mean time one runs there (the rank reports both the
+ * time it held a task and, about, how long it ran: from when a worker was
+ * free for it). The extra tasks are what the rank's workers finish while a
+ * result travels back and the next task comes: so they are not idle for
+ * the round trip, and a shipped task waits there about one transit time
+ * (w * transit / run tasks ahead of it, run each, w at a time). Tasks long
+ * against the round trip (run > 2 w transit) get no extra credit: RUNNING
+ * at the root means running there or about to, as with credits = w. Queueing
+ * does not feed back (neither transit nor run contains it). A rank that
+ * holds tasks but sent no result for longer than twice transit + run (tasks
+ * got longer) counts as running them that long already, so a burst of long
+ * tasks after short ones stops the prefetch within about one round trip.
+ * Means are EWMAs over 8 results. */
+static uint64_t ewma8(uint64_t mean, uint64_t x, bool first)
+{
+    return first ? x : mean - mean / 8 + x / 8;
+}
+
+/* A result of a flight sent at @sent_ns came at @now (@h: how long the rank
+ * held it and ran it). */
+static void credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, const ppm_res *h)
+{
+    if (!rk->adaptive)
         return;
-    }
-    ppm_task h = {.id = f->id,
-                  .token = f->it.token,
-                  .timeout_ns = f->it.timeout_ns,
-                  .grace_ns = f->it.grace_ns,
-                  .arg_size = f->it.arg_size,
-                  .inline_arg = in};
-    memcpy(f->pkt, &h, sizeof h);
-    if (in && f->it.arg_size)
-        memcpy((char *)f->pkt + sizeof h, f->it.arg, f->it.arg_size);
-    int rc = MPI_Isend(f->pkt, (int)n, MPI_BYTE, q, PPM_TAG_TASK, r->comm, &f->req[f->nreq]);
-    if (rc == MPI_SUCCESS)
-        f->nreq++;
-    if (rc == MPI_SUCCESS && !in) {
-        rc = MPI_Isend(f->it.arg, (int)f->it.arg_size, MPI_BYTE, q, PPM_TAG_TASK_DATA, r->comm,
-                       &f->req[f->nreq]);
-        if (rc == MPI_SUCCESS)
-            f->nreq++;
-    }
-    if (rc != MPI_SUCCESS) {
-        /* The rank is unreachable; its loss is declared by the heartbeat
-         * watch. Leave the flight to it. */
-        return;
+    uint64_t flight = now - sent_ns, held = (uint64_t)h->held_us * 1000;
+    uint64_t run = (uint64_t)h->run_us * 1000;
+    held = held < flight ? held : flight;
+    run = run < held ? run : held;
+    rk->quiet_ns = now;
+    bool first = rk->run_ns == 0 && rk->transit_ns == 0;
+    rk->transit_ns = ewma8(rk->transit_ns, flight - held, first);
+    rk->run_ns = ewma8(rk->run_ns, run, first);
+}
+
+/* The rank's limit now (see above). O(1): it runs before every take. */
+static unsigned credits_limit(const ppm_rank *rk, uint64_t now)
+{
+    if (!rk->adaptive)
+        return rk->credits;
+    uint64_t w = (uint64_t)(rk->workers > 0 ? rk->workers : 1);
+    uint64_t run = rk->run_ns, transit = rk->transit_ns;
+    /* No result for this long while it holds tasks: they run longer. */
+    uint64_t quiet = rk->nused && now > rk->quiet_ns ? now - rk->quiet_ns : 0;
+    if (quiet > 2 * (transit + run))
+        run = quiet;
+    if (run < 1000)
+        run = 1000; /* 1 us: the estimate's resolution */
+    uint64_t lim = w + (w * transit + run / 2) / run;
+    return lim < rk->credits ? (unsigned)lim : rk->credits;
+}
+
+/* Take entries for the ranks with credit: one for each in turn (a burst is
+ * spread evenly), until the ring is empty (or hands back a map runner) or
+ * no rank has credit. Returns true if it took any. */
+static bool take_round(ppm_root *r)
+{
+    bool any = false;
+    for (;;) {
+        bool took = false;
+        for (int k = 0; k < r->size; k++) {
+            int q = (r->rr + k) % r->size;
+            ppm_rank *rk = &r->ranks[q];
+            if (q == r->me || !rk->alive)
+                continue;
+            ppm_flight *f = flight_free(rk);
+            if (!f)
+                continue;
+            bool handed_back = false;
+            if (!pp_ext_take(r->ex, (uint32_t)q, &f->it, &handed_back)) {
+                /* empty, or a map runner handed back: let the node take it */
+                r->handed_back = handed_back;
+                r->rr = (q + 1) % r->size;
+                return any;
+            }
+            flight_begin(r, rk, f);
+            batch_add(r, q, f);
+            took = any = true;
+        }
+        r->rr = (r->rr + 1) % r->size;
+        if (!took)
+            return any;
     }
 }
 
-/* Take tasks for the ranks with credit, round robin. Returns true if it
- * shipped any. */
+/* Take and ship what the ranks' credit allows, unless closing. Returns
+ * true if it shipped any. */
 static bool take_some(ppm_root *r)
 {
+    /* seq_cst: Dekker pair with before_stop (closing, then in_take). */
+    atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
     bool any = false;
-    for (int k = 0; k < r->size; k++) {
-        int q = (r->rr + k) % r->size;
-        ppm_rank *rk = &r->ranks[q];
-        if (q == r->me || !rk->alive)
-            continue;
-        ppm_flight *f = flight_free(rk);
-        if (!f)
-            continue;
-        /* seq_cst: Dekker pair with before_stop (closing, then in_take). */
-        atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
-        if (atomic_load_explicit(&r->closing, memory_order_seq_cst)) {
-            /* release: ends our use of the ring before before_stop returns. */
-            atomic_store_explicit(&r->in_take, 0, memory_order_release);
-            return any;
-        }
-        bool handed_back = false;
-        int got = pp_ext_take(r->ex, (uint32_t)q, &f->it, &handed_back);
-        if (got)
-            ship(r, q, f);
-        /* release: as above. */
-        atomic_store_explicit(&r->in_take, 0, memory_order_release);
-        if (!got) {
-            r->handed_back = handed_back;
-            break; /* empty, or a map runner handed back: let the node take it */
-        }
-        any = true;
+    if (!atomic_load_explicit(&r->closing, memory_order_seq_cst)) {
+        uint64_t now = ppi_now_ns();
+        for (int q = 0; q < r->size; q++)
+            if (q != r->me)
+                r->ranks[q].limit = credits_limit(&r->ranks[q], now);
+        any = take_round(r);
+        for (int q = 0; q < r->size; q++)
+            send_batch(r, q);
     }
-    r->rr = (r->rr + 1) % r->size;
+    /* release: ends our use of the ring before before_stop returns. */
+    atomic_store_explicit(&r->in_take, 0, memory_order_release);
     return any;
 }
 
@@ -179,62 +328,76 @@ static void drop_data(ppm_root *r, int src, int tag, uint64_t size)
     free(junk);
 }
 
-/* A result message from @src: put it in its slot and publish it. */
-static void take_result(ppm_root *r, int src, const char *buf, size_t len)
+/* One outcome record from @src (header @h, then its message and inline
+ * result at @body): put it in its slot and publish it. Receives its
+ * RES_DATA message if it has one. */
+static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body)
 {
-    ppm_res h;
-    if (len < sizeof h)
-        return;
-    memcpy(&h, buf, sizeof h);
-    const char *msg = buf + sizeof h;
-    const char *res = msg + h.msg_len;
+    const char *msg = body;
+    const char *res = msg + h->msg_len;
     ppm_rank *rk = &r->ranks[src];
-    ppm_flight *f = flight_find(rk, h.id);
-    bool has_data = !h.err && h.res_size && !h.inline_res;
+    ppm_flight *f = flight_find(rk, h->id);
+    bool has_data = !h->err && h->res_size && !h->inline_res;
     if (!f || !rk->alive) {
         if (has_data)
-            drop_data(r, src, PPM_TAG_RES_DATA, h.res_size);
+            drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
         return; /* a rank declared lost answered late: its futures failed already */
     }
-    flight_sends_done(f);
-    int err = h.err;
-    if (!err && h.res_size) {
+    flight_sends_done(f, false);
+    credits_learn(rk, f->sent_ns, ppi_now_ns(), h);
+    int err = h->err;
+    if (!err && h->res_size) {
         int serr = 0;
-        void *dst = pp_ext_result_space(r->ex, &f->it, h.res_size, &serr);
+        void *dst = pp_ext_result_space(r->ex, &f->it, h->res_size, &serr);
         if (!dst) {
             if (has_data)
-                drop_data(r, src, PPM_TAG_RES_DATA, h.res_size);
+                drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
             const char *m = result_space_msg(serr);
-            pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h.pid, src, m, strlen(m), 0);
+            pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h->pid, src, m, strlen(m), 0);
             flight_end(r, rk, f, serr);
             return;
         }
         if (has_data) /* straight into the slot or the arena block */
-            MPI_Recv(dst, (int)h.res_size, MPI_BYTE, src, PPM_TAG_RES_DATA, r->comm,
+            MPI_Recv(dst, (int)h->res_size, MPI_BYTE, src, PPM_TAG_RES_DATA, r->comm,
                      MPI_STATUS_IGNORE);
         else
-            memcpy(dst, res, h.res_size);
+            memcpy(dst, res, h->res_size);
     }
-    pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h.code, h.pid, src, msg, h.msg_len,
-                   err ? 0 : h.res_size);
+    pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h->code, h->pid, src, msg, h->msg_len,
+                   err ? 0 : h->res_size);
     flight_end(r, rk, f, err);
 }
 
-/* Receive every message waiting. Returns true if there was one. */
+/* RES from @src: its records in order (a truncated record ends it). */
+static void on_res(ppm_root *r, int src, const char *buf, size_t len)
+{
+    size_t at = 0;
+    while (len - at >= sizeof(ppm_res)) {
+        ppm_res h;
+        memcpy(&h, buf + at, sizeof h);
+        at += sizeof h;
+        uint64_t body = (uint64_t)h.msg_len + (h.inline_res && !h.err ? h.res_size : 0);
+        if (body > len - at)
+            return;
+        take_result(r, src, &h, buf + at);
+        at += (size_t)body;
+    }
+}
+
+/* Receive every message waiting, each handled by its tag's function.
+ * Returns true if there was one. */
 static bool poll_messages(ppm_root *r, uint64_t now)
 {
     bool any = false;
     for (;;) {
-        int flag = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, r->comm, &flag, &m, &st) != MPI_SUCCESS ||
-            !flag)
+        if (ppm_probe(MPI_ANY_SOURCE, r->comm, &m, &st) != 1)
             return any;
         any = true;
         int src = st.MPI_SOURCE, n = 0;
         MPI_Get_count(&st, MPI_BYTE, &n);
-        char stackbuf[512];
+        char stackbuf[2048];
         char *buf = (size_t)n <= sizeof stackbuf ? stackbuf : malloc((size_t)n);
         if (!buf) {
             MPI_Mrecv(NULL, 0, MPI_BYTE, &m, MPI_STATUS_IGNORE); /* truncates */
@@ -243,8 +406,10 @@ static bool poll_messages(ppm_root *r, uint64_t now)
         MPI_Mrecv(buf, n, MPI_BYTE, &m, MPI_STATUS_IGNORE);
         if (src >= 0 && src < r->size && src != r->me) {
             r->ranks[src].heard_ns = now;
-            if (st.MPI_TAG == PPM_TAG_RES)
-                take_result(r, src, buf, (size_t)n);
+            switch (st.MPI_TAG) {
+            case PPM_TAG_RES: on_res(r, src, buf, (size_t)n); break;
+            default: break; /* BEAT */
+            }
         }
         if (buf != stackbuf)
             free(buf);
@@ -300,21 +465,42 @@ static void check_losses(ppm_root *r, uint64_t now)
             ppm_flight *f = &rk->fl[i];
             if (!f->used)
                 continue;
-            /* Its sends may never complete: let MPI finish or drop them;
-             * the header buffer is left to it (a bounded leak per loss). */
-            for (int k = 0; k < f->nreq; k++)
-                MPI_Request_free(&f->req[k]);
-            f->nreq = 0;
-            f->pkt = NULL;
+            flight_sends_done(f, true);
             flight_fail(r, q, f, PP_ENODE, msg);
         }
     }
 }
 
+/* Sleep after a round without progress: on the ring's eventcount when a
+ * rank has credit (pp_submit wakes us), else a plain nap; see
+ * ppm_backoff_ns for how long. */
+static void idle_wait(ppm_root *r, ppm_backoff *bo, uint64_t now, uint64_t beat)
+{
+    /* relaxed: our own counter (only this thread adds). */
+    uint64_t flying = atomic_load_explicit(&r->flying, memory_order_relaxed);
+    /* seq_cst: as in take_some. */
+    bool closing = atomic_load_explicit(&r->closing, memory_order_seq_cst);
+    bool credit = false;
+    for (int q = 0; q < r->size && !credit; q++)
+        credit = q != r->me && r->ranks[q].alive && r->ranks[q].nused < r->ranks[q].limit;
+    bool ring = credit && !closing && !r->handed_back;
+    uint64_t ns = ppm_backoff_ns(bo, now, flying ? PPM_ROOT_NAP_NS : PPM_ROOT_IDLE_NS);
+    if (ring && flying == 0)
+        /* Nothing to hear soon: sleep where pp_submit wakes workers. */
+        pp_ext_wait_work(r->ex, beat / 2 < PPM_ROOT_RING_NS ? beat / 2 : PPM_ROOT_RING_NS);
+    else if (ring)
+        pp_ext_wait_work(r->ex, ns); /* a result or a submit, whichever first */
+    else
+        ppm_sleep_ns(ns);
+}
+
 static void *comm_thread(void *arg)
 {
     ppm_root *r = arg;
-    ppm_backoff bo = {0};
+    /* Our naps are short: sleep them, not Linux's default 50 us slack. */
+    prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
+    ppm_backoff bo;
+    ppm_backoff_reset(&bo, ppi_now_ns());
     uint64_t beat = ppi_s_to_ns(r->cfg.heartbeat);
     for (;;) {
         uint64_t now = ppi_now_ns();
@@ -334,22 +520,10 @@ static void *comm_thread(void *arg)
             r->sent_ns = now;
         }
         check_losses(r, now);
-        if (progress) {
-            ppm_backoff_reset(&bo);
-            continue;
-        }
-        /* relaxed: our own counter (only this thread adds). */
-        uint64_t flying = atomic_load_explicit(&r->flying, memory_order_relaxed);
-        /* seq_cst: as in take_some. */
-        bool closing = atomic_load_explicit(&r->closing, memory_order_seq_cst);
-        bool credit = false;
-        for (int q = 0; q < r->size && !credit; q++)
-            credit = q != r->me && r->ranks[q].alive && flight_free(&r->ranks[q]);
-        if (flying == 0 && credit && !closing && !r->handed_back && bo.idle >= 16)
-            /* Nothing to hear soon: sleep where pp_submit wakes workers. */
-            pp_ext_wait_work(r->ex, beat / 2 < PPM_ROOT_RING_NS ? beat / 2 : PPM_ROOT_RING_NS);
+        if (progress)
+            ppm_backoff_reset(&bo, now);
         else
-            ppm_backoff_nap(&bo, flying ? PPM_ROOT_NAP_NS : PPM_ROOT_IDLE_NS);
+            idle_wait(r, &bo, now, beat);
     }
     send_all(r, PPM_TAG_STOP);
     return NULL;
@@ -376,7 +550,7 @@ static void root_before_stop(void *ctx)
     /* seq_cst: Dekker pair with take_some (in_take, then closing). */
     atomic_store_explicit(&r->closing, 1, memory_order_seq_cst);
     while (atomic_load_explicit(&r->in_take, memory_order_seq_cst))
-        sched_yield(); /* one take and ship: microseconds */
+        sched_yield(); /* one take round: the credit left, then a send per rank */
 }
 
 static void root_drain(void *ctx)

@@ -10,20 +10,41 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "mpi_internal.h"
 #include "process.h"
 #include "sync.h"
 
-/* Longest idle sleep with tasks running here, and with none. */
-#define PPM_SERVE_NAP_NS 50000ull
+/* Longest nap with tasks running here (a finished one wakes us earlier:
+ * we sleep on the node's done eventcount), and with none (a new TASK waits
+ * up to this long once we have been idle 2 ms). */
+#define PPM_SERVE_NAP_NS 1000000ull
 #define PPM_SERVE_IDLE_NS 250000ull
 
 typedef struct srv_task {
     uint64_t id;
     pp_future *f;
+    uint64_t recv_ns; /* when its TASK came */
 } srv_task;
+
+/* The RES message being packed, and what must outlive its sending: the
+ * results that follow as RES_DATA (from their futures' memory) and those
+ * futures, released once it went. */
+typedef struct res_pack {
+    char *buf;
+    size_t len, cap;
+    unsigned nrec;
+    struct {
+        const void *p;
+        size_t n;
+    } data[PPM_BATCH_MAX];
+    unsigned ndata;
+    pp_future *owner[PPM_BATCH_MAX];
+    unsigned nowner;
+    char small[sizeof(ppm_res) + PP_MESSAGE_MAX + 1]; /* buf when no heap room */
+} res_pack;
 
 typedef struct server {
     MPI_Comm comm;
@@ -32,6 +53,10 @@ typedef struct server {
     const pp_mpi_config *cfg;
     srv_task *t;
     size_t n, cap;
+    res_pack out;
+    uint64_t *fin;      /* [nfin]: when the last nfin (= workers) outcomes */
+    unsigned nfin, fin_at; /* were seen; fin_at the oldest */
+    uint64_t fin1;      /* fin when no heap room */
     uint64_t heard_ns, sent_ns;
     bool stop;
 } server;
@@ -43,43 +68,89 @@ static int raw_code(const pp_exception *e)
     return e->how == PP_CODE_EXIT ? e->code + PPI_CODE_EXIT_BASE : e->code;
 }
 
-/* Send an outcome: header, message and inline result in one message, or a
- * second message straight from the future's result memory. */
-static void send_outcome(server *s, uint64_t id, int err, int code, int pid, const char *msg,
-                         const void *res, size_t res_size)
+/* Room for a RES message of PPM_BATCH_BYTES plus one record with the largest
+ * inline result; without it records go in `small`, results as RES_DATA. */
+static void pack_init(res_pack *o, size_t eager_limit)
 {
-    size_t ml = strlen(msg);
-    if (ml > PP_MESSAGE_MAX)
-        ml = PP_MESSAGE_MAX;
-    if (err || res_size > INT_MAX)
-        res_size = err ? 0 : res_size;
-    if (res_size > INT_MAX) { /* cannot cross in one MPI message */
-        send_outcome(s, id, PP_ETOOBIG, 0, pid, "result too large for one MPI message", NULL, 0);
-        return;
+    size_t most = eager_limit > PPM_BATCH_BYTES ? eager_limit : PPM_BATCH_BYTES;
+    o->cap = most + sizeof o->small;
+    o->buf = malloc(o->cap);
+    if (!o->buf) {
+        o->buf = o->small;
+        o->cap = sizeof o->small;
     }
-    bool in = res_size <= s->cfg->eager_limit;
-    ppm_res h = {.id = id, .err = err, .code = code, .pid = pid, .msg_len = (uint32_t)ml,
-                 .res_size = res_size, .inline_res = in};
-    size_t n = sizeof h + ml + (in ? res_size : 0);
-    char stackbuf[1024];
-    char *pkt = n <= sizeof stackbuf ? stackbuf : malloc(n);
-    if (!pkt) {
-        if (!err)
-            send_outcome(s, id, -ENOMEM, 0, pid, "out of memory sending the result", NULL, 0);
+}
+
+static void pack_fini(res_pack *o)
+{
+    if (o->buf != o->small)
+        free(o->buf);
+}
+
+/* Send the packed RES message, then each result not inline as RES_DATA (in
+ * record order: the root receives them in that order), then release the
+ * futures whose memory they came from. */
+static void pack_flush(server *s)
+{
+    res_pack *o = &s->out;
+    if (!o->nrec)
         return;
-    }
-    memcpy(pkt, &h, sizeof h);
-    memcpy(pkt + sizeof h, msg, ml);
-    if (in && res_size)
-        memcpy(pkt + sizeof h + ml, res, res_size);
-    MPI_Send(pkt, (int)n, MPI_BYTE, s->root, PPM_TAG_RES, s->comm);
-    if (!in)
-        MPI_Send(res, (int)res_size, MPI_BYTE, s->root, PPM_TAG_RES_DATA, s->comm);
-    if (pkt != stackbuf)
-        free(pkt);
+    MPI_Send(o->buf, (int)o->len, MPI_BYTE, s->root, PPM_TAG_RES, s->comm);
+    for (unsigned i = 0; i < o->ndata; i++)
+        MPI_Send(o->data[i].p, (int)o->data[i].n, MPI_BYTE, s->root, PPM_TAG_RES_DATA, s->comm);
+    for (unsigned i = 0; i < o->nowner; i++)
+        pp_future_release(o->owner[i]);
+    o->len = 0;
+    o->nrec = o->ndata = o->nowner = 0;
     s->sent_ns = ppi_now_ns();
 }
 
+/* Add an outcome record: header, message and the result if it fits inline,
+ * else the result follows as RES_DATA from @res (memory of @owner, a future
+ * released after sending; NULL for an outcome without one). Sends the pack
+ * first when this record would overflow it. */
+static void send_outcome(server *s, pp_future *owner, uint64_t id, int err, int code, int pid,
+                         const char *msg, const void *res, size_t res_size, uint32_t held_us,
+                         uint32_t run_us)
+{
+    res_pack *o = &s->out;
+    size_t ml = strlen(msg);
+    if (ml > PP_MESSAGE_MAX)
+        ml = PP_MESSAGE_MAX;
+    if (err)
+        res_size = 0;
+    if (res_size > INT_MAX) { /* cannot cross in one MPI message */
+        send_outcome(s, owner, id, PP_ETOOBIG, 0, pid, "result too large for one MPI message",
+                     NULL, 0, held_us, run_us);
+        return;
+    }
+    size_t head = sizeof(ppm_res) + ml;
+    bool in = res_size <= s->cfg->eager_limit && head + res_size <= o->cap;
+    size_t rec = head + (in ? res_size : 0);
+    if (o->nrec && (o->nrec == PPM_BATCH_MAX || o->len + rec > o->cap ||
+                    o->len + rec > PPM_BATCH_BYTES))
+        pack_flush(s);
+    ppm_res h = {.id = id, .err = err, .code = code, .pid = pid, .msg_len = (uint32_t)ml,
+                 .res_size = res_size, .inline_res = in, .held_us = held_us,
+                 .run_us = run_us};
+    memcpy(o->buf + o->len, &h, sizeof h);
+    memcpy(o->buf + o->len + sizeof h, msg, ml);
+    if (in && res_size)
+        memcpy(o->buf + o->len + head, res, res_size);
+    o->len += rec;
+    o->nrec++;
+    if (!in && res_size)
+        o->data[o->ndata++] = (typeof(o->data[0])){res, res_size};
+    if (owner)
+        o->owner[o->nowner++] = owner;
+}
+
+static uint32_t us32(uint64_t ns)
+{
+    return ns / 1000 < UINT32_MAX ? (uint32_t)(ns / 1000) : UINT32_MAX;
+}
+
+/* A finished future's outcome into the pack; the pack releases it. */
 static void send_future(server *s, srv_task *t)
 {
     pp_exception e;
@@ -88,17 +159,24 @@ static void send_future(server *s, srv_task *t)
     size_t size = 0;
     if (!e.error)
         pp_future_result(t->f, 0, &res, &size);
-    send_outcome(s, t->id, e.error, raw_code(&e), (int)e.pid, e.error ? e.message : "", res,
-                 size);
+    /* When a worker was free for it, about: its receipt, or the end of
+     * the task that finished `workers` outcomes ago (FIFO node ring). */
+    uint64_t now = ppi_now_ns(), start = t->recv_ns;
+    uint64_t freed = s->fin[s->fin_at];
+    start = freed > start ? freed : start;
+    s->fin[s->fin_at] = now;
+    s->fin_at = (s->fin_at + 1) % s->nfin;
+    send_outcome(s, t->f, t->id, e.error, raw_code(&e), (int)e.pid, e.error ? e.message : "",
+                 res, size, us32(now - t->recv_ns), us32(now - start));
 }
 
-static void on_task(server *s, const char *buf, size_t len)
+/* One task record (header @h, inline argument at @inl): receive its
+ * argument if it follows as TASK_DATA, submit it to this node, or answer
+ * with the reason it could not be. */
+static void on_task_one(server *s, const ppm_task *hp, const void *inl, uint64_t recv_ns)
 {
-    ppm_task h;
-    if (len < sizeof h)
-        return;
-    memcpy(&h, buf, sizeof h);
-    const void *arg = buf + sizeof h;
+    ppm_task h = *hp;
+    const void *arg = inl;
     void *own = NULL, *block = NULL;
     if (!h.inline_arg && h.arg_size && pp_shm_alloc(s->lex, h.arg_size, &block) == 0) {
         /* The argument follows (non-overtaking order): straight into an
@@ -115,7 +193,8 @@ static void on_task(server *s, const char *buf, size_t len)
             MPI_Status st;
             MPI_Mprobe(s->root, PPM_TAG_TASK_DATA, s->comm, &m, &st);
             MPI_Mrecv(NULL, 0, MPI_BYTE, &m, MPI_STATUS_IGNORE); /* truncated: dropped */
-            send_outcome(s, h.id, -ENOMEM, 0, 0, "out of memory receiving the argument", NULL, 0);
+            send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory receiving the argument",
+                         NULL, 0, 0, 0);
             return;
         }
         MPI_Recv(own, (int)h.arg_size, MPI_BYTE, s->root, PPM_TAG_TASK_DATA, s->comm,
@@ -127,7 +206,7 @@ static void on_task(server *s, const char *buf, size_t len)
     if (!fn) {
         char msg[PP_MESSAGE_MAX + 1];
         snprintf(msg, sizeof msg, "cannot call the task function: %s", why ? why : "unknown");
-        send_outcome(s, h.id, PP_ENOFUNC, PP_ENOFUNC, 0, msg, NULL, 0);
+        send_outcome(s, NULL, h.id, PP_ENOFUNC, PP_ENOFUNC, 0, msg, NULL, 0, 0, 0);
         free(own);
         pp_shm_free(s->lex, block);
         return;
@@ -141,7 +220,8 @@ static void on_task(server *s, const char *buf, size_t len)
         size_t cap = s->cap ? 2 * s->cap : 16;
         srv_task *nt = realloc(s->t, cap * sizeof *nt);
         if (!nt) {
-            send_outcome(s, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL, 0);
+            send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL,
+                         0, 0, 0);
             free(own);
             pp_shm_free(s->lex, block);
             return;
@@ -154,10 +234,27 @@ static void on_task(server *s, const char *buf, size_t len)
                    : pp_submit_ex(s->lex, fn, arg, h.arg_size, &o, &f);
     free(own);
     if (rc) {
-        send_outcome(s, h.id, rc, 0, 0, pp_strerror(rc), NULL, 0);
+        send_outcome(s, NULL, h.id, rc, 0, 0, pp_strerror(rc), NULL, 0, 0, 0);
         return;
     }
-    s->t[s->n++] = (srv_task){.id = h.id, .f = f};
+    s->t[s->n++] = (srv_task){.id = h.id, .f = f, .recv_ns = recv_ns};
+}
+
+/* TASK: its records in order (a truncated record ends it). */
+static void on_task(server *s, const char *buf, size_t len)
+{
+    size_t at = 0;
+    uint64_t now = ppi_now_ns();
+    while (len - at >= sizeof(ppm_task)) {
+        ppm_task h;
+        memcpy(&h, buf + at, sizeof h);
+        at += sizeof h;
+        uint64_t body = h.inline_arg ? h.arg_size : 0;
+        if (body > len - at)
+            return;
+        on_task_one(s, &h, buf + at, now);
+        at += (size_t)body;
+    }
 }
 
 static void on_kill(server *s, const char *buf, size_t len)
@@ -178,10 +275,10 @@ static bool poll_root(server *s)
 {
     bool any = false;
     for (;;) {
-        int flag = 0, n = 0;
+        int n = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &m, &st) != MPI_SUCCESS || !flag)
+        if (ppm_probe(s->root, s->comm, &m, &st) != 1)
             return any;
         any = true;
         s->heard_ns = ppi_now_ns();
@@ -205,7 +302,8 @@ static bool poll_root(server *s)
     }
 }
 
-/* Send the outcomes of the tasks that finished. Returns true if any. */
+/* Pack the outcomes of the tasks that finished (pack_flush sends them).
+ * Returns true if any. */
 static bool send_done(server *s)
 {
     bool any = false;
@@ -215,22 +313,61 @@ static bool send_done(server *s)
             continue;
         }
         send_future(s, &s->t[i]);
-        pp_future_release(s->t[i].f);
         s->t[i] = s->t[--s->n];
         any = true;
     }
     return any;
 }
 
+/* true if a task running here finished. */
+static bool any_done(server *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (pp_future_done(s->t[i].f))
+            return true;
+    return false;
+}
+
+/* Sleep after a round without progress (ppm_backoff_ns says how long): on
+ * the node's done eventcount while tasks run here, so that a finished one
+ * is sent at once; MPI messages are seen at the next round. */
+static void idle_wait(server *s, ppm_backoff *bo, uint64_t now)
+{
+    uint64_t ns = ppm_backoff_ns(bo, now, s->n ? PPM_SERVE_NAP_NS : PPM_SERVE_IDLE_NS);
+    if (!s->n) {
+        ppm_sleep_ns(ns);
+        return;
+    }
+    uint32_t seq = pp_ext_done_prepare(s->lex);
+    if (any_done(s))
+        pp_ext_done_cancel(s->lex);
+    else
+        pp_ext_done_sleep(s->lex, seq, ns);
+}
+
 int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cfg)
 {
     server s = {.comm = comm, .root = root, .lex = lex, .cfg = cfg};
+    pack_init(&s.out, cfg->eager_limit);
+    int nw = pp_executor_stats(lex, NULL, NULL, 0);
+    s.nfin = nw > 0 ? (unsigned)nw : 1;
+    s.fin = calloc(s.nfin, sizeof *s.fin);
+    if (!s.fin) {
+        s.fin = &s.fin1;
+        s.nfin = 1;
+    }
     s.heard_ns = s.sent_ns = ppi_now_ns();
     uint64_t beat = ppi_s_to_ns(cfg->heartbeat), limit = ppi_s_to_ns(cfg->node_timeout);
-    ppm_backoff bo = {0};
+    /* Our naps are short: sleep them, not Linux's default 50 us slack (the
+     * caller's slack is restored at the end). */
+    int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
+    ppm_backoff bo;
+    ppm_backoff_reset(&bo, s.sent_ns);
     while (!s.stop || s.n) {
         bool progress = poll_root(&s);
         progress |= send_done(&s);
+        pack_flush(&s);
         uint64_t now = ppi_now_ns();
         if (now - s.sent_ns >= beat) {
             MPI_Send(NULL, 0, MPI_BYTE, root, PPM_TAG_BEAT, comm);
@@ -244,10 +381,15 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
             _exit(PP_MPI_EXIT_ROOT_LOST);
         }
         if (progress)
-            ppm_backoff_reset(&bo);
+            ppm_backoff_reset(&bo, now);
         else
-            ppm_backoff_nap(&bo, s.n ? PPM_SERVE_NAP_NS : PPM_SERVE_IDLE_NS);
+            idle_wait(&s, &bo, now);
     }
+    pack_fini(&s.out);
+    if (s.fin != &s.fin1)
+        free(s.fin);
     free(s.t);
+    if (slack > 0)
+        prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
     return PP_MPI_SERVED;
 }

@@ -2,12 +2,18 @@
  * test_mpi_core — across 3 ranks: results and exceptions byte-identical to a
  * single-node run (inline, arena and beyond-eager sizes), the rank in
  * pp_exception, pp_wait, as_completed, callbacks, stats (total and per
- * rank), and workers without the MPI launcher's environment.
+ * rank), and workers without the MPI launcher's environment. Then with
+ * credits 4 per rank (1 worker each: tasks travel several per TASK message,
+ * outcomes several per RES message): many tasks of mixed sizes and
+ * failures byte-identical and exactly counted, kill and timeout of tasks
+ * that travelled in a batch (some queued at their rank), shutdown's cancel
+ * of tasks queued at a rank.
  */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mpi_check.h"
@@ -156,15 +162,183 @@ static void run_jobs(pp_executor *ex, outcome *out, bool with_callbacks)
     }
 }
 
+/* Sleeps until killed (or 30 s). */
+static int t_stubborn(pp_task *t)
+{
+    (void)t;
+    sleep(30);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait until all @n futures are RUNNING at the root (shipped or started). */
+static bool wait_running(pp_future **fs, int n, double limit)
+{
+    double end = now_s() + limit;
+    while (now_s() < end) {
+        int r = 0;
+        for (int i = 0; i < n; i++)
+            r += pp_future_running(fs[i]);
+        if (r == n)
+            return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+#define NMANY 400
+/* Job i of the batch test: mostly small and inline, every 50th beyond the
+ * eager limit (its result follows as RES_DATA inside a batch), every 7th
+ * failing (raise or exit code) beside ones that succeed. */
+static job many_of(int i)
+{
+    static const uint64_t msz[] = {0, 8, 100, 600, 3000};
+    job j = {.seed = (uint64_t)i * 31 + 7, .size = msz[i % 5], .raise = 0, .ms = 0};
+    if (i % 50 == 25)
+        j.size = 100000;
+    if (i % 7 == 3)
+        j.raise = i % 2 ? 5 : -4;
+    return j;
+}
+
+static void run_many(pp_executor *ex, outcome *out)
+{
+    static pp_future *fs[NMANY];
+    for (int i = 0; i < NMANY; i++) {
+        job j = many_of(i);
+        CHECK_EQ(pp_submit(ex, t_job, &j, sizeof j, &fs[i]), 0);
+    }
+    for (int i = 0; i < NMANY; i++) {
+        collect(fs[i], &out[i]);
+        pp_future_release(fs[i]);
+    }
+}
+
+/* Credits 4 per rank: batches both ways; results byte-identical to one
+ * node, every task counted once; kill and timeout of batched tasks. */
+static void batches(pp_executor *ex)
+{
+    static outcome multi[NMANY], single[NMANY];
+    run_many(ex, multi);
+    pp_config one;
+    pp_config_init(&one);
+    one.max_workers = 1;
+    one.pin = PP_PIN_NONE;
+    pp_executor *lex = NULL;
+    CHECK_EQ(pp_executor_create(&lex, &one), 0);
+    run_many(lex, single);
+    pp_executor_destroy(lex);
+    int bad = 0, remote = 0, failed = 0;
+    for (int i = 0; i < NMANY; i++) {
+        bad += multi[i].err != single[i].err || multi[i].code != single[i].code ||
+               multi[i].how != single[i].how || strcmp(multi[i].msg, single[i].msg) != 0 ||
+               multi[i].size != single[i].size ||
+               (multi[i].size && memcmp(multi[i].data, single[i].data, multi[i].size) != 0);
+        remote += multi[i].rank != 0;
+        failed += multi[i].err != 0;
+        free(multi[i].data);
+        free(single[i].data);
+    }
+    CHECK_EQ(bad, 0);
+    CHECK(remote > 0);
+    CHECK(failed > 0 && failed < NMANY);
+    uint64_t per_rank = 0, per_rank_failed = 0;
+    for (int q = 0; q < 3; q++) {
+        pp_mpi_rank_info rs;
+        CHECK_EQ(pp_mpi_rank_stats(ex, q, &rs), 0);
+        CHECK_EQ(rs.in_flight, 0);
+        if (q) {
+            CHECK_EQ(rs.credits, 4);
+            per_rank_failed += rs.failed;
+        }
+        per_rank += rs.tasks;
+    }
+    CHECK_EQ(per_rank, NMANY);
+    pp_stats st;
+    CHECK(pp_executor_stats(ex, &st, NULL, 0) >= 1);
+    CHECK_EQ(st.completed + st.failed, NMANY);
+    CHECK_EQ(st.failed, failed);
+    CHECK(per_rank_failed <= (uint64_t)failed);
+
+    /* 1 + 4 + 4 stubborn tasks: all RUNNING at the root (each remote rank
+     * runs one and holds three queued), then all killed. */
+    enum { NK = 9 };
+    pp_future *fs[NK];
+    for (int i = 0; i < NK; i++)
+        CHECK_EQ(pp_submit(ex, t_stubborn, NULL, 0, &fs[i]), 0);
+    CHECK(wait_running(fs, NK, 10));
+    double t0 = now_s();
+    for (int i = 0; i < NK; i++)
+        CHECK_EQ(pp_future_kill(fs[i], 0.05), 0);
+    int ranks = 0;
+    for (int i = 0; i < NK; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, PP_EKILLED);
+        ranks |= 1 << e.rank;
+        pp_future_release(fs[i]);
+    }
+    CHECK_EQ(ranks, 7);
+    CHECK(now_s() - t0 < 10);
+
+    /* The same with a timeout that travels with each task. */
+    pp_submit_opts o;
+    pp_submit_opts_init(&o);
+    o.timeout = 0.1;
+    o.kill_grace = 0.05;
+    t0 = now_s();
+    for (int i = 0; i < NK; i++)
+        CHECK_EQ(pp_submit_ex(ex, t_stubborn, NULL, 0, &o, &fs[i]), 0);
+    ranks = 0;
+    for (int i = 0; i < NK; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, PP_EKILLED);
+        ranks |= 1 << e.rank;
+        pp_future_release(fs[i]);
+    }
+    CHECK(ranks & 6);
+    CHECK(now_s() - t0 < 10);
+
+    /* shutdown(cancel_futures) with tasks waiting at the ranks: each remote
+     * rank cancels its three queued ones, and the one its worker has not
+     * started yet, if so (it confirmed they did not start): reported
+     * cancelled at the root; the root's own runs to its end. */
+    for (int i = 0; i < NK; i++) {
+        job j = {.seed = 1, .size = 8, .raise = 0, .ms = 500};
+        CHECK_EQ(pp_submit(ex, t_job, &j, sizeof j, &fs[i]), 0);
+    }
+    CHECK(wait_running(fs, NK, 10));
+    CHECK_EQ(pp_shutdown(ex, true, true), 0);
+    int ok = 0, cancelled = 0;
+    for (int i = 0; i < NK; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], 0, &e), 0);
+        ok += e.error == 0;
+        cancelled += pp_future_cancelled(fs[i]);
+        pp_future_release(fs[i]);
+    }
+    CHECK_EQ(ok + cancelled, NK);
+    CHECK(ok >= 1 && ok <= 3);
+}
+
 int main(int argc, char **argv)
 {
     pp_mpi_config cfg;
     mc_init(&argc, &argv, &cfg);
     pp_executor *ex = NULL;
     int rc = pp_mpi_executor_create(&ex, &cfg);
-    if (rc == PP_MPI_SERVED) { /* the root creates two executors in turn */
+    if (rc == PP_MPI_SERVED) { /* the root creates three executors in turn */
         CHECK_EQ(pp_mpi_executor_create(&ex, &cfg), PP_MPI_SERVED);
         CHECK(ex == NULL);
+        cfg.credits = 4;
+        CHECK_EQ(pp_mpi_executor_create(&ex, &cfg), PP_MPI_SERVED);
         return mc_finish();
     }
     CHECK_EQ(rc, 0);
@@ -219,8 +393,10 @@ int main(int argc, char **argv)
         CHECK(rs.alive);
         CHECK_EQ(rs.in_flight, 0);
         per_rank += rs.tasks;
-        if (q != 0)
+        if (q != 0) {
             CHECK(rs.tasks > 0);
+            CHECK_EQ(rs.credits, 64u * (unsigned)rs.workers); /* adaptive: the bound */
+        }
     }
     CHECK_EQ(per_rank, NJOBS);
     pp_mpi_rank_info bad;
@@ -248,6 +424,11 @@ int main(int argc, char **argv)
     map_on_root_node(ex);
     pp_executor_destroy(ex);
     CHECK(ranks_seen[1] + ranks_seen[2] > 0);
+
+    cfg.credits = 4;
+    CHECK_EQ(pp_mpi_executor_create(&ex, &cfg), 0);
+    batches(ex);
+    pp_executor_destroy(ex);
     CHECK(getenv("OMPI_COMM_WORLD_RANK") != NULL); /* the rank itself keeps them */
     return mc_finish();
 }
