@@ -95,6 +95,12 @@ PP_API void pp_ext_modtab_drop(void);
 PP_API int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
                                const pp_submit_opts *opts, pp_future **out);
 
+/* Register @block (pp_shm_alloc on @ex, @size bytes, already written) under
+ * @handle, a handle another node's pp_shm_share made (pp_mpi_share: every
+ * rank holds its copy under the root's handle). Returns 0, -EEXIST (the
+ * handle's entry is taken here), -EINVAL. Any client thread. */
+PP_API int pp_ext_share_as(pp_executor *ex, uint64_t handle, void *block, size_t size);
+
 /* Take one entry from the ring for external worker @xid (< PPI_EXT_WID_MAX)
  * and claim its slot RUNNING(xid). Returns 1 with *it filled, 0 when the
  * ring had nothing for it: empty, a stale/cancelled entry (recycled here as a
