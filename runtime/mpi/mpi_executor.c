@@ -81,6 +81,7 @@ static ppm_root *root_new(MPI_Comm comm, int me, int size, const pp_mpi_config *
     r->cfg = *c;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cv, NULL);
+    ppm_share_init(r);
     for (int q = 0; q < size; q++) {
         ppm_rank *rk = &r->ranks[q];
         rk->workers = workers[q];

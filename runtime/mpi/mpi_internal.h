@@ -9,6 +9,7 @@
  *                   remote rank) feeding the ranks from the pool's ring,
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
+ *   mpi_share.c     pp_mpi_share / pp_mpi_unshare: blocks every node holds
  *   mpi_backoff.h   the idle back-off both loops use
  */
 #ifndef PPOOL_MPI_INTERNAL_H
@@ -38,7 +39,25 @@ enum {
     PPM_TAG_RES = 6,       /* rank -> root: ppm_res + message + result if inline */
     PPM_TAG_RES_DATA = 7,  /* rank -> root: the result, when not inline */
     PPM_TAG_BEAT = 8,      /* either way: liveness (no payload) */
+    /* mpi_share.c (pp_mpi_share); numbered apart from the task messages. */
+    PPM_TAG_SHARE = 32,      /* root -> rank: ppm_share */
+    PPM_TAG_SHARE_DATA = 33, /* root -> rank: the block's bytes (follows SHARE) */
+    PPM_TAG_SHARE_ACK = 34,  /* rank -> root: ppm_share_ack */
+    PPM_TAG_UNSHARE = 35,    /* root -> rank: ppm_share (size unused) */
 };
+
+/* pp_mpi_share's messages: the block of @size bytes registered under
+ * @handle on the rank; its answer. */
+typedef struct ppm_share {
+    uint64_t handle;
+    uint64_t size;
+} ppm_share;
+
+typedef struct ppm_share_ack {
+    uint64_t handle;
+    int32_t err;         /* 0, or why the rank holds no copy (-ENOMEM, ...) */
+    uint32_t pad;
+} ppm_share_ack;
 
 /* A task: the slot use (ring entry) is its id at the root, unique while in
  * flight. */
@@ -96,6 +115,17 @@ static inline void ppm_backoff_nap(ppm_backoff *b, uint64_t cap_ns)
 
 /* ---- the root's context --------------------------------------------- */
 
+/* pp_mpi_share's requests from client threads to the comm thread
+ * (mpi_share.c): a FIFO under @lock; the comm thread works on one at a time. */
+struct ppm_share_req;
+typedef struct ppm_shares {
+    pthread_mutex_t lock;        /* head/tail, each request's done flag */
+    pthread_cond_t cv;           /* a request is done */
+    struct ppm_share_req *head, *tail;
+    _Atomic uint32_t queued;     /* requests in the FIFO: the comm thread's cheap look */
+    struct ppm_share_req *active; /* the comm thread's, out of the FIFO */
+} ppm_shares;
+
 /* A task shipped to a rank. */
 typedef struct ppm_flight {
     pp_ext_item it;
@@ -138,12 +168,22 @@ typedef struct ppm_root {
     int rr;                    /* round-robin start for taking */
     bool handed_back;          /* this round handed a map runner back: nap,
                                   do not sleep on the ring (it is not empty) */
+    ppm_shares shares;         /* pp_mpi_share (mpi_share.c) */
 } ppm_root;
 
 extern const pp_ext_ops ppm_root_ops;
 
 /* mpi_root.c */
 int ppm_root_start(ppm_root *r);
+/* mpi_share.c: the root's side (comm thread: progress, on_ack; root_new /
+ * root_destroy: init, fini) and a serving rank's (its loop, on SHARE and
+ * UNSHARE). */
+void ppm_share_init(ppm_root *r);
+void ppm_share_fini(ppm_root *r);
+bool ppm_share_progress(ppm_root *r);
+void ppm_share_on_ack(ppm_root *r, int src, const char *buf, size_t len);
+void ppm_serve_share(MPI_Comm comm, int root, pp_executor *lex, const char *buf, size_t len);
+void ppm_serve_unshare(pp_executor *lex, const char *buf, size_t len);
 /* mpi_serve.c: serve the root until STOP; returns PP_MPI_SERVED. */
 int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cfg);
 

@@ -245,6 +245,8 @@ static bool poll_messages(ppm_root *r, uint64_t now)
             r->ranks[src].heard_ns = now;
             if (st.MPI_TAG == PPM_TAG_RES)
                 take_result(r, src, buf, (size_t)n);
+            else if (st.MPI_TAG == PPM_TAG_SHARE_ACK)
+                ppm_share_on_ack(r, src, buf, (size_t)n);
         }
         if (buf != stackbuf)
             free(buf);
@@ -324,6 +326,7 @@ static void *comm_thread(void *arg)
             break;
         r->handed_back = false;
         progress |= take_some(r);
+        progress |= ppm_share_progress(r);
         forward_kills(r);
         if (!r->cancel_sent && pp_ext_cancelling(r->ex)) {
             send_all(r, PPM_TAG_CANCEL);
@@ -412,6 +415,7 @@ static void root_destroy(void *ctx)
     for (int q = 0; q < r->size; q++)
         free(r->ranks[q].fl);
     free(r->ranks);
+    ppm_share_fini(r);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cv);
     free(r);

@@ -198,6 +198,8 @@ static bool poll_root(server *s)
         case PPM_TAG_KILL: on_kill(s, buf, (size_t)n); break;
         case PPM_TAG_CANCEL: pp_shutdown(s->lex, false, true); break;
         case PPM_TAG_STOP: s->stop = true; break;
+        case PPM_TAG_SHARE: ppm_serve_share(s->comm, s->root, s->lex, buf, (size_t)n); break;
+        case PPM_TAG_UNSHARE: ppm_serve_unshare(s->lex, buf, (size_t)n); break;
         default: break; /* BEAT */
         }
         if (buf != stackbuf)
