@@ -395,9 +395,21 @@ typedef struct pp_submit_opts {
     double timeout;
     /** Seconds between SIGTERM and SIGKILL when the timeout fires (default 1). */
     double kill_grace;
+    /** Under an MPI executor (ppool/mpi.h): how many times the task may be
+     *  run again, on another rank or the root's node, after the rank running
+     *  it was lost (default 0: its future fails with PP_ENODE). Mark only
+     *  tasks that may run twice: the lost rank may have run part or all of
+     *  it. Each loss uses one; once none is left the future fails
+     *  PP_ENODE. While it waits to run again the future is queued:
+     *  pp_future_running is false, pp_future_cancel cancels it. A loss after
+     *  pp_shutdown was called fails it PP_ENODE whatever this says (the
+     *  pool runs nothing newly queued by then). An ordinary pool ignores it:
+     *  a task whose worker died is never re-run (it would likely kill the
+     *  next one too); see on_worker_death. */
+    unsigned retries;
 } pp_submit_opts;
 
-/** Fill @o with the defaults (no timeout, 1 s grace). */
+/** Fill @o with the defaults (no timeout, 1 s grace, no retries). */
 PP_API void pp_submit_opts_init(pp_submit_opts *o);
 
 /**

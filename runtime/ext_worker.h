@@ -128,6 +128,17 @@ PP_API void pp_ext_publish(pp_executor *ex, uint32_t xid, const pp_ext_item *it,
                            int code, int pid, int rank, const char *msg, size_t msg_len,
                            size_t res_size);
 
+/* The item's rank was lost: if its slot is still RUNNING(xid), not
+ * orphaned, and has runs left (pp_submit_opts.retries), take one, put the
+ * slot back to QUEUED (same generation: the future, its waiters and
+ * callbacks do not see a new task) and its entry back on the ring, and
+ * return 1: the item is gone, another worker or external worker runs it.
+ * Otherwise return 0 and change nothing: publish the failure. The caller
+ * must guarantee that the pool's workers still take from the ring (the
+ * MPI layer: not after before_stop, under the same in_take guard as
+ * pp_ext_take). The client thread acting as @xid only. */
+PP_API int pp_ext_requeue(pp_executor *ex, uint32_t xid, const pp_ext_item *it);
+
 /* Sleep up to @ns nanoseconds unless the ring is non-empty or stop is set
  * (the eventcount idle workers sleep on, so pp_submit wakes it). */
 PP_API void pp_ext_wait_work(pp_executor *ex, uint64_t ns);

@@ -45,6 +45,8 @@
  *   KILLING(w) --manager, after w died--> FAILED (PP_EKILLED)
  *   RUNNING(w) --manager, after w died (RESPAWN)--> FAILED (PP_EWORKER)
  *   QUEUED/RUNNING --manager or waiter, pool broken--> FAILED
+ *   RUNNING(xid) --external worker, its rank lost, retries left--> QUEUED
+ *                (same generation; the entry goes back on the ring)
  *
  * The generation increases on FREE -> QUEUED; ring entries carry it, so an
  * entry for an earlier use of a slot can never claim a later use (ABA-safe).
@@ -116,6 +118,9 @@ typedef struct ppi_slot {
     /* Rank + 1 of the MPI rank that ran it (an external worker's publish,
      * ext_worker.c); 0 = this node's workers. Cleared at bind. */
     int32_t rank1;
+    /* Runs left after a lost MPI rank (pp_submit_opts.retries): set at
+     * bind, decremented by pp_ext_requeue while the slot is RUNNING(xid). */
+    uint32_t retries;
 } ppi_slot;
 #define PPI_SLOT_HDR 128u
 /* Least size of a slot's result area: a message of PP_MESSAGE_MAX bytes and

@@ -108,7 +108,9 @@ PP_API void pp_mpi_config_init(pp_mpi_config *c);
  * (node.on_worker_death) and reported as on one node; a rank silent for
  * node_timeout (killed, node down; run with `mpirun --enable-recovery`, since
  * Open MPI otherwise aborts the job) is lost: its tasks in flight fail with
- * PP_ENODE and it gets no more; the executor goes on with the others. After
+ * PP_ENODE, or are queued again for the other ranks and the root's node
+ * when submitted with pp_submit_opts.retries left; it gets no more; the
+ * executor goes on with the others. After
  * a loss, pp_executor_destroy does not free the communicator (a collective
  * call that the lost rank would never join).
  *
@@ -125,6 +127,9 @@ typedef struct pp_mpi_rank_info {
     uint64_t in_flight; /**< the root's tasks it holds now */
     uint64_t tasks;     /**< tasks it finished (ok or failed) */
     uint64_t failed;    /**< of which failed */
+    uint64_t retried;   /**< tasks it held when it was lost that were queued
+                           again (pp_submit_opts.retries): not counted in
+                           tasks; they finish elsewhere */
 } pp_mpi_rank_info;
 
 /**

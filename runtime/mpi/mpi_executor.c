@@ -213,5 +213,6 @@ int pp_mpi_rank_stats(pp_executor *ex, int rank, pp_mpi_rank_info *o)
     o->in_flight = atomic_load_explicit(&rk->in_flight, memory_order_relaxed); /* relaxed: as above */
     o->tasks = atomic_load_explicit(&rk->tasks, memory_order_relaxed);         /* relaxed: as above */
     o->failed = atomic_load_explicit(&rk->failed, memory_order_relaxed);       /* relaxed: as above */
+    o->retried = atomic_load_explicit(&rk->retried, memory_order_relaxed);     /* relaxed: as above */
     return 0;
 }

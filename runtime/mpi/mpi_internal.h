@@ -145,6 +145,7 @@ typedef struct ppm_rank {
     ppm_flight *fl;      /* [credits] */
     _Atomic uint64_t in_flight;
     _Atomic uint64_t tasks, failed;
+    _Atomic uint64_t retried; /* its tasks put back on the ring when it was lost */
     uint64_t heard_ns;   /* last message from it */
 } ppm_rank;
 

@@ -74,6 +74,35 @@ static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *
     flight_end(r, &r->ranks[q], f, err);
 }
 
+/* A flight of lost rank @q: back on the pool's ring if its task may run
+ * again (pp_submit_opts.retries; pp_ext_requeue), for another rank or the
+ * root's node. Not once closing: the node's workers may have drained the
+ * ring already (the in_take guard makes before_stop wait for a requeue in
+ * progress, so one that passed the check is taken by them). Returns true
+ * if requeued (the flight is free again, not counted as a task of @q). */
+static bool flight_retry(ppm_root *r, int q, ppm_flight *f)
+{
+    /* seq_cst: Dekker pair with before_stop, as in take_some. */
+    atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
+    bool requeued = !atomic_load_explicit(&r->closing, memory_order_seq_cst) &&
+                    pp_ext_requeue(r->ex, (uint32_t)q, &f->it);
+    /* release: ends our use of the ring before before_stop returns. */
+    atomic_store_explicit(&r->in_take, 0, memory_order_release);
+    if (!requeued)
+        return false;
+    f->used = 0;
+    /* relaxed: statistics. */
+    atomic_fetch_sub_explicit(&r->ranks[q].in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->ranks[q].retried, 1, memory_order_relaxed); /* relaxed: as above */
+    /* release: the requeue (ring push) before drain sees 0. */
+    if (atomic_fetch_sub_explicit(&r->flying, 1, memory_order_release) == 1) {
+        pthread_mutex_lock(&r->lock);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return true;
+}
+
 /* Send task @f to rank @q: header and inline argument in one message, or
  * the header then the argument straight from slot or arena memory. */
 static void ship(ppm_root *r, int q, ppm_flight *f)
@@ -308,7 +337,8 @@ static void check_losses(ppm_root *r, uint64_t now)
                 MPI_Request_free(&f->req[k]);
             f->nreq = 0;
             f->pkt = NULL;
-            flight_fail(r, q, f, PP_ENODE, msg);
+            if (!flight_retry(r, q, f))
+                flight_fail(r, q, f, PP_ENODE, msg);
         }
     }
 }

@@ -1,15 +1,21 @@
 /*
  * test_mpi_rankloss — under mpirun --enable-recovery (run_mpi.sh's mode
- * "recovery"): rank 2 is SIGKILLed while it runs a task; the root detects the
- * silence within node_timeout, fails that rank's futures with PP_ENODE
- * (pp_exception.rank = 2), sends it nothing more, and goes on with ranks 0
- * and 1; nothing hangs, and no process is left (run_mpi.sh checks).
+ * "recovery"): rank 2 is SIGKILLed while it holds four tasks (one running,
+ * three waiting in its node's ring), two submitted with
+ * pp_submit_opts.retries = 1 and two without. The root detects the silence
+ * within node_timeout; the two retryable tasks run again on ranks 0/1 and
+ * complete with their results, the other two fail PP_ENODE
+ * (pp_exception.rank = 2); rank 2 gets nothing more; the counters are exact
+ * (per rank and pool-wide); nothing hangs, and no process is left
+ * (run_mpi.sh checks).
  *
  * After a loss the communicator is unusable for collectives (MPI_Finalize
  * included, on Open MPI 4.1 without ULFM), so the surviving ranks end with
  * _exit(), as docs/mpi.md advises.
  */
+#include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -53,18 +59,33 @@ static int rank_of(pid_t pid)
     return -1;
 }
 
-/* On rank 2: SIGKILL the rank process, then wait to be killed with it.
- * Elsewhere: return the rank it ran on. */
-static int t_kill_rank2(pp_task *t)
+/* A task: its result (i * i and where it ran), unless it runs on rank 2:
+ * there it waits for the root's trigger file, then SIGKILLs the rank
+ * process and waits to die with it. */
+typedef struct work {
+    int64_t i;
+    char trigger[64];
+} work;
+
+typedef struct work_res {
+    int64_t square;
+    int32_t rank;
+} work_res;
+
+static int t_work(pp_task *t)
 {
+    const work *w = pp_task_arg(t, NULL);
     pid_t r = rank_pid();
     int rank = r > 0 ? rank_of(r) : -1;
     if (rank == 2) {
+        while (access(w->trigger, F_OK) != 0)
+            usleep(1000); /* polls the root's condition */
         kill(r, SIGKILL);
         sleep(30); /* our manager dies with its client, and we with it */
     }
-    usleep(20000);
-    return pp_task_set_result(t, &rank, sizeof rank);
+    usleep(10000);
+    work_res res = {.square = w->i * w->i, .rank = rank};
+    return pp_task_set_result(t, &res, sizeof res);
 }
 
 static int t_rank(pp_task *t)
@@ -87,6 +108,7 @@ int main(int argc, char **argv)
     mc_init(&argc, &argv, &cfg);
     cfg.heartbeat = 0.1;
     cfg.node_timeout = 1.5;
+    cfg.credits = 4; /* rank 2 holds four tasks when it dies */
     pp_executor *ex = NULL;
     int rc = pp_mpi_executor_create(&ex, &cfg);
     if (rc == PP_MPI_SERVED) {
@@ -96,39 +118,77 @@ int main(int argc, char **argv)
     CHECK_EQ(rc, 0);
     if (rc)
         _exit(1);
-    /* Killer tasks until one lands on rank 2. */
-    int lost = 0;
-    double t_lost = 0;
-    for (int round = 0; round < 40 && !lost; round++) {
-        pp_future *fs[3];
-        for (int i = 0; i < 3; i++)
-            CHECK_EQ(pp_submit(ex, t_kill_rank2, NULL, 0, &fs[i]), 0);
-        double t0 = now_s();
-        for (int i = 0; i < 3; i++) {
-            pp_exception e;
-            CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
-            if (e.error) {
-                CHECK_EQ(e.error, PP_ENODE);
-                CHECK_EQ(e.rank, 2);
-                CHECK(strstr(e.message, "rank 2 lost") != NULL);
-                lost = 1;
-                t_lost = now_s() - t0;
-            } else {
-                const int *r;
-                CHECK_EQ(pp_future_result(fs[i], 0, (const void **)&r, NULL), 0);
-                CHECK(r && *r != 2 && *r == e.rank);
+    char trigger[64];
+    snprintf(trigger, sizeof trigger, "/tmp/ppool_rankloss_%d", (int)getpid());
+    unlink(trigger);
+    /* Rank 2 (4 credits) gets 2 retryable tasks, then 2 that are not; each
+     * submission waits until its task landed on rank 2 or ran elsewhere,
+     * so exactly these four are on rank 2 when it dies. */
+    enum { MAXT = 64 };
+    pp_future *fs[MAXT];
+    work w[MAXT];
+    unsigned retries[MAXT];
+    int n = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        for (;;) {
+            pp_mpi_rank_info ri;
+            CHECK_EQ(pp_mpi_rank_stats(ex, 2, &ri), 0);
+            if (ri.in_flight >= (uint64_t)(2 * phase + 2) || n == MAXT)
+                break;
+            w[n].i = n + 1;
+            snprintf(w[n].trigger, sizeof w[n].trigger, "%s", trigger);
+            pp_submit_opts o;
+            pp_submit_opts_init(&o);
+            CHECK_EQ(o.retries, 0);
+            o.retries = retries[n] = phase == 0 ? 1 : 0;
+            CHECK_EQ(pp_submit_ex(ex, t_work, &w[n], sizeof w[n], &o, &fs[n]), 0);
+            for (;;) { /* landed on rank 2, or done elsewhere */
+                pp_mpi_rank_info now;
+                pp_mpi_rank_stats(ex, 2, &now);
+                if (now.in_flight > ri.in_flight || pp_future_done(fs[n]))
+                    break;
+                usleep(1000);
             }
-            pp_future_release(fs[i]);
+            n++;
         }
     }
-    CHECK(lost);
+    CHECK(n < MAXT);
+    double t0 = now_s();
+    int fd = open(trigger, O_CREAT | O_WRONLY, 0600); /* rank 2 dies */
+    CHECK(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    int enode = 0;
+    double t_lost = 0;
+    for (int i = 0; i < n; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
+        if (e.error) {
+            CHECK_EQ(e.error, PP_ENODE);
+            CHECK_EQ(e.rank, 2);
+            CHECK(strstr(e.message, "rank 2 lost") != NULL);
+            CHECK_EQ(retries[i], 0); /* only tasks that may not run again fail */
+            enode++;
+            t_lost = now_s() - t0;
+        } else {
+            const work_res *r;
+            CHECK_EQ(pp_future_result(fs[i], 0, (const void **)&r, NULL), 0);
+            CHECK(r && r->square == w[i].i * w[i].i);
+            CHECK(r && r->rank != 2 && r->rank == e.rank);
+        }
+        pp_future_release(fs[i]);
+    }
+    unlink(trigger);
+    CHECK_EQ(enode, 2);
     CHECK(t_lost < cfg.node_timeout + 3); /* detected within the node timeout */
     pp_mpi_rank_info ri;
     CHECK_EQ(pp_mpi_rank_stats(ex, 2, &ri), 0);
     CHECK_EQ(ri.alive, 0);
     CHECK_EQ(ri.in_flight, 0);
+    CHECK_EQ(ri.retried, 2); /* the two retryable ones ran again elsewhere */
+    CHECK_EQ(ri.tasks, 2);   /* the two that failed PP_ENODE */
+    CHECK_EQ(ri.failed, 2);
     /* The executor goes on with ranks 0 and 1. */
-    pp_future *fs[12];
     for (int i = 0; i < 12; i++)
         CHECK_EQ(pp_submit(ex, t_rank, NULL, 0, &fs[i]), 0);
     for (int i = 0; i < 12; i++) {
@@ -137,6 +197,13 @@ int main(int argc, char **argv)
         CHECK(r && (*r == 0 || *r == 1));
         pp_future_release(fs[i]);
     }
+    pp_stats st;
+    pp_shutdown(ex, true, false);
+    CHECK(pp_executor_stats(ex, &st, NULL, 0) >= 1);
+    CHECK_EQ(st.submitted, (uint64_t)n + 12);
+    CHECK_EQ(st.completed, (uint64_t)n + 12 - 2);
+    CHECK_EQ(st.failed, 2);
+    CHECK_EQ(st.queued + st.running + st.cancelled + st.killed, 0);
     pp_executor_destroy(ex);
     fprintf(stderr, "test_mpi_rankloss: rank 2 lost after %.2f s; %s\n", t_lost,
             mc_failed ? "FAILED" : "ok");
