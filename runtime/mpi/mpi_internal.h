@@ -10,6 +10,7 @@
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
  *   mpi_share.c     pp_mpi_share / pp_mpi_unshare: blocks every node holds
+ *   mpi_ulfm.c      ULFM's failure reports, when the MPI library has them
  *   mpi_backoff.h   the idle back-off both loops use
  */
 #ifndef PPOOL_MPI_INTERNAL_H
@@ -185,6 +186,11 @@ bool ppm_share_progress(ppm_root *r);
 void ppm_share_on_ack(ppm_root *r, int src, const char *buf, size_t len);
 void ppm_serve_share(MPI_Comm comm, int root, pp_executor *lex, const char *buf, size_t len);
 void ppm_serve_unshare(pp_executor *lex, const char *buf, size_t len);
+/* mpi_ulfm.c: with PPOOL_HAVE_ULFM, is @rc a process failure, and (root)
+ * acknowledge the failures and mark those ranks for check_losses (returns
+ * how many); without, false and 0. Comm thread / serving loop only. */
+bool ppm_ulfm_proc_failed(int rc);
+int ppm_ulfm_note_failures(ppm_root *r, int rc);
 /* mpi_serve.c: serve the root until STOP; returns PP_MPI_SERVED. */
 int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cfg);
 

@@ -146,7 +146,8 @@ static void ship(ppm_root *r, int q, ppm_flight *f)
     }
     if (rc != MPI_SUCCESS) {
         /* The rank is unreachable; its loss is declared by the heartbeat
-         * watch. Leave the flight to it. */
+         * watch (at once if ULFM says so). Leave the flight to it. */
+        ppm_ulfm_note_failures(r, rc);
         return;
     }
 }
@@ -257,8 +258,10 @@ static bool poll_messages(ppm_root *r, uint64_t now)
         int flag = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, r->comm, &flag, &m, &st) != MPI_SUCCESS ||
-            !flag)
+        int rc = MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, r->comm, &flag, &m, &st);
+        if (rc != MPI_SUCCESS)
+            ppm_ulfm_note_failures(r, rc);
+        if (rc != MPI_SUCCESS || !flag)
             return any;
         any = true;
         int src = st.MPI_SOURCE, n = 0;
@@ -309,8 +312,11 @@ static void send_all(ppm_root *r, int tag)
         if (q == r->me || !r->ranks[q].alive)
             continue;
         MPI_Request req;
-        if (MPI_Isend(NULL, 0, MPI_BYTE, q, tag, r->comm, &req) == MPI_SUCCESS)
+        int rc = MPI_Isend(NULL, 0, MPI_BYTE, q, tag, r->comm, &req);
+        if (rc == MPI_SUCCESS)
             MPI_Request_free(&req);
+        else
+            ppm_ulfm_note_failures(r, rc);
     }
 }
 
@@ -326,7 +332,10 @@ static void check_losses(ppm_root *r, uint64_t now)
         /* release: destroy reads it after joining us anyway; stats relaxed. */
         atomic_store_explicit(&r->lost_any, 1, memory_order_release);
         char msg[96];
-        snprintf(msg, sizeof msg, "rank %d lost: silent for %.1f s", q, r->cfg.node_timeout);
+        if (rk->heard_ns == 0) /* ppm_ulfm_note_failures */
+            snprintf(msg, sizeof msg, "rank %d lost: MPI reports it failed (ULFM)", q);
+        else
+            snprintf(msg, sizeof msg, "rank %d lost: silent for %.1f s", q, r->cfg.node_timeout);
         for (unsigned i = 0; i < rk->credits; i++) {
             ppm_flight *f = &rk->fl[i];
             if (!f->used)

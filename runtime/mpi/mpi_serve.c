@@ -181,7 +181,10 @@ static bool poll_root(server *s)
         int flag = 0, n = 0;
         MPI_Message m;
         MPI_Status st;
-        if (MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &m, &st) != MPI_SUCCESS || !flag)
+        int rc = MPI_Improbe(s->root, MPI_ANY_TAG, s->comm, &flag, &m, &st);
+        if (rc != MPI_SUCCESS && ppm_ulfm_proc_failed(rc))
+            s->heard_ns = 0; /* ULFM: the root failed; the loop ends as for silence */
+        if (rc != MPI_SUCCESS || !flag)
             return any;
         any = true;
         s->heard_ns = ppi_now_ns();
