@@ -151,9 +151,16 @@ void ppm_share_on_ack(ppm_root *r, int src, const char *buf, size_t len)
 
 /* ---- client threads (the root) ----------------------------------------- */
 
-/* Queue a request for the comm thread and wait until it is done. Returns
- * its error (0, or the first a rank answered), or -ENOMEM. */
-static int request(ppm_root *r, int kind, uint64_t handle, const void *data, size_t size)
+static void req_free(ppm_share_req *a)
+{
+    if (!a)
+        return;
+    free(a->ack);
+    free(a->req);
+    free(a);
+}
+
+static ppm_share_req *req_new(ppm_root *r, int kind, const void *data, size_t size)
 {
     ppm_share_req *a = calloc(1, sizeof *a);
     unsigned char *ack = calloc((size_t)r->size, 1);
@@ -162,17 +169,25 @@ static int request(ppm_root *r, int kind, uint64_t handle, const void *data, siz
         free(a);
         free(ack);
         free(req);
-        return -ENOMEM;
+        return NULL;
     }
     for (int i = 0; i < 2 * r->size; i++)
         req[i] = MPI_REQUEST_NULL;
     a->kind = kind;
-    a->msg = (ppm_share){.handle = handle, .size = size};
+    a->msg.size = size;
     a->data = data;
     a->ack = ack;
     a->req = req;
+    return a;
+}
+
+/* Queue @a (shares.lock held) and wait until the comm thread is done with
+ * it; returns its error and frees it. The caller changed the root's own
+ * table under the same lock, so the FIFO's order is the root table's:
+ * every rank's table goes through the same sequence (docs/mpi.md). */
+static int req_run_locked(ppm_root *r, ppm_share_req *a)
+{
     ppm_shares *q = &r->shares;
-    pthread_mutex_lock(&q->lock);
     if (q->tail)
         q->tail->next = a;
     else
@@ -182,12 +197,27 @@ static int request(ppm_root *r, int kind, uint64_t handle, const void *data, siz
     atomic_fetch_add_explicit(&q->queued, 1, memory_order_release);
     while (!a->done)
         pthread_cond_wait(&q->cv, &q->lock);
-    pthread_mutex_unlock(&q->lock);
     int err = a->err;
-    free(ack);
-    free(req);
-    free(a);
+    req_free(a);
     return err;
+}
+
+/* Withdraw @h on the root, then on every rank (@a: an UNSHARE request, used
+ * and freed here), in that order under the lock. Returns pp_shm_unshare's
+ * answer on the root (nothing is sent unless 0). */
+static int unshare_everywhere(ppm_root *r, pp_executor *ex, uint64_t h, ppm_share_req *a,
+                              void **block)
+{
+    pthread_mutex_lock(&r->shares.lock);
+    int rc = pp_shm_unshare(ex, h, block);
+    if (!rc) {
+        a->msg.handle = h;
+        req_run_locked(r, a); /* frees it */
+        a = NULL;
+    }
+    pthread_mutex_unlock(&r->shares.lock);
+    req_free(a);
+    return rc;
 }
 
 int pp_mpi_share(pp_executor *ex, const void *data, size_t size, uint64_t *handle)
@@ -204,23 +234,46 @@ int pp_mpi_share(pp_executor *ex, const void *data, size_t size, uint64_t *handl
         return rc;
     memcpy(block, data, size);
     uint64_t h = 0;
+    ppm_root *r = pp_ext_ctx(ex, &ppm_root_ops);
+    if (!r) { /* an ordinary executor: this node only */
+        rc = pp_shm_share(ex, block, size, &h);
+        if (rc)
+            pp_shm_free(ex, block);
+        else
+            *handle = h;
+        return rc;
+    }
+    /* Both requests up front: the roll-back must not fail for memory. */
+    ppm_share_req *a = req_new(r, RQ_SHARE, block, size);
+    ppm_share_req *undo = req_new(r, RQ_UNSHARE, NULL, 0);
+    if (!a || !undo) {
+        pp_shm_free(ex, block);
+        req_free(a);
+        req_free(undo);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&r->shares.lock);
     rc = pp_shm_share(ex, block, size, &h);
-    if (rc) {
+    if (!rc) {
+        a->msg.handle = h;
+        rc = req_run_locked(r, a);
+        a = NULL;
+    }
+    pthread_mutex_unlock(&r->shares.lock);
+    if (a) { /* the root's table refused it (-ENOSPC): nothing was sent */
+        req_free(a);
+        req_free(undo);
         pp_shm_free(ex, block);
         return rc;
     }
-    ppm_root *r = pp_ext_ctx(ex, &ppm_root_ops);
-    if (r) {
-        rc = request(r, RQ_SHARE, h, block, size);
-        if (rc) {
-            /* All or nothing: withdraw it where it was registered (a rank
-             * without it ignores the UNSHARE). */
-            pp_shm_unshare(ex, h, NULL);
-            request(r, RQ_UNSHARE, h, NULL, 0);
-            pp_shm_free(ex, block);
-            return rc;
-        }
+    if (rc) {
+        /* All or nothing: withdraw it everywhere (a rank without it
+         * ignores the UNSHARE). */
+        unshare_everywhere(r, ex, h, undo, NULL);
+        pp_shm_free(ex, block);
+        return rc;
     }
+    req_free(undo);
     *handle = h;
     return 0;
 }
@@ -230,14 +283,20 @@ int pp_mpi_unshare(pp_executor *ex, uint64_t handle)
     if (!ex)
         return -EINVAL;
     void *block = NULL;
-    int rc = pp_shm_unshare(ex, handle, &block);
-    if (rc)
-        return rc;
     ppm_root *r = pp_ext_ctx(ex, &ppm_root_ops);
-    if (r)
-        request(r, RQ_UNSHARE, handle, NULL, 0);
-    pp_shm_free(ex, block);
-    return 0;
+    if (!r) {
+        int rc = pp_shm_unshare(ex, handle, &block);
+        if (!rc)
+            pp_shm_free(ex, block);
+        return rc;
+    }
+    ppm_share_req *a = req_new(r, RQ_UNSHARE, NULL, 0);
+    if (!a)
+        return -ENOMEM;
+    int rc = unshare_everywhere(r, ex, handle, a, &block);
+    if (!rc)
+        pp_shm_free(ex, block);
+    return rc;
 }
 
 /* ---- a serving rank ----------------------------------------------------- */
