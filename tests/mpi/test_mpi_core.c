@@ -349,7 +349,9 @@ int main(int argc, char **argv)
     }
     map_on_root_node(ex);
     CHECK_EQ(pp_executor_create(&lex, &one), 0);
+    double t0 = MPI_Wtime();
     shared_blocks(ex, lex);
+    fprintf(stderr, "test_mpi_core: pp_mpi_share part %.2f s\n", MPI_Wtime() - t0);
     pp_executor_destroy(lex);
     pp_executor_destroy(ex);
     CHECK(ranks_seen[1] + ranks_seen[2] > 0);
