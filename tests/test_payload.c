@@ -591,3 +591,86 @@ Test(payload, shared_block_errors_and_table_full, PPT_FIXTURE, .timeout = 60)
     pp_shm_free(ex, block);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
+
+/* The lookup against a racing withdraw + re-registration of the same table
+ * entry (seqlock): the client alternates sharing block A and block B (the
+ * entry is reused, the handle changes) and logs each handle; tasks look up
+ * the latest handles over and over: each lookup finds nothing or exactly the
+ * block that handle was made for, never the other. */
+typedef struct share_log {
+    uint64_t count;        /* entries written (atomic) */
+    uint64_t stop;         /* the client is done (atomic) */
+    uint64_t ready;        /* tasks looking (atomic) */
+    uint64_t handle[4096]; /* handle i (mod 4096) was made for block A (i even) or B */
+} share_log;
+
+static int task_race_lookups(pp_task *t)
+{
+    uint64_t off = *(const uint64_t *)pp_task_arg(t, NULL);
+    share_log *log = pp_task_shm(t, off);
+    uint64_t bad = 0, found = 0;
+    __atomic_fetch_add(&log->ready, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&log->stop, __ATOMIC_ACQUIRE)) {
+        uint64_t n = __atomic_load_n(&log->count, __ATOMIC_ACQUIRE);
+        for (uint64_t i = n > 4 ? n - 4 : 0; i < n; i++) {
+            size_t size = 0;
+            uint64_t h = __atomic_load_n(&log->handle[i % 4096], __ATOMIC_RELAXED);
+            const unsigned char *p = pp_task_shared(t, h, &size);
+            if (!p)
+                continue;
+            found++;
+            unsigned char want = i % 2 ? 0xBB : 0xAA;
+            size_t want_size = i % 2 ? 8192 : 4096;
+            bad += size != want_size || p[0] != want || p[size - 1] != want;
+        }
+    }
+    uint64_t r[2] = {bad, found};
+    return pp_task_set_result(t, r, sizeof r);
+}
+
+Test(payload, shared_block_lookup_races_reregistration, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool();
+    void *a = NULL, *b = NULL, *logp = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 4096, &a), 0);
+    cr_assert_eq(pp_shm_alloc(ex, 8192, &b), 0);
+    cr_assert_eq(pp_shm_alloc(ex, sizeof(share_log), &logp), 0);
+    memset(a, 0xAA, 4096);
+    memset(b, 0xBB, 8192);
+    share_log *log = logp;
+    memset(log, 0, sizeof *log);
+    uint64_t off = pp_shm_offset(ex, log);
+    int nt = small_pool_size();
+    pp_future *fs[2];
+    for (int k = 0; k < nt; k++)
+        fs[k] = submit_ok(ex, task_race_lookups, &off, sizeof off);
+    /* Race only while every task looks (they start in their own time). */
+    double dl = ppt_deadline(30);
+    while (__atomic_load_n(&log->ready, __ATOMIC_ACQUIRE) < (uint64_t)nt) {
+        cr_assert(!ppt_expired(dl), "the looking tasks did not start");
+        ppt_sleep(0.001);
+    }
+    double end = ppt_now() + 0.3 * ppt_time_scale();
+    for (uint64_t i = 0; i % 1024 || ppt_now() < end; i++) {
+        uint64_t h = 0;
+        cr_assert_eq(pp_shm_share(ex, i % 2 ? b : a, i % 2 ? 8192 : 4096, &h), 0);
+        __atomic_store_n(&log->handle[i % 4096], h, __ATOMIC_RELAXED);
+        __atomic_store_n(&log->count, i + 1, __ATOMIC_RELEASE);
+        cr_assert_eq(pp_shm_unshare(ex, h, NULL), 0);
+    }
+    __atomic_store_n(&log->stop, 1, __ATOMIC_RELEASE);
+    uint64_t found = 0;
+    for (int k = 0; k < nt; k++) {
+        const uint64_t *r = NULL;
+        cr_assert_eq(pp_future_result(fs[k], PP_FOREVER, (const void **)&r, NULL), 0);
+        cr_expect_eq(r[0], 0, "task %d: %llu lookups found the wrong block", k,
+                     (unsigned long long)r[0]);
+        found += r[1];
+        pp_future_release(fs[k]);
+    }
+    cr_log_info("shared-block race: %llu lookups found their block", (unsigned long long)found);
+    pp_shm_free(ex, logp);
+    pp_shm_free(ex, b);
+    pp_shm_free(ex, a);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
