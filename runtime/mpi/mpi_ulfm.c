@@ -44,7 +44,7 @@ int ppm_ulfm_note_failures(ppm_root *r, int rc)
         MPIX_Comm_failure_get_acked(r->comm, &failed) != MPI_SUCCESS ||
         MPI_Group_size(failed, &n) != MPI_SUCCESS || n <= 0 ||
         MPI_Comm_group(r->comm, &all) != MPI_SUCCESS)
-        goto out;
+        goto done;
     int *in = malloc((size_t)n * sizeof *in), *out = malloc((size_t)n * sizeof *out);
     if (in && out) {
         for (int i = 0; i < n; i++)
@@ -63,7 +63,7 @@ int ppm_ulfm_note_failures(ppm_root *r, int rc)
     }
     free(in);
     free(out);
-out:
+done:
     if (all != MPI_GROUP_NULL)
         MPI_Group_free(&all);
     if (failed != MPI_GROUP_NULL)
