@@ -19,6 +19,30 @@ if(NOT PPOOL_MPI STREQUAL "OFF")
   endif()
 endif()
 
+# ULFM (MPIX_ERR_PROC_FAILED and the MPIX_Comm_failure_* calls: Open MPI 5
+# built with its ftmpi extension, MPICH): a process failure reported by MPI
+# declares that rank lost at once (runtime/mpi/mpi_ulfm.c). Debian's Open
+# MPI 4.1 has none: heartbeats are then the only detector.
+set(PPOOL_HAVE_ULFM FALSE)
+if(PPOOL_HAVE_MPI)
+  include(CheckSymbolExists)
+  include(CheckIncludeFiles)
+  set(CMAKE_REQUIRED_INCLUDES ${MPI_C_INCLUDE_DIRS})
+  set(CMAKE_REQUIRED_LIBRARIES MPI::MPI_C)
+  check_include_files("mpi.h;mpi-ext.h" PPOOL_HAVE_MPI_EXT_H)
+  if(PPOOL_HAVE_MPI_EXT_H)
+    check_symbol_exists(MPIX_ERR_PROC_FAILED "mpi.h;mpi-ext.h" PPOOL_MPI_HAS_ULFM)
+  else()
+    check_symbol_exists(MPIX_ERR_PROC_FAILED "mpi.h" PPOOL_MPI_HAS_ULFM)
+  endif()
+  unset(CMAKE_REQUIRED_INCLUDES)
+  unset(CMAKE_REQUIRED_LIBRARIES)
+  if(PPOOL_MPI_HAS_ULFM)
+    set(PPOOL_HAVE_ULFM TRUE)
+  endif()
+  message(STATUS "ppool: ULFM failure reports (MPIX_ERR_PROC_FAILED): ${PPOOL_HAVE_ULFM}")
+endif()
+
 if(PPOOL_HAVE_MPI)
   file(GLOB PP_MPI_SRC CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/mpi/*.c)
   add_library(ppool_mpi SHARED ${PP_MPI_SRC})
@@ -28,6 +52,28 @@ if(PPOOL_HAVE_MPI)
   target_compile_definitions(ppool_mpi PRIVATE PPOOL_BUILDING _GNU_SOURCE)
   target_compile_options(ppool_mpi PRIVATE ${PP_WARN})
   target_link_libraries(ppool_mpi PUBLIC ppool MPI::MPI_C PRIVATE Threads::Threads)
+  if(PPOOL_HAVE_ULFM)
+    target_compile_definitions(ppool_mpi PRIVATE PPOOL_HAVE_ULFM)
+    if(NOT PPOOL_HAVE_MPI_EXT_H)
+      # mpi_ulfm.c includes mpi-ext.h under PPOOL_HAVE_ULFM: MPICH has
+      # MPIX_* in mpi.h only, so give it an empty one.
+      file(WRITE ${PROJECT_BINARY_DIR}/ulfm_include/mpi-ext.h "/* MPIX_* are in mpi.h */\n")
+      target_include_directories(ppool_mpi PRIVATE ${PROJECT_BINARY_DIR}/ulfm_include)
+    endif()
+  endif()
+  # Without ULFM the PPOOL_HAVE_ULFM path cannot run here; compile it at
+  # least, against tests/mpi/ulfm_stub/mpi-ext.h (the MPIX_* declarations
+  # with their real signatures), so that it does not rot.
+  if(NOT PPOOL_HAVE_ULFM AND PPOOL_TESTS)
+    add_library(ppool_mpi_ulfm_compile_check OBJECT ${PROJECT_SOURCE_DIR}/runtime/mpi/mpi_ulfm.c)
+    target_include_directories(ppool_mpi_ulfm_compile_check BEFORE PRIVATE
+      ${PROJECT_SOURCE_DIR}/tests/mpi/ulfm_stub)
+    target_include_directories(ppool_mpi_ulfm_compile_check PRIVATE
+      ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/runtime ${PROJECT_SOURCE_DIR}/runtime/mpi)
+    target_compile_definitions(ppool_mpi_ulfm_compile_check PRIVATE PPOOL_HAVE_ULFM _GNU_SOURCE)
+    target_compile_options(ppool_mpi_ulfm_compile_check PRIVATE ${PP_WARN} -Werror)
+    target_link_libraries(ppool_mpi_ulfm_compile_check PRIVATE MPI::MPI_C)
+  endif()
   set_target_properties(ppool_mpi PROPERTIES OUTPUT_NAME ppool_mpi EXPORT_NAME mpi
     VERSION ${PROJECT_VERSION} SOVERSION ${PPOOL_SOVERSION})
   add_library(ppool::mpi ALIAS ppool_mpi)

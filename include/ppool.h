@@ -395,9 +395,21 @@ typedef struct pp_submit_opts {
     double timeout;
     /** Seconds between SIGTERM and SIGKILL when the timeout fires (default 1). */
     double kill_grace;
+    /** Under an MPI executor (ppool/mpi.h): how many times the task may be
+     *  run again, on another rank or the root's node, after the rank running
+     *  it was lost (default 0: its future fails with PP_ENODE). Mark only
+     *  tasks that may run twice: the lost rank may have run part or all of
+     *  it. Each loss uses one; once none is left the future fails
+     *  PP_ENODE. While it waits to run again the future is queued:
+     *  pp_future_running is false, pp_future_cancel cancels it. A loss after
+     *  pp_shutdown was called fails it PP_ENODE whatever this says (the
+     *  pool runs nothing newly queued by then). An ordinary pool ignores it:
+     *  a task whose worker died is never re-run (it would likely kill the
+     *  next one too); see on_worker_death. */
+    unsigned retries;
 } pp_submit_opts;
 
-/** Fill @o with the defaults (no timeout, 1 s grace). */
+/** Fill @o with the defaults (no timeout, 1 s grace, no retries). */
 PP_API void pp_submit_opts_init(pp_submit_opts *o);
 
 /**
@@ -813,6 +825,38 @@ PP_API void pp_shm_free(pp_executor *ex, void *ptr);
  *  UINT64_MAX if @ptr is not in it. */
 PP_API uint64_t pp_shm_offset(pp_executor *ex, const void *ptr);
 
+/** Most blocks one executor shares at once (pp_shm_share, pp_mpi_share). */
+#define PP_SHARE_MAX 64
+
+/**
+ * pp_shm_share - publish a read-only block under a handle, for tasks to read
+ * in place with pp_task_shared(t, handle, &size): one lookup in shared
+ * memory, no copy, no offset to carry in every argument.
+ * @block: memory from pp_shm_alloc on @ex, already filled: a task that finds
+ *   the handle sees every byte written before this call (the registration
+ *   is a release store, the lookup an acquire load).
+ * @size: bytes tasks may read (> 0; @block + @size inside the arena).
+ * @handle: receives the handle (never 0; not reused for another block while
+ *   the executor lives).
+ * The block stays yours: do not write it while it is shared (tasks see a
+ * const pointer and may read it at any time), and free it with pp_shm_free
+ * only after pp_shm_unshare and once no task that read it still runs.
+ * Returns 0; -EINVAL (NULL argument, @size 0, @block not in @ex's arena, or
+ * @size past its end); -ENOSPC (PP_SHARE_MAX blocks are shared);
+ * PP_EFORKED. Any client thread; does not block.
+ */
+PP_API int pp_shm_share(pp_executor *ex, const void *block, size_t size, uint64_t *handle);
+
+/**
+ * pp_shm_unshare - withdraw @handle: from the return on, pp_task_shared finds
+ * nothing under it (tasks that already hold the pointer keep reading the
+ * block, which is why it may be freed only once they are done).
+ * @block: receives the block that was shared (may be NULL).
+ * Returns 0; -ENOENT (nothing is shared under @handle); -EINVAL (NULL @ex);
+ * PP_EFORKED. Any client thread; does not block.
+ */
+PP_API int pp_shm_unshare(pp_executor *ex, uint64_t handle, void **block);
+
 /** \} */
 
 /* ------------------------------------------------------------------------ */
@@ -856,6 +900,17 @@ PP_API bool pp_task_should_stop(pp_task *t);
 /** The worker-side pointer for an offset from pp_shm_offset, or NULL if the
  *  offset is outside the segment. */
 PP_API void *pp_task_shm(pp_task *t, uint64_t offset);
+
+/**
+ * pp_task_shared - the block shared under @handle (pp_shm_share, or
+ * pp_mpi_share on every node) as this task's node holds it: a pointer into
+ * the node's shared segment, read in place, valid until the block is
+ * unshared and freed (see pp_shm_unshare). *size receives its size if @size
+ * is non-NULL. Returns NULL (and *size 0) when nothing is shared under
+ * @handle on this node: never shared, unshared already, or 0. Lock-free
+ * (a few shared-memory loads); any task.
+ */
+PP_API const void *pp_task_shared(pp_task *t, uint64_t handle, size_t *size);
 
 /** Index (0..max_workers-1) of the worker running this task; after
  *  pp_executor_resize shrank the pool, a retiring worker finishing its last

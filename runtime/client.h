@@ -51,6 +51,7 @@ struct pp_future {
     void *res_heap;            /* malloc'd copy, or NULL */
     /* While in the backlog (owned by the backlog list under ex->lock). */
     uint64_t timeout_ns, grace_ns; /* pp_submit_opts, in nanoseconds */
+    uint32_t retries;              /* pp_submit_opts.retries */
     uint64_t fn_token;         /* the task function as a token (fnmap.h) */
     void *arg;
     size_t arg_size;

@@ -583,6 +583,7 @@ int pp_submit_ex(pp_executor *ex, pp_fn fn, const void *arg, size_t arg_size,
         /* + 1: 0 means no timeout; saturating, so that +inf stays "never". */
         f->timeout_ns = opts->timeout < 0 ? 0 : ppi_add_sat(ppi_s_to_ns(opts->timeout), 1);
         f->grace_ns = ppi_s_to_ns(opts->kill_grace);
+        f->retries = opts->retries;
     } else if (!rc) {
         f->grace_ns = PPI_NSEC;
     }

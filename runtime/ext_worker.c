@@ -275,6 +275,37 @@ void pp_ext_publish(pp_executor *ex, uint32_t xid, const pp_ext_item *it, int er
     ppi_slot_finished(seg, it->idx, w, nw);
 }
 
+int pp_ext_requeue(pp_executor *ex, uint32_t xid, const pp_ext_item *it)
+{
+    ppi_seg *seg = &ex->seg;
+    ppi_slot *sl = ppi_slot_at(seg, it->idx);
+    uint32_t wid = PPI_EXT_WID_BASE + xid;
+    /* relaxed: RUNNING(xid) is ours (only we move it, except the client's
+     * kill CAS and a sweep, both re-checked by the CAS below). */
+    uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
+    if (ppi_st_gen(w) != it->gen || ppi_st_worker(w) != wid ||
+        ppi_st_state(w) != PPI_S_RUNNING || (ppi_st_flags(w) & PPI_F_ORPHAN) || sl->retries == 0)
+        return 0;
+    /* Ours while RUNNING(xid) (as write_outcome's fields before publish's
+     * CAS): the next claimer reads them after the CAS below. Only this call
+     * reads retries after bind. */
+    sl->retries--;
+    sl->started_ns = 0;
+    uint64_t nw = ppi_st_make(it->gen, PPI_S_QUEUED, ppi_st_flags(w), PPI_NO_WORKER);
+    /* release: the slot fields above (and the unchanged payload) to the
+     * next claimer's acq_rel claim CAS. Fails if the client's kill (KILLING)
+     * or a broken-pool sweep (FAILED), or the client's release (ORPHAN
+     * flag), came first: then the caller publishes the failure. */
+    if (!atomic_compare_exchange_strong_explicit(&sl->state, &w, nw, memory_order_release,
+                                                 memory_order_relaxed))
+        return 0; /* this slot use ends there: its retries are read no more */
+    /* From here the slot is an ordinary QUEUED one: a cancel may win it
+     * before anyone pops the entry, which is then recycled as any
+     * cancelled entry. Same push as a map runner handed back. */
+    hand_back(ex, ppi_entry(it->idx, it->gen));
+    return 1;
+}
+
 void pp_ext_wait_work(pp_executor *ex, uint64_t ns)
 {
     ppi_hdr *h = ex->seg.hdr;

@@ -95,6 +95,12 @@ PP_API void pp_ext_modtab_drop(void);
 PP_API int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
                                const pp_submit_opts *opts, pp_future **out);
 
+/* Register @block (pp_shm_alloc on @ex, @size bytes, already written) under
+ * @handle, a handle another node's pp_shm_share made (pp_mpi_share: every
+ * rank holds its copy under the root's handle). Returns 0, -EEXIST (the
+ * handle's entry is taken here), -EINVAL. Any client thread. */
+PP_API int pp_ext_share_as(pp_executor *ex, uint64_t handle, void *block, size_t size);
+
 /* Take one entry from the ring for external worker @xid (< PPI_EXT_WID_MAX)
  * and claim its slot RUNNING(xid). Returns 1 with *it filled, 0 when the
  * ring had nothing for it: empty, a stale/cancelled entry (recycled here as a
@@ -121,6 +127,17 @@ PP_API void *pp_ext_result_space(pp_executor *ex, const pp_ext_item *it, size_t 
 PP_API void pp_ext_publish(pp_executor *ex, uint32_t xid, const pp_ext_item *it, int err,
                            int code, int pid, int rank, const char *msg, size_t msg_len,
                            size_t res_size);
+
+/* The item's rank was lost: if its slot is still RUNNING(xid), not
+ * orphaned, and has runs left (pp_submit_opts.retries), take one, put the
+ * slot back to QUEUED (same generation: the future, its waiters and
+ * callbacks do not see a new task) and its entry back on the ring, and
+ * return 1: the item is gone, another worker or external worker runs it.
+ * Otherwise return 0 and change nothing: publish the failure. The caller
+ * must guarantee that the pool's workers still take from the ring (the
+ * MPI layer: not after before_stop, under the same in_take guard as
+ * pp_ext_take). The client thread acting as @xid only. */
+PP_API int pp_ext_requeue(pp_executor *ex, uint32_t xid, const pp_ext_item *it);
 
 /* Sleep up to @ns nanoseconds unless the ring is non-empty or stop is set
  * (the eventcount idle workers sleep on, so pp_submit wakes it). */

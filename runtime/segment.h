@@ -45,6 +45,8 @@
  *   KILLING(w) --manager, after w died--> FAILED (PP_EKILLED)
  *   RUNNING(w) --manager, after w died (RESPAWN)--> FAILED (PP_EWORKER)
  *   QUEUED/RUNNING --manager or waiter, pool broken--> FAILED
+ *   RUNNING(xid) --external worker, its rank lost, retries left--> QUEUED
+ *                (same generation; the entry goes back on the ring)
  *
  * The generation increases on FREE -> QUEUED; ring entries carry it, so an
  * entry for an earlier use of a slot can never claim a later use (ABA-safe).
@@ -116,6 +118,9 @@ typedef struct ppi_slot {
     /* Rank + 1 of the MPI rank that ran it (an external worker's publish,
      * ext_worker.c); 0 = this node's workers. Cleared at bind. */
     int32_t rank1;
+    /* Runs left after a lost MPI rank (pp_submit_opts.retries): set at
+     * bind, decremented by pp_ext_requeue while the slot is RUNNING(xid). */
+    uint32_t retries;
 } ppi_slot;
 #define PPI_SLOT_HDR 128u
 /* Least size of a slot's result area: a message of PP_MESSAGE_MAX bytes and
@@ -189,6 +194,19 @@ enum ppi_pool_state {
     PPI_POOL_BROKEN = 1,
 };
 
+/* One named shared block (share.c; docs/design.md, "Shared blocks"):
+ * handle 0 = free, PPI_SHARE_BUSY = being written by the one registrar
+ * that won it; any other value = the block at arena offset @off, @size
+ * bytes, published under that handle. off and size are atomics (relaxed)
+ * only so that the seqlock-style reader (ppi_share_lookup) may race with a
+ * re-registration without a data race; the handle orders them. */
+typedef struct ppi_share {
+    _Atomic uint64_t handle;
+    _Atomic uint64_t off;
+    _Atomic uint64_t size;
+} ppi_share;
+#define PPI_SHARE_BUSY UINT64_MAX /* never a handle: a handle's low byte is 1..PP_SHARE_MAX */
+
 /* The arena's bookkeeping; guarded by a robust process-shared mutex. */
 typedef struct ppi_arena {
     pthread_mutex_t lock;
@@ -252,6 +270,10 @@ typedef struct ppi_hdr {
     alignas(64) ppi_ec work_ec;     /* workers sleep here when the ring is empty */
     alignas(64) ppi_ec done_ec;     /* the client's service thread sleeps here */
     alignas(64) _Atomic uint64_t reclaim; /* slots in RECLAIM awaiting the client */
+    /* Named shared blocks (pp_shm_share): share_seq numbers the handles a
+     * registrar makes; shares[] is indexed by a handle's low byte - 1. */
+    alignas(64) _Atomic uint64_t share_seq;
+    ppi_share shares[PP_SHARE_MAX];
     alignas(64) ppi_arena arena;
 } ppi_hdr;
 
@@ -318,6 +340,19 @@ void ppi_slot_finished(ppi_seg *s, uint32_t idx, uint64_t old, uint64_t now);
 /* Push (idx, gen) on the completion ring if @flags (the slot's flags just
  * before it finished) asked for it, and wake the client's service thread. */
 void ppi_slot_notify(ppi_seg *s, uint32_t idx, uint32_t gen, uint32_t flags);
+
+/* Named shared blocks (share.c). Register the block at arena offset @off
+ * (@size bytes, already written) under @want (a handle made by another
+ * node's registrar: pp_mpi_share), or under a new handle when @want is 0;
+ * *handle receives it. Returns 0, -ENOSPC (table full), -EEXIST (@want's
+ * entry is taken), -EINVAL (@want malformed). Any client thread. */
+int ppi_share_register(ppi_seg *s, uint64_t want, uint64_t off, uint64_t size, uint64_t *handle);
+/* Withdraw @handle; *off / *size receive what it named. -ENOENT if it is
+ * not registered. Any client thread. */
+int ppi_share_withdraw(ppi_seg *s, uint64_t handle, uint64_t *off, uint64_t *size);
+/* The block registered under @handle now: its offset (0: none) and size.
+ * Any process (a worker's task); lock-free, never blocks. */
+uint64_t ppi_share_lookup(const ppi_seg *s, uint64_t handle, uint64_t *size);
 
 /* Arena (arena.c). Offsets are from the segment base; 0 means none. */
 uint64_t ppi_arena_alloc(ppi_seg *s, uint64_t bytes);

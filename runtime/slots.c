@@ -117,6 +117,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     sl->fn = f->fn_token;
     sl->timeout_ns = f->timeout_ns;
     sl->kill_grace_ns = f->grace_ns;
+    sl->retries = f->retries;
     sl->kill_reason = PPI_KILL_NONE;
     sl->started_ns = 0;
     sl->arg_size = arg_size;

@@ -134,6 +134,14 @@ void *pp_task_shm(pp_task *t, uint64_t offset)
     return t->seg->base + offset;
 }
 
+const void *pp_task_shared(pp_task *t, uint64_t handle, size_t *size)
+{
+    uint64_t n = 0, off = ppi_share_lookup(t->seg, handle, &n);
+    if (size)
+        *size = (size_t)n;
+    return off ? t->seg->base + off : NULL;
+}
+
 const ppi_modtab *ppi_task_modtab(const pp_task *t) { return t->seg->modtab; }
 
 /* Write the outcome fields (slot owned by us: RUNNING(widx)). */

@@ -458,6 +458,35 @@ Test(crash, crash_kinds_respawn_fail_one_future_with_signal_or_status, PPT_FIXTU
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
 
+/* pp_submit_opts.retries is for a lost MPI rank only: on one node a task
+ * whose worker died is not run again (one death, one PP_EWORKER), whatever
+ * it says. */
+Test(crash, retries_do_not_rerun_a_task_whose_worker_died, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool(1, PP_DEATH_RESPAWN);
+    pp_submit_opts o;
+    pp_submit_opts_init(&o);
+    cr_expect_eq(o.retries, 0);
+    o.retries = 3;
+    pp_future *f = NULL;
+    cr_assert_eq(pp_submit_ex(ex, ppt_task_sigkill, NULL, 0, &o, &f), 0);
+    pp_exception e = outcome(f, 30.0, "sigkill with retries");
+    cr_expect_eq(e.error, PP_EWORKER, "error %d %s", e.error, pp_strerror(e.error));
+    cr_expect_eq(e.code, SIGKILL);
+    pp_future_release(f);
+    /* The pool goes on, and that worker died once. */
+    pp_future *after = submit_ok(ex, task_pid_seq, NULL, 0);
+    cr_expect_eq(pp_future_result(after, 30.0, NULL, NULL), 0);
+    pp_future_release(after);
+    pp_stats st;
+    cr_assert_eq(pp_shutdown(ex, true, false), 0);
+    STATS_WHEN(ex, st, st.respawns >= 1);
+    cr_expect_eq(st.respawns, 1, "respawns %llu", (unsigned long long)st.respawns);
+    cr_expect_eq(st.failed, 1);
+    cr_expect_eq(st.completed, 1);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
 Test(crash, crash_kinds_break_fail_pool_with_cause_and_pid, PPT_FIXTURE, .timeout = 60)
 {
     shared_map();

@@ -443,3 +443,234 @@ Test(payload, row17_3gib_argument_and_result, PPT_FIXTURE, .timeout = 300)
     pp_future_release(f);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
+
+/* ---- named shared blocks (pp_shm_share / pp_task_shared) ---------------- */
+
+typedef struct share_probe {
+    uint64_t handle;
+    uint64_t off;  /* pp_shm_offset of the block at the client, 0: don't check */
+} share_probe;
+
+typedef struct share_seen {
+    uint64_t size;
+    uint64_t hash;     /* FNV-1a of the bytes read in place */
+    int32_t in_place;  /* the pointer is the block's own (pp_task_shm(off)) */
+    int32_t found;
+} share_seen;
+
+/* Looks the block up, hashes it where it lies. */
+static int task_read_shared(pp_task *t)
+{
+    const share_probe *p = pp_task_arg(t, NULL);
+    share_seen s = {0};
+    size_t n = 12345;
+    const void *b = pp_task_shared(t, p->handle, &n);
+    s.found = b != NULL;
+    s.size = n;
+    if (b) {
+        s.hash = ppt_fnv1a64(b, n);
+        s.in_place = p->off && b == pp_task_shm(t, p->off);
+    }
+    return pp_task_set_result(t, &s, sizeof s);
+}
+
+static share_seen read_shared(pp_executor *ex, uint64_t handle, uint64_t off)
+{
+    share_probe p = {.handle = handle, .off = off};
+    pp_future *f = submit_ok(ex, task_read_shared, &p, sizeof p);
+    const void *d = NULL;
+    size_t sz = 0;
+    int rc = pp_future_result(f, PP_FOREVER, &d, &sz);
+    cr_assert_eq(rc, 0, "task_read_shared: %d %s", rc, pp_strerror(rc));
+    cr_assert_eq(sz, sizeof(share_seen));
+    share_seen s;
+    memcpy(&s, d, sizeof s);
+    pp_future_release(f);
+    return s;
+}
+
+/* A 1 MiB block shared once is read in place by tasks on every worker (the
+ * same bytes, the block's own address); unknown, zero and withdrawn handles
+ * find nothing; withdrawal hands the block back; handles are not reused. */
+Test(payload, shared_block_read_in_place, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool();
+    size_t n = 1 * MiB;
+    void *block = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, n, &block), 0);
+    ppt_fill_seeded(block, n, 42);
+    uint64_t want = ppt_fnv1a64(block, n);
+    uint64_t h = 0;
+    cr_assert_eq(pp_shm_share(ex, block, n, &h), 0);
+    cr_assert_neq(h, 0);
+    uint64_t off = pp_shm_offset(ex, block);
+    for (int i = 0; i < 8; i++) {
+        share_seen s = read_shared(ex, h, off);
+        cr_expect(s.found && s.in_place, "task %d: found %d, in place %d", i, s.found, s.in_place);
+        cr_expect_eq(s.size, n);
+        cr_expect_eq(s.hash, want, "task %d read other bytes", i);
+    }
+    /* Unknown handles: 0, a malformed one, a well-formed one never made. */
+    uint64_t bad[] = {0, 1, UINT64_MAX, (h & ~(uint64_t)0xff) | 0x3f, h + ((uint64_t)7 << 8)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        share_seen s = read_shared(ex, bad[i], 0);
+        cr_expect(!s.found && s.size == 0, "handle %#llx found (size %llu)",
+                  (unsigned long long)bad[i], (unsigned long long)s.size);
+    }
+    /* A second block of another size, under its own handle. */
+    void *small = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 100, &small), 0);
+    memset(small, 7, 100);
+    uint64_t h2 = 0;
+    cr_assert_eq(pp_shm_share(ex, small, 100, &h2), 0);
+    cr_expect_neq(h2, h);
+    share_seen s2 = read_shared(ex, h2, pp_shm_offset(ex, small));
+    cr_expect(s2.found && s2.in_place && s2.size == 100);
+    cr_expect_eq(s2.hash, ppt_fnv1a64(small, 100));
+
+    /* Withdrawn: the block comes back; tasks find nothing; twice: -ENOENT. */
+    void *back = NULL;
+    cr_assert_eq(pp_shm_unshare(ex, h, &back), 0);
+    cr_expect_eq(back, block);
+    cr_expect_eq(pp_shm_unshare(ex, h, &back), -ENOENT);
+    cr_expect_null(back);
+    share_seen s = read_shared(ex, h, 0);
+    cr_expect(!s.found && s.size == 0, "a withdrawn handle was found");
+    /* Sharing the same block again gives a new handle; the old stays dead. */
+    uint64_t h3 = 0;
+    cr_assert_eq(pp_shm_share(ex, block, n, &h3), 0);
+    cr_expect_neq(h3, h);
+    cr_expect(!read_shared(ex, h, 0).found, "an old handle found a new registration");
+    cr_expect_eq(read_shared(ex, h3, off).hash, want);
+    cr_expect_eq(pp_shm_unshare(ex, h3, NULL), 0);
+    cr_expect_eq(pp_shm_unshare(ex, h2, NULL), 0);
+    pp_shm_free(ex, small);
+    pp_shm_free(ex, block);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* Bad input is refused and registers nothing; PP_SHARE_MAX at once, then
+ * -ENOSPC until one is withdrawn. */
+Test(payload, shared_block_errors_and_table_full, PPT_FIXTURE, .timeout = 60)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    cfg.arena_size = 1 * MiB;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    void *block = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 4 * KiB, &block), 0);
+    uint64_t h = 99;
+    char heap[16];
+    cr_expect_eq(pp_shm_share(NULL, block, 1, &h), -EINVAL);
+    cr_expect_eq(h, 0);
+    cr_expect_eq(pp_shm_share(ex, NULL, 1, &h), -EINVAL);
+    cr_expect_eq(pp_shm_share(ex, block, 1, NULL), -EINVAL);
+    cr_expect_eq(pp_shm_share(ex, block, 0, &h), -EINVAL);
+    cr_expect_eq(pp_shm_share(ex, heap, sizeof heap, &h), -EINVAL);
+    cr_expect_eq(pp_shm_share(ex, block, 2 * MiB, &h), -EINVAL); /* past the segment */
+    cr_expect_eq(pp_shm_unshare(NULL, 1, NULL), -EINVAL);
+    cr_expect_eq(pp_shm_unshare(ex, 0, NULL), -ENOENT);
+    cr_expect_eq(pp_shm_unshare(ex, 12345, NULL), -ENOENT);
+
+    uint64_t hs[PP_SHARE_MAX];
+    for (int i = 0; i < PP_SHARE_MAX; i++)
+        cr_assert_eq(pp_shm_share(ex, (char *)block + i, 1, &hs[i]), 0, "share %d", i);
+    cr_expect_eq(pp_shm_share(ex, block, 1, &h), -ENOSPC);
+    cr_expect_eq(h, 0);
+    cr_assert_eq(pp_shm_unshare(ex, hs[10], NULL), 0);
+    cr_expect_eq(pp_shm_share(ex, block, 1, &h), 0);
+    for (int i = 0; i < PP_SHARE_MAX; i++) {
+        if (i == 10)
+            continue;
+        void *b = NULL;
+        cr_expect_eq(pp_shm_unshare(ex, hs[i], &b), 0);
+        cr_expect_eq(b, (char *)block + i);
+        cr_expect_neq(hs[i], h);
+    }
+    cr_expect_eq(pp_shm_unshare(ex, h, NULL), 0);
+    pp_shm_free(ex, block);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* The lookup against a racing withdraw + re-registration of the same table
+ * entry (seqlock): the client alternates sharing block A and block B (the
+ * entry is reused, the handle changes) and logs each handle; tasks look up
+ * the latest handles over and over: each lookup finds nothing or exactly the
+ * block that handle was made for, never the other. */
+typedef struct share_log {
+    uint64_t count;        /* entries written (atomic) */
+    uint64_t stop;         /* the client is done (atomic) */
+    uint64_t ready;        /* tasks looking (atomic) */
+    uint64_t handle[4096]; /* handle i (mod 4096) was made for block A (i even) or B */
+} share_log;
+
+static int task_race_lookups(pp_task *t)
+{
+    uint64_t off = *(const uint64_t *)pp_task_arg(t, NULL);
+    share_log *log = pp_task_shm(t, off);
+    uint64_t bad = 0, found = 0;
+    __atomic_fetch_add(&log->ready, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&log->stop, __ATOMIC_ACQUIRE)) {
+        uint64_t n = __atomic_load_n(&log->count, __ATOMIC_ACQUIRE);
+        for (uint64_t i = n > 4 ? n - 4 : 0; i < n; i++) {
+            size_t size = 0;
+            uint64_t h = __atomic_load_n(&log->handle[i % 4096], __ATOMIC_RELAXED);
+            const unsigned char *p = pp_task_shared(t, h, &size);
+            if (!p)
+                continue;
+            found++;
+            unsigned char want = i % 2 ? 0xBB : 0xAA;
+            size_t want_size = i % 2 ? 8192 : 4096;
+            bad += size != want_size || p[0] != want || p[size - 1] != want;
+        }
+    }
+    uint64_t r[2] = {bad, found};
+    return pp_task_set_result(t, r, sizeof r);
+}
+
+Test(payload, shared_block_lookup_races_reregistration, PPT_FIXTURE, .timeout = 60)
+{
+    pp_executor *ex = make_pool();
+    void *a = NULL, *b = NULL, *logp = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 4096, &a), 0);
+    cr_assert_eq(pp_shm_alloc(ex, 8192, &b), 0);
+    cr_assert_eq(pp_shm_alloc(ex, sizeof(share_log), &logp), 0);
+    memset(a, 0xAA, 4096);
+    memset(b, 0xBB, 8192);
+    share_log *log = logp;
+    memset(log, 0, sizeof *log);
+    uint64_t off = pp_shm_offset(ex, log);
+    int nt = small_pool_size();
+    pp_future *fs[2];
+    for (int k = 0; k < nt; k++)
+        fs[k] = submit_ok(ex, task_race_lookups, &off, sizeof off);
+    /* Race only while every task looks (they start in their own time). */
+    double dl = ppt_deadline(30);
+    while (__atomic_load_n(&log->ready, __ATOMIC_ACQUIRE) < (uint64_t)nt) {
+        cr_assert(!ppt_expired(dl), "the looking tasks did not start");
+        ppt_sleep(0.001);
+    }
+    double end = ppt_now() + 0.3 * ppt_time_scale();
+    for (uint64_t i = 0; i % 1024 || ppt_now() < end; i++) {
+        uint64_t h = 0;
+        cr_assert_eq(pp_shm_share(ex, i % 2 ? b : a, i % 2 ? 8192 : 4096, &h), 0);
+        __atomic_store_n(&log->handle[i % 4096], h, __ATOMIC_RELAXED);
+        __atomic_store_n(&log->count, i + 1, __ATOMIC_RELEASE);
+        cr_assert_eq(pp_shm_unshare(ex, h, NULL), 0);
+    }
+    __atomic_store_n(&log->stop, 1, __ATOMIC_RELEASE);
+    uint64_t found = 0;
+    for (int k = 0; k < nt; k++) {
+        const uint64_t *r = NULL;
+        cr_assert_eq(pp_future_result(fs[k], PP_FOREVER, (const void **)&r, NULL), 0);
+        cr_expect_eq(r[0], 0, "task %d: %llu lookups found the wrong block", k,
+                     (unsigned long long)r[0]);
+        found += r[1];
+        pp_future_release(fs[k]);
+    }
+    cr_log_info("shared-block race: %llu lookups found their block", (unsigned long long)found);
+    pp_shm_free(ex, logp);
+    pp_shm_free(ex, b);
+    pp_shm_free(ex, a);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}

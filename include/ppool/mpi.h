@@ -118,7 +118,9 @@ PP_API void pp_mpi_config_init(pp_mpi_config *c);
  * (node.on_worker_death) and reported as on one node; a rank silent for
  * node_timeout (killed, node down; run with `mpirun --enable-recovery`, since
  * Open MPI otherwise aborts the job) is lost: its tasks in flight fail with
- * PP_ENODE and it gets no more; the executor goes on with the others. After
+ * PP_ENODE, or are queued again for the other ranks and the root's node
+ * when submitted with pp_submit_opts.retries left; it gets no more; the
+ * executor goes on with the others. After
  * a loss, pp_executor_destroy does not free the communicator (a collective
  * call that the lost rank would never join).
  *
@@ -135,6 +137,9 @@ typedef struct pp_mpi_rank_info {
     uint64_t in_flight; /**< the root's tasks it holds now */
     uint64_t tasks;     /**< tasks it finished (ok or failed) */
     uint64_t failed;    /**< of which failed */
+    uint64_t retried;   /**< tasks it held when it was lost that were queued
+                           again (pp_submit_opts.retries): not counted in
+                           tasks; they finish elsewhere */
 } pp_mpi_rank_info;
 
 /**
@@ -145,6 +150,51 @@ typedef struct pp_mpi_rank_info {
  * thread; does not block; counters each exact, the set not one instant.
  */
 PP_API int pp_mpi_rank_stats(pp_executor *ex, int rank, pp_mpi_rank_info *out);
+
+/**
+ * pp_mpi_share - copy @size bytes at @data once into every node's shared
+ * arena and register each copy under one handle, so that a task reads the
+ * block in place with pp_task_shared(t, *handle, &n) wherever it runs: a
+ * read-only table every task needs crosses each rank once, not with every
+ * task.
+ * @ex: an MPI executor (its root), or an ordinary one: then the block is
+ *   placed on that node only, so the same program runs on one node.
+ * @data, @size: the bytes (copied; 1 <= @size <= INT_MAX: one MPI message).
+ * @handle: receives the handle (never 0).
+ *
+ * The root copies @data into its arena (pp_shm_alloc) and registers it
+ * (pp_shm_share); its comm thread sends the bytes, straight from that block,
+ * to every live rank, which receives them straight into a block of its own
+ * arena, registers it under the same handle and answers. The call returns
+ * once every live rank answered (or was lost: a rank lost meanwhile gets
+ * no more tasks, so it needs no copy): every task submitted after it
+ * returns finds the block on whichever node runs it. All or nothing: if a
+ * rank cannot hold it (no arena room), the block is withdrawn everywhere
+ * and that rank's error is returned.
+ * Returns 0; -EINVAL (NULL argument, @size 0); PP_ETOOBIG (@size over
+ * INT_MAX); -ENOMEM (no room in the root's arena, or a rank's); -ENOSPC
+ * (PP_SHARE_MAX blocks shared); PP_EFORKED. Any client thread of the root,
+ * not concurrently with pp_executor_destroy. Blocks for one round trip and
+ * the transfer to every rank (at most node_timeout longer if a rank dies).
+ * The blocks are freed by pp_mpi_unshare, or with each node pool at
+ * pp_executor_destroy.
+ */
+PP_API int pp_mpi_share(pp_executor *ex, const void *data, size_t size, uint64_t *handle);
+
+/**
+ * pp_mpi_unshare - withdraw a handle from pp_mpi_share (only those: it
+ * frees the block, which pp_shm_share's blocks are not) on every node and
+ * free the copies. Call it once no task that reads the block is queued or
+ * running (their futures are done): a task that looks the handle up
+ * afterwards gets NULL, and one still reading the block would read freed
+ * memory. The root's copy is withdrawn and freed before the call returns;
+ * the other ranks' as each receives the message, before any task
+ * submitted after the call.
+ * Returns 0; -ENOENT (nothing is shared under @handle); -EINVAL;
+ * PP_EFORKED. Any client thread of the root; blocks until the messages are
+ * sent.
+ */
+PP_API int pp_mpi_unshare(pp_executor *ex, uint64_t handle);
 
 /**
  * pp_mpi_size - number of ranks of an MPI executor (its communicator's

@@ -81,6 +81,7 @@ static ppm_root *root_new(MPI_Comm comm, int me, int size, const pp_mpi_config *
     r->cfg = *c;
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cv, NULL);
+    ppm_share_init(r);
     for (int q = 0; q < size; q++) {
         ppm_rank *rk = &r->ranks[q];
         rk->workers = workers[q];
@@ -215,5 +216,6 @@ int pp_mpi_rank_stats(pp_executor *ex, int rank, pp_mpi_rank_info *o)
     o->in_flight = atomic_load_explicit(&rk->in_flight, memory_order_relaxed); /* relaxed: as above */
     o->tasks = atomic_load_explicit(&rk->tasks, memory_order_relaxed);         /* relaxed: as above */
     o->failed = atomic_load_explicit(&rk->failed, memory_order_relaxed);       /* relaxed: as above */
+    o->retried = atomic_load_explicit(&rk->retried, memory_order_relaxed);     /* relaxed: as above */
     return 0;
 }

@@ -9,6 +9,8 @@
  *                   remote rank) feeding the ranks from the pool's ring,
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
+ *   mpi_share.c     pp_mpi_share / pp_mpi_unshare: blocks every node holds
+ *   mpi_ulfm.c      ULFM's failure reports, when the MPI library has them
  */
 #ifndef PPOOL_MPI_INTERNAL_H
 #define PPOOL_MPI_INTERNAL_H
@@ -46,7 +48,25 @@ enum {
     PPM_TAG_RES = 6,       /* rank -> root: ppm_res records (+ message + inline result) */
     PPM_TAG_RES_DATA = 7,  /* rank -> root: one result that was not inline */
     PPM_TAG_BEAT = 8,      /* either way: liveness (no payload) */
+    /* mpi_share.c (pp_mpi_share); numbered apart from the task messages. */
+    PPM_TAG_SHARE = 32,      /* root -> rank: ppm_share */
+    PPM_TAG_SHARE_DATA = 33, /* root -> rank: the block's bytes (follows SHARE) */
+    PPM_TAG_SHARE_ACK = 34,  /* rank -> root: ppm_share_ack */
+    PPM_TAG_UNSHARE = 35,    /* root -> rank: ppm_share (size unused) */
 };
+
+/* pp_mpi_share's messages: the block of @size bytes registered under
+ * @handle on the rank; its answer. */
+typedef struct ppm_share {
+    uint64_t handle;
+    uint64_t size;
+} ppm_share;
+
+typedef struct ppm_share_ack {
+    uint64_t handle;
+    int32_t err;         /* 0, or why the rank holds no copy (-ENOMEM, ...) */
+    uint32_t pad;
+} ppm_share_ack;
 
 /* Most records in one TASK or RES message, and the byte size past which a
  * message being packed is sent and another begun (a single record larger
@@ -130,12 +150,14 @@ static inline void ppm_sleep_ns(uint64_t ns)
  * a message that arrived since the last call is pulled in by this call and
  * seen only by the next. Without the second probe every message would cost
  * its receiver one more nap (measured: a remote round trip carried two
- * extra naps). Returns 1 with *m / *st set, 0 if none, -1 on an MPI error. */
-static inline int ppm_probe(int src, MPI_Comm comm, MPI_Message *m, MPI_Status *st)
+ * extra naps). Returns 1 with *m / *st set, 0 if none, -1 on an MPI error
+ * (its code in *mpi_rc, for ULFM's failure reports: mpi_ulfm.c). */
+static inline int ppm_probe(int src, MPI_Comm comm, MPI_Message *m, MPI_Status *st, int *mpi_rc)
 {
     for (int i = 0; i < 2; i++) {
         int flag = 0;
-        if (MPI_Improbe(src, MPI_ANY_TAG, comm, &flag, m, st) != MPI_SUCCESS)
+        *mpi_rc = MPI_Improbe(src, MPI_ANY_TAG, comm, &flag, m, st);
+        if (*mpi_rc != MPI_SUCCESS)
             return -1;
         if (flag)
             return 1;
@@ -153,6 +175,17 @@ typedef struct ppm_pkt {
     size_t len;          /* bytes packed into buf */
     char buf[];          /* ppm_task records (+ inline arguments) */
 } ppm_pkt;
+
+/* pp_mpi_share's requests from client threads to the comm thread
+ * (mpi_share.c): a FIFO under @lock; the comm thread works on one at a time. */
+struct ppm_share_req;
+typedef struct ppm_shares {
+    pthread_mutex_t lock;        /* head/tail, each request's done flag */
+    pthread_cond_t cv;           /* a request is done */
+    struct ppm_share_req *head, *tail;
+    _Atomic uint32_t queued;     /* requests in the FIFO: the comm thread's cheap look */
+    struct ppm_share_req *active; /* the comm thread's, out of the FIFO */
+} ppm_shares;
 
 /* A task shipped to a rank. */
 typedef struct ppm_flight {
@@ -187,6 +220,7 @@ typedef struct ppm_rank {
     size_t batch_bytes;  /* the TASK message they make */
     _Atomic uint64_t in_flight;
     _Atomic uint64_t tasks, failed;
+    _Atomic uint64_t retried; /* its tasks put back on the ring when it was lost */
     uint64_t heard_ns;   /* last message from it */
 } ppm_rank;
 
@@ -210,6 +244,7 @@ typedef struct ppm_root {
     int rr;                    /* round-robin start for taking */
     bool handed_back;          /* this round handed a map runner back: nap,
                                   do not sleep on the ring (it is not empty) */
+    ppm_shares shares;         /* pp_mpi_share (mpi_share.c) */
 } ppm_root;
 
 /* Adaptive credits (cfg.credits 0): a rank of w workers may hold w plus
@@ -221,6 +256,20 @@ extern const pp_ext_ops ppm_root_ops;
 
 /* mpi_root.c */
 int ppm_root_start(ppm_root *r);
+/* mpi_share.c: the root's side (comm thread: progress, on_ack; root_new /
+ * root_destroy: init, fini) and a serving rank's (its loop, on SHARE and
+ * UNSHARE). */
+void ppm_share_init(ppm_root *r);
+void ppm_share_fini(ppm_root *r);
+bool ppm_share_progress(ppm_root *r);
+void ppm_share_on_ack(ppm_root *r, int src, const char *buf, size_t len);
+void ppm_serve_share(MPI_Comm comm, int root, pp_executor *lex, const char *buf, size_t len);
+void ppm_serve_unshare(pp_executor *lex, const char *buf, size_t len);
+/* mpi_ulfm.c: with PPOOL_HAVE_ULFM, is @rc a process failure, and (root)
+ * acknowledge the failures and mark those ranks for check_losses (returns
+ * how many); without, false and 0. Comm thread / serving loop only. */
+bool ppm_ulfm_proc_failed(int rc);
+int ppm_ulfm_note_failures(ppm_root *r, int rc);
 /* mpi_serve.c: serve the root until STOP; returns PP_MPI_SERVED. */
 int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cfg);
 

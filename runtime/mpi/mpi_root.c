@@ -123,6 +123,37 @@ static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *
     flight_end(r, &r->ranks[q], f, err);
 }
 
+/* A flight of lost rank @q: back on the pool's ring if its task may run
+ * again (pp_submit_opts.retries; pp_ext_requeue), for another rank or the
+ * root's node. Not once closing: the node's workers may have drained the
+ * ring already (the in_take guard makes before_stop wait for a requeue in
+ * progress, so one that passed the check is taken by them). Returns true
+ * if requeued (the flight is free again, not counted as a task of @q). */
+static bool flight_retry(ppm_root *r, int q, ppm_flight *f)
+{
+    ppm_rank *rk = &r->ranks[q];
+    /* seq_cst: Dekker pair with before_stop, as in take_round. */
+    atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
+    bool requeued = !atomic_load_explicit(&r->closing, memory_order_seq_cst) &&
+                    pp_ext_requeue(r->ex, (uint32_t)q, &f->it);
+    /* release: ends our use of the ring before before_stop returns. */
+    atomic_store_explicit(&r->in_take, 0, memory_order_release);
+    if (!requeued)
+        return false;
+    f->used = 0;
+    rk->nused--;
+    /* relaxed: statistics. */
+    atomic_fetch_sub_explicit(&rk->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rk->retried, 1, memory_order_relaxed); /* relaxed: as above */
+    /* release: the requeue (ring push) before drain sees 0. */
+    if (atomic_fetch_sub_explicit(&r->flying, 1, memory_order_release) == 1) {
+        pthread_mutex_lock(&r->lock);
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return true;
+}
+
 static bool arg_inline(const ppm_root *r, const ppm_flight *f)
 {
     return f->it.arg_size <= r->cfg.eager_limit;
@@ -166,10 +197,12 @@ static void send_batch(ppm_root *r, int q)
         p->len += in ? f->it.arg_size : 0;
         f->pkt = p;
     }
-    if (MPI_Isend(p->buf, (int)p->len, MPI_BYTE, q, PPM_TAG_TASK, r->comm, &p->req) != MPI_SUCCESS) {
+    int rc = MPI_Isend(p->buf, (int)p->len, MPI_BYTE, q, PPM_TAG_TASK, r->comm, &p->req);
+    if (rc != MPI_SUCCESS) {
         /* The rank is unreachable; its loss is declared by the heartbeat
-         * watch, which fails the flights. */
+         * watch (at once if ULFM says so), which fails the flights. */
         p->req = MPI_REQUEST_NULL;
+        ppm_ulfm_note_failures(r, rc);
         return;
     }
     for (unsigned i = 0; i < n; i++) {
@@ -392,8 +425,12 @@ static bool poll_messages(ppm_root *r, uint64_t now)
     for (;;) {
         MPI_Message m;
         MPI_Status st;
-        if (ppm_probe(MPI_ANY_SOURCE, r->comm, &m, &st) != 1)
+        int rc = MPI_SUCCESS;
+        if (ppm_probe(MPI_ANY_SOURCE, r->comm, &m, &st, &rc) != 1) {
+            if (rc != MPI_SUCCESS)
+                ppm_ulfm_note_failures(r, rc);
             return any;
+        }
         any = true;
         int src = st.MPI_SOURCE, n = 0;
         MPI_Get_count(&st, MPI_BYTE, &n);
@@ -408,6 +445,7 @@ static bool poll_messages(ppm_root *r, uint64_t now)
             r->ranks[src].heard_ns = now;
             switch (st.MPI_TAG) {
             case PPM_TAG_RES: on_res(r, src, buf, (size_t)n); break;
+            case PPM_TAG_SHARE_ACK: ppm_share_on_ack(r, src, buf, (size_t)n); break;
             default: break; /* BEAT */
             }
         }
@@ -443,8 +481,11 @@ static void send_all(ppm_root *r, int tag)
         if (q == r->me || !r->ranks[q].alive)
             continue;
         MPI_Request req;
-        if (MPI_Isend(NULL, 0, MPI_BYTE, q, tag, r->comm, &req) == MPI_SUCCESS)
+        int rc = MPI_Isend(NULL, 0, MPI_BYTE, q, tag, r->comm, &req);
+        if (rc == MPI_SUCCESS)
             MPI_Request_free(&req);
+        else
+            ppm_ulfm_note_failures(r, rc);
     }
 }
 
@@ -460,13 +501,17 @@ static void check_losses(ppm_root *r, uint64_t now)
         /* release: destroy reads it after joining us anyway; stats relaxed. */
         atomic_store_explicit(&r->lost_any, 1, memory_order_release);
         char msg[96];
-        snprintf(msg, sizeof msg, "rank %d lost: silent for %.1f s", q, r->cfg.node_timeout);
+        if (rk->heard_ns == 0) /* ppm_ulfm_note_failures */
+            snprintf(msg, sizeof msg, "rank %d lost: MPI reports it failed (ULFM)", q);
+        else
+            snprintf(msg, sizeof msg, "rank %d lost: silent for %.1f s", q, r->cfg.node_timeout);
         for (unsigned i = 0; i < rk->credits; i++) {
             ppm_flight *f = &rk->fl[i];
             if (!f->used)
                 continue;
             flight_sends_done(f, true);
-            flight_fail(r, q, f, PP_ENODE, msg);
+            if (!flight_retry(r, q, f))
+                flight_fail(r, q, f, PP_ENODE, msg);
         }
     }
 }
@@ -510,6 +555,7 @@ static void *comm_thread(void *arg)
             break;
         r->handed_back = false;
         progress |= take_some(r);
+        progress |= ppm_share_progress(r);
         forward_kills(r);
         if (!r->cancel_sent && pp_ext_cancelling(r->ex)) {
             send_all(r, PPM_TAG_CANCEL);
@@ -586,6 +632,7 @@ static void root_destroy(void *ctx)
     for (int q = 0; q < r->size; q++)
         free(r->ranks[q].fl);
     free(r->ranks);
+    ppm_share_fini(r);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cv);
     free(r);

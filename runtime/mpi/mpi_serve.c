@@ -278,8 +278,12 @@ static bool poll_root(server *s)
         int n = 0;
         MPI_Message m;
         MPI_Status st;
-        if (ppm_probe(s->root, s->comm, &m, &st) != 1)
+        int rc = MPI_SUCCESS;
+        if (ppm_probe(s->root, s->comm, &m, &st, &rc) != 1) {
+            if (rc != MPI_SUCCESS && ppm_ulfm_proc_failed(rc))
+                s->heard_ns = 0; /* ULFM: the root failed; the loop ends as for silence */
             return any;
+        }
         any = true;
         s->heard_ns = ppi_now_ns();
         MPI_Get_count(&st, MPI_BYTE, &n);
@@ -295,6 +299,8 @@ static bool poll_root(server *s)
         case PPM_TAG_KILL: on_kill(s, buf, (size_t)n); break;
         case PPM_TAG_CANCEL: pp_shutdown(s->lex, false, true); break;
         case PPM_TAG_STOP: s->stop = true; break;
+        case PPM_TAG_SHARE: ppm_serve_share(s->comm, s->root, s->lex, buf, (size_t)n); break;
+        case PPM_TAG_UNSHARE: ppm_serve_unshare(s->lex, buf, (size_t)n); break;
         default: break; /* BEAT */
         }
         if (buf != stackbuf)

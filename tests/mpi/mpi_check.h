@@ -7,6 +7,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ppool.h"
 #include "ppool/mpi.h"
@@ -40,6 +41,25 @@ static inline void mc_init(int *argc, char ***argv, pp_mpi_config *cfg)
     pp_mpi_config_init(cfg);
     cfg->node.max_workers = 1;
     cfg->node.pin = PP_PIN_NONE;
+}
+
+/* true if @p lies in this process's mapping of a ppool shared segment (its
+ * memfd is named "ppool"): for tasks checking that a block is read in place. */
+static inline int mc_in_segment(const void *p)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int in = 0;
+    while (!in && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (unsigned long)p >= lo &&
+            (unsigned long)p < hi)
+            in = strstr(line, "memfd:ppool") != NULL;
+    }
+    fclose(f);
+    return in;
 }
 
 /* End: 0 if every check passed (any rank), else 1. */

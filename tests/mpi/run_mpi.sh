@@ -4,7 +4,9 @@
 # check that no process of it outlives mpirun (ranks, node-pool managers and
 # workers all run the test's binary).
 #   MODE mpmd:     ranks 0-1 run NAME, rank 2 runs peer_mpi_other (another binary)
-#   MODE recovery: mpirun --enable-recovery (a rank may die without ending the job)
+#   MODE recovery: mpirun --enable-recovery (a rank may die without ending the
+#                  job); the program must print "NAME: ...; ok" (mpirun then
+#                  does not pass its exit status on)
 #   MODE np1 / np3 [EXPECTED]: an example on 1 or 3 ranks; its standard
 #                  output must equal the file EXPECTED
 #   MODE rootloss: as recovery; the root dies: pass if both other ranks said
@@ -27,6 +29,14 @@ if [ "$mode" = rootloss ]; then
   n=$(grep -c "the root was silent" <<<"$out")
   rc=0
   [ "$n" -eq 2 ] || { echo "FAIL: $n serving ranks reported the root's loss (want 2)"; rc=1; }
+elif [ "$mode" = recovery ]; then
+  # mpirun --enable-recovery does not pass a rank's exit status on (a
+  # failed check exited 1 and the test still passed): the program must end
+  # its output with a line "<name>: ...; ok".
+  out=$("${cmd[@]}" 2>&1)
+  rc=$?
+  echo "$out"
+  grep -q "^$name: .*; ok\$" <<<"$out" || { echo "FAIL: no \"$name: ...; ok\" line"; rc=1; }
 elif [ -n "$expected" ]; then
   out=$("${cmd[@]}")
   rc=$?

@@ -2,13 +2,15 @@
  * test_mpi_core — across 3 ranks: results and exceptions byte-identical to a
  * single-node run (inline, arena and beyond-eager sizes), the rank in
  * pp_exception, pp_wait, as_completed, callbacks, stats (total and per
- * rank), and workers without the MPI launcher's environment. Then with
- * credits 4 per rank (1 worker each: tasks travel several per TASK message,
- * outcomes several per RES message): many tasks of mixed sizes and
+ * rank), workers without the MPI launcher's environment, and pp_mpi_share
+ * (a block read in place on every rank; unknown and withdrawn handles).
+ * Then with credits 4 per rank (1 worker each: tasks travel several per TASK
+ * message, outcomes several per RES message): many tasks of mixed sizes and
  * failures byte-identical and exactly counted, kill and timeout of tasks
  * that travelled in a batch (some queued at their rank), shutdown's cancel
  * of tasks queued at a rank.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -58,6 +60,106 @@ static int t_mpi_env(pp_task *t)
     for (char **e = environ; *e; e++)
         n += !strncmp(*e, "OMPI_", 5) || !strncmp(*e, "PMIX_", 5) || !strncmp(*e, "PMI_", 4);
     return pp_task_set_result(t, &n, sizeof n);
+}
+
+/* What a task found under a shared handle (pp_task_shared). */
+typedef struct shared_seen {
+    uint64_t size, sum;
+    int32_t found, in_segment;
+} shared_seen;
+
+static int t_shared(pp_task *t)
+{
+    uint64_t h = *(const uint64_t *)pp_task_arg(t, NULL);
+    shared_seen s = {0};
+    size_t n = 99;
+    const unsigned char *p = pp_task_shared(t, h, &n);
+    s.found = p != NULL;
+    s.size = n;
+    s.in_segment = p && mc_in_segment(p);
+    for (size_t i = 0; p && i < n; i++)
+        s.sum = s.sum * 31 + p[i];
+    usleep(3000); /* long enough for every rank to take some */
+    return pp_task_set_result(t, &s, sizeof s);
+}
+
+/* Tasks reading handle @h: how many found it with @size bytes summing to
+ * @sum in the segment (in place), and on which ranks (bit mask). */
+static int shared_round(pp_executor *ex, uint64_t h, uint64_t size, uint64_t sum, int n,
+                        int *ranks)
+{
+    pp_future *fs[24];
+    int ok = 0;
+    *ranks = 0;
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(pp_submit(ex, t_shared, &h, sizeof h, &fs[i]), 0);
+    for (int i = 0; i < n; i++) {
+        const shared_seen *s = NULL;
+        CHECK_EQ(pp_future_result(fs[i], PP_FOREVER, (const void **)&s, NULL), 0);
+        pp_exception e;
+        pp_future_exception(fs[i], 0, &e);
+        if (s && s->found) {
+            CHECK(s->in_segment);
+            CHECK_EQ(s->size, size);
+            CHECK_EQ(s->sum, sum);
+            ok++;
+        } else if (s) {
+            CHECK_EQ(s->size, 0);
+        }
+        if (e.rank >= 0 && e.rank < 3)
+            *ranks |= 1 << e.rank;
+        pp_future_release(fs[i]);
+    }
+    return ok;
+}
+
+/* pp_mpi_share: one block read in place on every rank; unknown handles and
+ * a withdrawn one find nothing; on an ordinary executor it works too. */
+static void shared_blocks(pp_executor *ex, pp_executor *one_node)
+{
+    unsigned char data[3000];
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof data; i++) {
+        data[i] = (unsigned char)(i * 7 + 1);
+        sum = sum * 31 + data[i];
+    }
+    uint64_t h = 0;
+    CHECK_EQ(pp_mpi_share(ex, data, sizeof data, &h), 0);
+    CHECK(h != 0);
+    int ranks = 0, all = 0;
+    for (int round = 0; round < 5 && all != 7; round++) {
+        CHECK_EQ(shared_round(ex, h, sizeof data, sum, 12, &ranks), 12);
+        all |= ranks;
+    }
+    CHECK_EQ(all, 7); /* read in place on every rank */
+    CHECK_EQ(shared_round(ex, h + 256, 0, 0, 9, &ranks), 0);  /* never made */
+    CHECK_EQ(shared_round(ex, 0, 0, 0, 3, &ranks), 0);
+    uint64_t hx = 1;
+    CHECK_EQ(pp_mpi_share(ex, NULL, 1, &hx), -EINVAL);
+    CHECK_EQ(hx, 0); /* cleared on error */
+    CHECK_EQ(pp_mpi_share(ex, data, 0, &hx), -EINVAL);
+    CHECK_EQ(pp_mpi_share(ex, data, (size_t)INT_MAX + 1, &hx), PP_ETOOBIG);
+    CHECK_EQ(pp_mpi_unshare(ex, h + 256), -ENOENT);
+    /* A second block beside the first, then the first withdrawn. */
+    uint64_t h2 = 0;
+    CHECK_EQ(pp_mpi_share(ex, data, 100, &h2), 0);
+    CHECK(h2 != 0);
+    uint64_t sum100 = 0;
+    for (size_t i = 0; i < 100; i++)
+        sum100 = sum100 * 31 + data[i];
+    CHECK_EQ(shared_round(ex, h2, 100, sum100, 12, &ranks), 12);
+    CHECK_EQ(pp_mpi_unshare(ex, h2), 0);
+    CHECK_EQ(pp_mpi_unshare(ex, h2), -ENOENT);
+    CHECK_EQ(shared_round(ex, h2, 0, 0, 12, &ranks), 0); /* gone on every rank */
+    CHECK_EQ(shared_round(ex, h, sizeof data, sum, 6, &ranks), 6);
+
+    /* The same calls on one node. */
+    uint64_t hl = 0;
+    CHECK_EQ(pp_mpi_share(one_node, data, sizeof data, &hl), 0);
+    CHECK_EQ(shared_round(one_node, hl, sizeof data, sum, 3, &ranks), 3);
+    CHECK_EQ(pp_mpi_unshare(one_node, hl), 0);
+    CHECK_EQ(shared_round(one_node, hl, 0, 0, 3, &ranks), 0);
+    CHECK_EQ(pp_mpi_unshare(ex, h), 0);
 }
 
 /* pp_map's item function (maps run on the root's node pool). */
@@ -422,6 +524,11 @@ int main(int argc, char **argv)
         pp_future_release(fs[i]);
     }
     map_on_root_node(ex);
+    CHECK_EQ(pp_executor_create(&lex, &one), 0);
+    double t0 = MPI_Wtime();
+    shared_blocks(ex, lex);
+    fprintf(stderr, "test_mpi_core: pp_mpi_share part %.2f s\n", MPI_Wtime() - t0);
+    pp_executor_destroy(lex);
     pp_executor_destroy(ex);
     CHECK(ranks_seen[1] + ranks_seen[2] > 0);
 
