@@ -131,7 +131,10 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_bac
         uint32_t st = ppi_st_state(w), fl = ppi_st_flags(w);
         uint64_t nw;
         if (st == PPI_S_QUEUED) {
-            if (sl->fn == ex->ext_runner_token) {
+            /* relaxed: set once before the comm thread that calls us was
+             * started (pthread_create orders it). */
+            const pp_ext_ops *ops = atomic_load_explicit(&ex->ext_ops, memory_order_relaxed);
+            if (sl->fn == ex->ext_runner_token && !ops->map_lanes) {
                 hand_back(ex, e);
                 *handed_back = true;
                 return 0;
@@ -163,6 +166,7 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_bac
                           : (const void *)ppi_slot_arg_inline(seg, sl);
     it->timeout_ns = sl->timeout_ns;
     it->grace_ns = sl->kill_grace_ns;
+    it->map_runner = sl->fn == ex->ext_runner_token;
     sl->started_ns = ppi_now_ns(); /* RUNNING(us): ours to write */
     return 1;
 }
@@ -285,6 +289,13 @@ void pp_ext_wait_work(pp_executor *ex, uint64_t ns)
         return;
     }
     ppi_ec_sleep(&h->work_ec, seq, ns);
+}
+
+uint32_t ppi_ext_map_lanes(pp_executor *ex)
+{
+    /* acquire: pairs with pp_ext_attach's release (the hooks). */
+    const pp_ext_ops *ops = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+    return ops && ops->map_lanes ? ops->map_lanes(ex->ext_ctx) : 0;
 }
 
 bool pp_ext_broken(pp_executor *ex)

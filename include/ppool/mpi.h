@@ -125,6 +125,8 @@ typedef struct pp_mpi_rank_info {
     uint64_t in_flight; /**< the root's tasks it holds now */
     uint64_t tasks;     /**< tasks it finished (ok or failed) */
     uint64_t failed;    /**< of which failed */
+    uint64_t map_chunks; /**< pp_map chunks it answered (ok or failed; 0 for
+                              the root: its node's runners count none) */
 } pp_mpi_rank_info;
 
 /**

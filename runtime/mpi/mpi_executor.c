@@ -88,6 +88,8 @@ static ppm_root *root_new(MPI_Comm comm, int me, int size, const pp_mpi_config *
             continue;
         atomic_init(&rk->alive, 1);
         rk->credits = c->credits ? c->credits : (unsigned)(workers[q] > 0 ? workers[q] : 1);
+        rk->lane0 = r->lanes; /* pp_map: one lane per credit (mpi_map.c) */
+        r->lanes += rk->credits;
         rk->fl = calloc(rk->credits, sizeof *rk->fl);
         if (!rk->fl) {
             for (int k = 0; k < size; k++)
@@ -212,5 +214,6 @@ int pp_mpi_rank_stats(pp_executor *ex, int rank, pp_mpi_rank_info *o)
     o->in_flight = atomic_load_explicit(&rk->in_flight, memory_order_relaxed); /* relaxed: as above */
     o->tasks = atomic_load_explicit(&rk->tasks, memory_order_relaxed);         /* relaxed: as above */
     o->failed = atomic_load_explicit(&rk->failed, memory_order_relaxed);       /* relaxed: as above */
+    o->map_chunks = atomic_load_explicit(&rk->chunks, memory_order_relaxed);   /* relaxed: as above */
     return 0;
 }

@@ -51,7 +51,19 @@ static void flight_sends_done(ppm_flight *f)
     f->pkt = NULL;
 }
 
-static void flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
+void ppm_flight_begin(ppm_root *r, int q, ppm_flight *f)
+{
+    ppm_rank *rk = &r->ranks[q];
+    f->id = task_id(&f->it);
+    f->used = 1;
+    f->kill_sent = 0;
+    f->nreq = 0;
+    /* relaxed: statistics; flying is read by drain after the release in flight_end. */
+    atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
+}
+
+void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
 {
     f->used = 0;
     /* relaxed: statistics. */
@@ -71,21 +83,14 @@ static void flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
 static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *msg)
 {
     pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, strlen(msg), 0);
-    flight_end(r, &r->ranks[q], f, err);
+    ppm_flight_end(r, &r->ranks[q], f, err);
 }
 
 /* Send task @f to rank @q: header and inline argument in one message, or
  * the header then the argument straight from slot or arena memory. */
 static void ship(ppm_root *r, int q, ppm_flight *f)
 {
-    ppm_rank *rk = &r->ranks[q];
-    f->id = task_id(&f->it);
-    f->used = 1;
-    f->kill_sent = 0;
-    f->nreq = 0;
-    /* relaxed: statistics; flying is read by drain after the release in flight_end. */
-    atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
+    ppm_flight_begin(r, q, f);
     if (f->it.arg_size > INT_MAX) {
         flight_fail(r, q, f, PP_ETOOBIG, "argument too large for one MPI message");
         return;
@@ -144,7 +149,9 @@ static bool take_some(ppm_root *r)
         }
         bool handed_back = false;
         int got = pp_ext_take(r->ex, (uint32_t)q, &f->it, &handed_back);
-        if (got)
+        if (got && f->it.map_runner)
+            ppm_map_lane_open(r, q, f); /* mpi_map.c */
+        else if (got)
             ship(r, q, f);
         /* release: as above. */
         atomic_store_explicit(&r->in_take, 0, memory_order_release);
@@ -206,7 +213,7 @@ static void take_result(ppm_root *r, int src, const char *buf, size_t len)
                 drop_data(r, src, PPM_TAG_RES_DATA, h.res_size);
             const char *m = result_space_msg(serr);
             pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h.pid, src, m, strlen(m), 0);
-            flight_end(r, rk, f, serr);
+            ppm_flight_end(r, rk, f, serr);
             return;
         }
         if (has_data) /* straight into the slot or the arena block */
@@ -217,7 +224,7 @@ static void take_result(ppm_root *r, int src, const char *buf, size_t len)
     }
     pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h.code, h.pid, src, msg, h.msg_len,
                    err ? 0 : h.res_size);
-    flight_end(r, rk, f, err);
+    ppm_flight_end(r, rk, f, err);
 }
 
 /* Receive every message waiting. Returns true if there was one. */
@@ -245,6 +252,8 @@ static bool poll_messages(ppm_root *r, uint64_t now)
             r->ranks[src].heard_ns = now;
             if (st.MPI_TAG == PPM_TAG_RES)
                 take_result(r, src, buf, (size_t)n);
+            else if (st.MPI_TAG == PPM_TAG_MAP_RES)
+                ppm_map_take_result(r, src, buf, (size_t)n); /* mpi_map.c */
         }
         if (buf != stackbuf)
             free(buf);
@@ -300,6 +309,10 @@ static void check_losses(ppm_root *r, uint64_t now)
             ppm_flight *f = &rk->fl[i];
             if (!f->used)
                 continue;
+            if (f->map) {
+                ppm_map_lane_lost(r, q, f, msg); /* mpi_map.c */
+                continue;
+            }
             /* Its sends may never complete: let MPI finish or drop them;
              * the header buffer is left to it (a bounded leak per loss). */
             for (int k = 0; k < f->nreq; k++)
@@ -324,6 +337,7 @@ static void *comm_thread(void *arg)
             break;
         r->handed_back = false;
         progress |= take_some(r);
+        progress |= ppm_map_lanes_step(r); /* mpi_map.c */
         forward_kills(r);
         if (!r->cancel_sent && pp_ext_cancelling(r->ex)) {
             send_all(r, PPM_TAG_CANCEL);
@@ -432,4 +446,5 @@ const pp_ext_ops ppm_root_ops = {
     .drain = root_drain,
     .destroy = root_destroy,
     .stats = root_stats,
+    .map_lanes = ppm_map_lanes,
 };

@@ -23,6 +23,7 @@
 typedef struct srv_task {
     uint64_t id;
     pp_future *f;
+    bool map; /* a pp_map chunk (mpi_map.c): answered with MAP_RES */
 } srv_task;
 
 typedef struct server {
@@ -36,12 +37,7 @@ typedef struct server {
     bool stop;
 } server;
 
-/* The slot's raw code from the public one (the root converts it back the
- * same way as for its own workers' outcomes). */
-static int raw_code(const pp_exception *e)
-{
-    return e->how == PP_CODE_EXIT ? e->code + PPI_CODE_EXIT_BASE : e->code;
-}
+static int raw_code(const pp_exception *e) { return ppm_raw_code(e->how, e->code); }
 
 /* Send an outcome: header, message and inline result in one message, or a
  * second message straight from the future's result memory. */
@@ -92,6 +88,20 @@ static void send_future(server *s, srv_task *t)
                  size);
 }
 
+/* Room for one more task in s->t. */
+static bool tasks_reserve(server *s)
+{
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    srv_task *nt = realloc(s->t, cap * sizeof *nt);
+    if (!nt)
+        return false;
+    s->t = nt;
+    s->cap = cap;
+    return true;
+}
+
 static void on_task(server *s, const char *buf, size_t len)
 {
     ppm_task h;
@@ -137,17 +147,11 @@ static void on_task(server *s, const char *buf, size_t len)
     /* The slot's encoding: 0 = none, else ns + 1 (executor.c). */
     o.timeout = h.timeout_ns ? (double)(h.timeout_ns - 1) / 1e9 : -1;
     o.kill_grace = (double)h.grace_ns / 1e9;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        srv_task *nt = realloc(s->t, cap * sizeof *nt);
-        if (!nt) {
-            send_outcome(s, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL, 0);
-            free(own);
-            pp_shm_free(s->lex, block);
-            return;
-        }
-        s->t = nt;
-        s->cap = cap;
+    if (!tasks_reserve(s)) {
+        send_outcome(s, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL, 0);
+        free(own);
+        pp_shm_free(s->lex, block);
+        return;
     }
     pp_future *f = NULL;
     int rc = block ? pp_ext_submit_adopt(s->lex, fn, block, h.arg_size, &o, &f)
@@ -158,6 +162,16 @@ static void on_task(server *s, const char *buf, size_t len)
         return;
     }
     s->t[s->n++] = (srv_task){.id = h.id, .f = f};
+}
+
+/* A pp_map chunk (mpi_map.c runs it as one task). */
+static void on_map_chunk(server *s, const char *buf, size_t len)
+{
+    uint64_t id = 0;
+    pp_future *f = NULL;
+    int refuse = tasks_reserve(s) ? 0 : -ENOMEM;
+    if (ppm_map_serve_chunk(s->lex, s->comm, s->root, buf, len, refuse, &id, &f) == 0)
+        s->t[s->n++] = (srv_task){.id = id, .f = f, .map = true};
 }
 
 static void on_kill(server *s, const char *buf, size_t len)
@@ -195,6 +209,7 @@ static bool poll_root(server *s)
         MPI_Mrecv(buf, n, MPI_BYTE, &m, MPI_STATUS_IGNORE);
         switch (st.MPI_TAG) {
         case PPM_TAG_TASK: on_task(s, buf, (size_t)n); break;
+        case PPM_TAG_MAP_CHUNK: on_map_chunk(s, buf, (size_t)n); break;
         case PPM_TAG_KILL: on_kill(s, buf, (size_t)n); break;
         case PPM_TAG_CANCEL: pp_shutdown(s->lex, false, true); break;
         case PPM_TAG_STOP: s->stop = true; break;
@@ -214,7 +229,12 @@ static bool send_done(server *s)
             i++;
             continue;
         }
-        send_future(s, &s->t[i]);
+        if (s->t[i].map) {
+            ppm_map_serve_send(s->comm, s->root, s->t[i].id, s->t[i].f);
+            s->sent_ns = ppi_now_ns();
+        } else {
+            send_future(s, &s->t[i]);
+        }
         pp_future_release(s->t[i].f);
         s->t[i] = s->t[--s->n];
         any = true;
