@@ -28,6 +28,9 @@
  *                   pp_map_should_stop
  *   map_geometry.c  pure sizes: window, batches, block offsets, blob layout,
  *                   staging ring
+ *   map_ext.c       chunks run on another node: an external worker acting as
+ *                   a runner (a remote lane) at the client, the chunk task
+ *                   on the serving node (ext_worker.h's pp_ext_map_*)
  *
  * Geometry. Chunk c holds items [c*cs, min((c+1)*cs, items_pub)). Chunks
  * are staged in *batches* of bc consecutive chunks (bc*cs >= ~1024 items

@@ -22,8 +22,10 @@
  * What runs where: a task submitted at the root runs on the root's node
  * pool or on another rank's, whichever has room first; each rank holds at
  * most `credits` of the root's tasks at a time (flow control). pp_map's
- * chunks run on the root's node pool only. Design and invariants:
- * docs/mpi.md.
+ * chunks run on the root's node or are shipped whole to another rank (at
+ * most `credits` chunks per rank at a time), results in input order as on
+ * one node; a chunk on a rank that is lost fails with PP_ENODE at its first
+ * item. Design and invariants: docs/mpi.md.
  */
 #ifndef PPOOL_MPI_H
 #define PPOOL_MPI_H
@@ -56,7 +58,7 @@ typedef struct pp_mpi_config {
      *  forking one is unsafe. */
     pp_config node;
     /** Workers of the root's own node pool: -1 = node.max_workers (default);
-     *  otherwise at least 1 (pp_map's chunks run there). */
+     *  otherwise at least 1. */
     int root_workers;
     /** The root's tasks each other rank may hold at once; 0 = that rank's
      *  worker count (default), so a task is shipped only when a worker
