@@ -23,7 +23,6 @@
 #include "map_internal.h"
 #include "sync.h"
 
-
 int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...)
 {
     if (!it || !it->internal_)
@@ -65,7 +64,6 @@ bool pp_map_should_stop(const pp_map_item *it)
     s->stop_seen = 1;
     return true;
 }
-
 
 #ifndef MADV_POPULATE_READ /* Linux 5.14; older headers */
 #define MADV_POPULATE_READ 22
@@ -210,7 +208,6 @@ void ppi_map_fail_chunk(mi_run *r, uint64_t c, uint64_t n_ok, int err, int code,
                           memory_order_release);
     ppi_map_notify(r->h, UINT64_MAX);
 }
-
 
 /* Locate chunk @ck->c: its item count, its inputs and results. */
 void ppi_map_chunk_locate(mi_run *r, mi_chunk *ck)
