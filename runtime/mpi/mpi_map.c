@@ -235,7 +235,8 @@ static void send_mres(MPI_Comm comm, int root, uint64_t id, uint64_t chunk, int 
     }
     memset(pkt, 0, at);
     memcpy(pkt, &h, sizeof h);
-    memcpy(pkt + sizeof h, msg, ml);
+    if (ml)
+        memcpy(pkt + sizeof h, msg, ml);
     if (res_size)
         memcpy(pkt + at, res, res_size);
     MPI_Send(pkt, (int)n, MPI_BYTE, root, PPM_TAG_MAP_RES, comm);
