@@ -5,6 +5,7 @@
  * rank), workers without the MPI launcher's environment, and pp_map across
  * ranks (orders, sizes, errors, early end, an endless generator's memory).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -301,6 +302,98 @@ static void map_endless(pp_executor *ex)
     CHECK_EQ(pp_map_end(m), 0);
 }
 
+/* Holds the root node's only worker until the flag (a word of a
+ * pp_shm_alloc block: offset and the root's pid in the argument) is set;
+ * returns at once on another rank (its manager's parent is not the root). */
+static int t_hold(pp_task *t)
+{
+    const uint64_t *a = pp_task_arg(t, NULL);
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)getppid());
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)a[1])
+        return 1;
+    _Atomic uint32_t *flag = pp_task_shm(t, a[0]);
+    /* acquire: pairs with the root's release store. */
+    while (flag && !atomic_load_explicit(flag, memory_order_acquire))
+        usleep(200);
+    return 0;
+}
+
+/* Every chunk on the other ranks (the root node's worker held): fixed and
+ * variable results in order, an item error at its position, the chunk
+ * counts per rank adding up. */
+static void map_remote_only(pp_executor *ex)
+{
+    void *blk = NULL;
+    CHECK_EQ(pp_shm_alloc(ex, 64, &blk), 0);
+    if (!blk)
+        return;
+    _Atomic uint32_t *flag = blk;
+    atomic_init(flag, 0);
+    uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
+    pp_future *hold = NULL;
+    for (int tries = 0; tries < 100; tries++) { /* until it runs on the root's node */
+        CHECK_EQ(pp_submit(ex, t_hold, harg, sizeof harg, &hold), 0);
+        /* A task shipped to a rank stays RUNNING at the root until its
+         * result returns: one still running after 100 ms is the root's. */
+        pp_exception e;
+        if (pp_future_exception(hold, 0.1, &e) == -ETIMEDOUT)
+            break;
+        pp_future_release(hold);
+        hold = NULL;
+    }
+    CHECK(hold != NULL);
+    enum { N = 3000, K = 1111 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = 3 * i + 1;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof out[0];
+    o.chunksize = 7;
+    uint64_t before[3], after[3];
+    remote_chunks(ex, before);
+    pp_map_status st;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, &st), 0);
+    remote_chunks(ex, after);
+    long bad = 0;
+    for (long i = 0; i < N; i++)
+        bad += out[i] != in[i] * in[i] * in[i];
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(after[1] - before[1] + after[2] - before[2], (N + 6) / 7); /* all remote */
+    CHECK(after[1] > before[1] && after[2] > before[2]);
+    size_t k = K;
+    o.ctx = &k;
+    o.ctx_size = sizeof k;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, &st), PP_ETASK);
+    CHECK_EQ(st.done, K);
+    CHECK_EQ(st.code, 77);
+    CHECK(strstr(st.message, "item 1111 raised") != NULL);
+    CHECK(st.pid > 0 && st.pid != getpid());
+    bad = 0;
+    for (long i = 0; i < K; i++)
+        bad += out[i] != in[i] * in[i] * in[i];
+    CHECK_EQ(bad, 0);
+    /* release: pairs with t_hold's acquire. */
+    atomic_store_explicit(flag, 1, memory_order_release);
+    if (hold) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(hold, PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, 0);
+        CHECK_EQ(e.rank, 0);
+        pp_future_release(hold);
+    }
+    pp_shm_free(ex, blk);
+}
+
 #define NJOBS 48
 static const uint64_t sizes[] = {0, 8, 150, 300, 5000, 100000, 300000};
 
@@ -464,6 +557,7 @@ int main(int argc, char **argv)
             ranks_seen[e.rank]++;
         pp_future_release(fs[i]);
     }
+    map_remote_only(ex);
     map_fixed(ex);
     map_variable(ex);
     map_errors(ex);
