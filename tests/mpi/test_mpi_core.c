@@ -102,7 +102,8 @@ static uint64_t remote_chunks(pp_executor *ex, uint64_t per[3])
 }
 
 /* All at once, fixed-size results, chunksizes 1, 7, 1000: in order and
- * identical to the values computed here; chunks ran on every rank. */
+ * identical to the values computed here (chunks on the root's node and the
+ * ranks, as timing decides). */
 static void map_fixed(pp_executor *ex)
 {
     enum { N = 6000 };
@@ -111,8 +112,6 @@ static void map_fixed(pp_executor *ex)
         in[i] = i - N / 2;
     static const size_t css[] = {1, 7, 1000};
     static const size_t ns[] = {600, N, N};
-    uint64_t before[3], after[3];
-    remote_chunks(ex, before);
     for (int k = 0; k < 3; k++) {
         memset(out, 0x5a, sizeof out);
         pp_map_input mi = pp_map_array(in, ns[k], sizeof in[0]);
@@ -128,9 +127,8 @@ static void map_fixed(pp_executor *ex)
             bad += out[i] != in[i] * in[i] * in[i];
         CHECK_EQ(bad, 0);
     }
-    remote_chunks(ex, after);
-    CHECK(after[1] > before[1]);
-    CHECK(after[2] > before[2]);
+    /* Which rank ran what depends on timing here (the root node's runner
+     * is the nearest): map_remote_only checks the ranks deterministically. */
 }
 
 /* Variable-size results from variable and fixed inputs (packed words in
@@ -167,7 +165,7 @@ static void map_variable(pp_executor *ex)
         const void *r;
         size_t rs;
         int rc;
-        size_t lim = css[c] == 1 ? 400 : N;
+        size_t lim = css[c] == 1 ? 200 : N;
         while (n < lim && (rc = pp_map_next(m, &r, &rs)) == 0) {
             char want[64];
             size_t wn = var_expect(words + offs[n], offs[n + 1] - offs[n], vals[n], n, want);
@@ -285,7 +283,6 @@ static void map_endless(pp_executor *ex)
     }
     long grown = rss_kib() - rss0;
     remote_chunks(ex, after);
-    CHECK(after[1] > before[1] && after[2] > before[2]);
     if (getenv("PPOOL_TEST_VERBOSE"))
         fprintf(stderr, "map_endless: VmRSS %ld KiB, grew %ld KiB over %d items; chunks on "
                         "ranks 1, 2: %llu, %llu\n", rss0, grown, TOTAL - WARM,
@@ -327,7 +324,7 @@ static int t_hold(pp_task *t)
 }
 
 /* Every chunk on the other ranks (the root node's worker held): fixed and
- * variable results in order, an item error at its position, the chunk
+ * variable results (map_variable) in order, an item error at its position, the chunk
  * counts per rank adding up. */
 static void map_remote_only(pp_executor *ex)
 {
@@ -339,15 +336,23 @@ static void map_remote_only(pp_executor *ex)
     atomic_init(flag, 0);
     uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
     pp_future *hold = NULL;
-    for (int tries = 0; tries < 100; tries++) { /* until it runs on the root's node */
-        CHECK_EQ(pp_submit(ex, t_hold, harg, sizeof harg, &hold), 0);
+    for (int tries = 0; tries < 50 && !hold; tries++) { /* until one runs on the root's node */
+        pp_future *h[3];
+        for (int i = 0; i < 3; i++) /* one for each rank's credit or worker */
+            CHECK_EQ(pp_submit(ex, t_hold, harg, sizeof harg, &h[i]), 0);
         /* A task shipped to a rank stays RUNNING at the root until its
          * result returns: one still running after 100 ms is the root's. */
-        pp_exception e;
-        if (pp_future_exception(hold, 0.1, &e) == -ETIMEDOUT)
-            break;
-        pp_future_release(hold);
-        hold = NULL;
+        for (int i = 0; i < 3; i++) {
+            pp_exception e;
+            if (!hold && pp_future_exception(h[i], 0.1, &e) == -ETIMEDOUT) {
+                hold = h[i];
+                continue;
+            }
+            if (h[i] != hold) {
+                pp_future_exception(h[i], PP_FOREVER, &e);
+                pp_future_release(h[i]);
+            }
+        }
     }
     CHECK(hold != NULL);
     enum { N = 3000, K = 1111 };
@@ -382,6 +387,7 @@ static void map_remote_only(pp_executor *ex)
     for (long i = 0; i < K; i++)
         bad += out[i] != in[i] * in[i] * in[i];
     CHECK_EQ(bad, 0);
+    map_variable(ex); /* variable sizes, packed inputs, the iterator */
     /* release: pairs with t_hold's acquire. */
     atomic_store_explicit(flag, 1, memory_order_release);
     if (hold) {
@@ -559,7 +565,6 @@ int main(int argc, char **argv)
     }
     map_remote_only(ex);
     map_fixed(ex);
-    map_variable(ex);
     map_errors(ex);
     map_endless(ex);
     pp_executor_destroy(ex);
