@@ -125,7 +125,8 @@ typedef struct pp_mpi_rank_info {
     int workers;        /**< its node pool's workers */
     unsigned credits;   /**< tasks it may hold at once (0 for the root) */
     uint64_t in_flight; /**< the root's tasks it holds now */
-    uint64_t tasks;     /**< tasks it finished (ok or failed) */
+    uint64_t tasks;     /**< tasks it finished (ok or failed); a pp_map lane
+                             counts as one task, as a runner does on one node */
     uint64_t failed;    /**< of which failed */
     uint64_t map_chunks; /**< pp_map chunks it answered (ok or failed; 0 for
                               the root: its node's runners count none) */
