@@ -293,9 +293,15 @@ static void map_endless(pp_executor *ex)
     CHECK(st.max_in_flight <= 16);
     /* 160,000 items (1.3 MB of inputs and as much of results) flowed after
      * the first measure: growth far below that means nothing accumulates. */
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's quarantine keeps freed blocks (a chunk's message buffers) out
+     * of reuse: RSS grows with the traffic, not with what is kept. */
+    (void)grown;
+#else
     if (grown > 512)
         fprintf(stderr, "map_endless: VmRSS grew %ld KiB\n", grown);
     CHECK(grown <= 512);
+#endif
     CHECK_EQ(pp_map_end(m), 0);
 }
 
