@@ -27,6 +27,16 @@ if [ "$mode" = rootloss ]; then
   n=$(grep -c "the root was silent" <<<"$out")
   rc=0
   [ "$n" -eq 2 ] || { echo "FAIL: $n serving ranks reported the root's loss (want 2)"; rc=1; }
+elif [ "$mode" = recovery ]; then
+  # mpirun --enable-recovery exits 0 whatever a rank's exit status (a
+  # failed check went unnoticed): the checks' own words decide too.
+  out=$("${cmd[@]}" 2>&1)
+  rc=$?
+  echo "$out"
+  if grep -q "CHECK failed" <<<"$out"; then
+    echo "FAIL: a check failed"
+    rc=1
+  fi
 elif [ -n "$expected" ]; then
   out=$("${cmd[@]}")
   rc=$?
