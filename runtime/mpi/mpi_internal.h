@@ -132,6 +132,7 @@ typedef struct ppm_flight {
     uint64_t id;
     int used;
     int kill_sent;
+    int counted;         /* ppm_flight_count ran for this flight */
     int nreq;
     MPI_Request req[2];
     void *pkt;           /* header (+ inline argument) being sent */
@@ -184,8 +185,13 @@ extern const pp_ext_ops ppm_root_ops;
 
 /* mpi_root.c */
 int ppm_root_start(ppm_root *r);
-/* A flight of rank @q starts / ends: ids, counters, drain's wake. */
+/* A flight of rank @q starts / ends: ids, counters, drain's wake. Call
+ * ppm_flight_count before publishing the flight's outcome (a client that
+ * sees the future done then sees the rank's counters updated), and
+ * ppm_flight_end after it (drain must not see 0 flights before the outcome
+ * is published); ppm_flight_end counts if that was not done. */
 void ppm_flight_begin(ppm_root *r, int q, ppm_flight *f);
+void ppm_flight_count(ppm_rank *rk, ppm_flight *f, int err);
 void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err);
 
 /* mpi_map.c, at the root (comm thread) */

@@ -62,6 +62,7 @@ void ppm_map_lane_open(ppm_root *r, int q, ppm_flight *f)
         char msg[96];
         int n = snprintf(msg, sizeof msg, "map runner: cannot open a lane on rank %d: %s", q,
                          pp_strerror(err));
+        ppm_flight_count(rk, f, err);
         pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, n < 0 ? 0 : (size_t)n, 0);
         ppm_flight_end(r, rk, f, err);
     }
@@ -129,6 +130,7 @@ bool ppm_map_lanes_step(ppm_root *r)
             }
             /* Out of work, or the map / the pool stopped: the runner task
              * ends as a local runner's would. */
+            ppm_flight_count(rk, f, 0);
             pp_ext_map_close(f->map, 0, q, NULL);
             f->map = NULL;
             ppm_flight_end(r, rk, f, 0);
@@ -185,11 +187,12 @@ void ppm_map_take_result(ppm_root *r, int src, const char *buf, size_t len)
             }
         }
     }
+    /* relaxed: statistics, made visible to the client by the done word's
+     * release store in pp_ext_map_chunk_done. */
+    atomic_fetch_add_explicit(&rk->chunks, 1, memory_order_relaxed);
     pp_ext_map_chunk_done(f->map, f->chunk, res, err ? 0 : h.res_size, err, h.code, h.pid, msg,
                           msg_len);
     free(copy);
-    /* relaxed: statistics. */
-    atomic_fetch_add_explicit(&rk->chunks, 1, memory_order_relaxed);
 }
 
 void ppm_map_lane_lost(ppm_root *r, int q, ppm_flight *f, const char *msg)
@@ -202,6 +205,7 @@ void ppm_map_lane_lost(ppm_root *r, int q, ppm_flight *f, const char *msg)
     f->chunk_away = 0;
     /* The chunk it holds (its runner slot's cur) fails with PP_ENODE at its
      * first item through the client's dead-runner check. */
+    ppm_flight_count(&r->ranks[q], f, PP_ENODE);
     pp_ext_map_close(f->map, PP_ENODE, q, msg);
     f->map = NULL;
     ppm_flight_end(r, &r->ranks[q], f, PP_ENODE);

@@ -57,20 +57,30 @@ void ppm_flight_begin(ppm_root *r, int q, ppm_flight *f)
     f->id = task_id(&f->it);
     f->used = 1;
     f->kill_sent = 0;
+    f->counted = 0;
     f->nreq = 0;
     /* relaxed: statistics; flying is read by drain after the release in flight_end. */
     atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
 }
 
-void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
+void ppm_flight_count(ppm_rank *rk, ppm_flight *f, int err)
 {
-    f->used = 0;
-    /* relaxed: statistics. */
+    if (f->counted)
+        return;
+    f->counted = 1;
+    /* relaxed: statistics, made visible to the client by the publish's
+     * release that follows. */
     atomic_fetch_add_explicit(&rk->tasks, 1, memory_order_relaxed);
     if (err)
         atomic_fetch_add_explicit(&rk->failed, 1, memory_order_relaxed); /* relaxed: as above */
     atomic_fetch_sub_explicit(&rk->in_flight, 1, memory_order_relaxed); /* relaxed: as above */
+}
+
+void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
+{
+    ppm_flight_count(rk, f, err);
+    f->used = 0;
     /* release: the slot's outcome is published before drain sees 0. */
     if (atomic_fetch_sub_explicit(&r->flying, 1, memory_order_release) == 1) {
         pthread_mutex_lock(&r->lock);
@@ -82,6 +92,7 @@ void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
 /* Fail a flight at the root (the rank never answers for it). */
 static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *msg)
 {
+    ppm_flight_count(&r->ranks[q], f, err);
     pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, strlen(msg), 0);
     ppm_flight_end(r, &r->ranks[q], f, err);
 }
@@ -212,6 +223,7 @@ static void take_result(ppm_root *r, int src, const char *buf, size_t len)
             if (has_data)
                 drop_data(r, src, PPM_TAG_RES_DATA, h.res_size);
             const char *m = result_space_msg(serr);
+            ppm_flight_count(rk, f, serr);
             pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h.pid, src, m, strlen(m), 0);
             ppm_flight_end(r, rk, f, serr);
             return;
@@ -222,6 +234,7 @@ static void take_result(ppm_root *r, int src, const char *buf, size_t len)
         else
             memcpy(dst, res, h.res_size);
     }
+    ppm_flight_count(rk, f, err);
     pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h.code, h.pid, src, msg, h.msg_len,
                    err ? 0 : h.res_size);
     ppm_flight_end(r, rk, f, err);
