@@ -15,10 +15,14 @@
  *   sweep      the word-hash workload (SHA-512 hex digest of W words) with
  *              one task per chunk of cs words, for each chunksize cs:
  *              seconds from the first submit to the last result
+ *   map        the same words through pp_map (chunksize cs, packed words,
+ *              128-byte digests into an array): across ranks, each chunk is
+ *              shipped whole to a rank (a lane per worker there, plus one)
+ *              or run by the root node's runners
  * The --mpi job measures ppool-mpi (remote only: the root node's worker is
  * held) with the default credits (--credits, 0 = adaptive), the same with
  * fixed --tuned-credits (default 64; 0 skips it), and ppool-mpi+root.
- * In the --mpi job the root also runs the same noop and sweep on one node
+ * In the --mpi job the root also runs the same noop, sweep and map on one node
  * (an ordinary pp_executor with N workers: "ppool-1node").
  * Every system's set of digests is checked against the others' (size, sum
  * and xor of the first 64 bits); a mismatch exits with status 1.
@@ -177,6 +181,20 @@ static dsum digest_set(const char *hex, long n)
 
 /* ---- measurements (the root of the --mpi job) ------------------------------ */
 
+/* The map's item: the word's hex digest into it->out (128 bytes). */
+static int t_hash_item(pp_map_item *it)
+{
+    static const char hx[] = "0123456789abcdef";
+    unsigned char md[64];
+    ppb_sha512_bytes(it->in[0], it->in_size[0], md);
+    char *out = it->out;
+    for (int k = 0; k < 64; k++) {
+        out[2 * k] = hx[md[k] >> 4];
+        out[2 * k + 1] = hx[md[k] & 15];
+    }
+    return 0;
+}
+
 /* The median of @n values (sorts them), as peer_mpi.py reports mpi4py's. */
 static double median(double *v, long n)
 {
@@ -258,6 +276,30 @@ static double sweep_point(pp_executor *ex, const words *w, long cs, long runs, c
     return m;
 }
 
+/* One pp_map point: seconds (median of runs), digests into @hex in order. */
+static double map_point(pp_executor *ex, const words *w, long cs, long runs, char *hex)
+{
+    size_t *offs = malloc((size_t)(w->n + 1) * sizeof *offs);
+    double *secs = malloc((size_t)runs * sizeof *secs);
+    for (long i = 0; i <= w->n; i++)
+        offs[i] = w->off[i];
+    pp_map_input in = pp_map_packed(w->bytes, offs, (size_t)w->n);
+    pp_map_opts mo;
+    pp_map_opts_init(&mo);
+    mo.chunksize = (size_t)cs;
+    mo.out_size = 128;
+    for (long r = 0; r < runs; r++) {
+        double t0 = now_s();
+        if (pp_map(ex, t_hash_item, &in, 1, hex, (size_t)w->n, NULL, &mo, NULL) != 0)
+            exit(2);
+        secs[r] = now_s() - t0;
+    }
+    free(offs);
+    double med = median(secs, runs);
+    free(secs);
+    return med;
+}
+
 static void run_all(const char *sys, pp_executor *ex, const opts *o, const words *w, char *hex,
                     bool rt)
 {
@@ -273,6 +315,12 @@ static void run_all(const char *sys, pp_executor *ex, const opts *o, const words
         double t = sweep_point(ex, w, cs, o->runs, hex);
         dsum d = digest_set(hex, w->n);
         printf("{\"system\": \"%s\", \"what\": \"sweep\", \"chunksize\": %ld, \"seconds\": %.6f, "
+               "\"distinct\": %llu, \"sum\": %llu, \"xor\": %llu}\n",
+               sys, cs, t, (unsigned long long)d.distinct, (unsigned long long)d.sum,
+               (unsigned long long)d.xr);
+        t = map_point(ex, w, cs, o->runs, hex);
+        d = digest_set(hex, w->n);
+        printf("{\"system\": \"%s\", \"what\": \"map\", \"chunksize\": %ld, \"seconds\": %.6f, "
                "\"distinct\": %llu, \"sum\": %llu, \"xor\": %llu}\n",
                sys, cs, t, (unsigned long long)d.distinct, (unsigned long long)d.sum,
                (unsigned long long)d.xr);
@@ -360,8 +408,9 @@ static int mpi_main(int argc, char **argv, const opts *o)
     for (int q = 0; q < size; q++) {
         pp_mpi_rank_info ri;
         pp_mpi_rank_stats(ex, q, &ri);
-        printf("{\"system\": \"ppool-mpi\", \"what\": \"rank\", \"rank\": %d, \"tasks\": %llu}\n",
-               q, (unsigned long long)ri.tasks);
+        printf("{\"system\": \"ppool-mpi\", \"what\": \"rank\", \"rank\": %d, \"tasks\": %llu, "
+               "\"map_chunks\": %llu}\n",
+               q, (unsigned long long)ri.tasks, (unsigned long long)ri.map_chunks);
     }
     pp_executor_destroy(ex);
     if (o->tuned) { /* remote only again, with fixed credits */
@@ -404,7 +453,9 @@ typedef struct result {
     int ncs;
     double sweep[NSYS][MAXCS];
     dsum sum[NSYS][MAXCS];
-    unsigned long long rank_tasks[64];
+    double map[NSYS][MAXCS]; /* pp_map (ppool systems only) */
+    dsum msum[NSYS][MAXCS];
+    unsigned long long rank_tasks[64], rank_chunks[64];
     int nranks;
     int hold_rank;
 } result;
@@ -459,13 +510,20 @@ static bool run_job(result *R, const char *cmd)
             R->rt[s] = jnum(line, "seconds");
         else if (strstr(line, "\"hold\""))
             R->hold_rank = (int)jnum(line, "rank");
-        else if (strstr(line, "\"what\": \"rank\"") && R->nranks < 64)
+        else if (strstr(line, "\"what\": \"rank\"") && R->nranks < 64) {
+            R->rank_chunks[R->nranks] = ju64(line, "map_chunks");
             R->rank_tasks[R->nranks++] = ju64(line, "tasks");
-        else if (strstr(line, "\"sweep\"")) {
+        } else if (strstr(line, "\"sweep\"")) {
             int i = cs_index(R, (long)jnum(line, "chunksize"));
             if (i >= 0) {
                 R->sweep[s][i] = jnum(line, "seconds");
                 R->sum[s][i] = (dsum){ju64(line, "distinct"), ju64(line, "sum"), ju64(line, "xor")};
+            }
+        } else if (strstr(line, "\"what\": \"map\"")) {
+            int i = cs_index(R, (long)jnum(line, "chunksize"));
+            if (i >= 0) {
+                R->map[s][i] = jnum(line, "seconds");
+                R->msum[s][i] = (dsum){ju64(line, "distinct"), ju64(line, "sum"), ju64(line, "xor")};
             }
         }
     }
@@ -595,11 +653,30 @@ int main(int argc, char **argv)
         if (!(R.sweep[SYS_TUNED][i] > 0 && R.sweep[SYS_TUNED][i] < R.sweep[SYS_PY][i]))
             tuned_faster = false;
     }
+    for (int i = 0; i < R.ncs; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "word-hash map cs=%ld (s)", R.cs[i]);
+        printf("%-24s", label);
+        for (int s = 0; s < NSYS; s++)
+            printf(" %15.4f", s == SYS_PY ? R.sweep[s][i] : R.map[s][i]);
+        printf(" %10.1fx %11.1fx\n", R.map[SYS_MPI][i] > 0 ? R.sweep[SYS_PY][i] / R.map[SYS_MPI][i] : 0,
+               R.map[SYS_TUNED][i] > 0 ? R.sweep[SYS_PY][i] / R.map[SYS_TUNED][i] : 0);
+        for (int s = 0; s < SYS_PY; s++)
+            if (R.msum[s][i].distinct && (R.msum[s][i].distinct != R.sum[0][i].distinct ||
+                                          R.msum[s][i].sum != R.sum[0][i].sum ||
+                                          R.msum[s][i].xr != R.sum[0][i].xr))
+                sums_ok = false;
+    }
     printf("(x/mpi4py: how many times ppool-mpi (default credits) or ppool-mpi-tuned beats\n"
            " mpi4py; > 1 = ppool faster; round trip: mpi4py's time / ppool's)\n");
-    printf("tasks per rank (ppool-mpi and ppool-mpi+root, all runs):");
+    printf("(map rows: ppool's pp_map, chunks shipped whole to the ranks; the mpi4py column\n"
+           " repeats its one-future-per-chunk sweep, which is what its executor.map does)\n");
+    printf("tasks per rank (ppool-mpi and ppool-mpi+root, all runs; a map lane is one task):");
     for (int q = 0; q < R.nranks; q++)
         printf(" %d:%llu", q, R.rank_tasks[q]);
+    printf("\nmap chunks answered per rank (ppool-mpi and ppool-mpi+root):");
+    for (int q = 0; q < R.nranks; q++)
+        printf(" %d:%llu", q, R.rank_chunks[q]);
     printf("\n\ntargets use ppool-mpi: remote only, default (adaptive) credits; ppool-mpi-tuned\n"
            "(credits %u) is shown beside them\n", o.tuned);
     printf("target: no-op throughput (ppool-mpi, remote only) >= 10x mpi4py: %s (%.1fx; "
@@ -631,6 +708,9 @@ int main(int argc, char **argv)
             for (int i = 0; i < R.ncs; i++)
                 fprintf(f, "wordhash_s,%ld,%.6f,%.6f,%.6f,%.6f,%.6f\n", R.cs[i], R.sweep[0][i],
                         R.sweep[1][i], R.sweep[2][i], R.sweep[3][i], R.sweep[4][i]);
+            for (int i = 0; i < R.ncs; i++) /* mpi4py: its per-chunk sweep again */
+                fprintf(f, "map_wordhash_s,%ld,%.6f,%.6f,%.6f,%.6f,%.6f\n", R.cs[i], R.map[0][i],
+                        R.map[1][i], R.map[2][i], R.map[3][i], R.sweep[4][i]);
             fclose(f);
             printf("wrote %s\n", path);
         }
@@ -639,12 +719,15 @@ int main(int argc, char **argv)
                  "set output '%s/mpi.png'; set datafile separator ','; set logscale xy; "
                  "set xlabel 'chunksize (words per task)'; set ylabel 'seconds'; "
                  "set title 'word-hash, %ld words, %d ranks on one machine (protocol cost)'; "
-                 "plot '< grep wordhash %s/mpi.csv' using 2:3 with linespoints title 'ppool-mpi', "
+                 "plot '< grep ^wordhash %s/mpi.csv' using 2:3 with linespoints title 'ppool-mpi', "
                  "'' using 2:4 with linespoints title 'ppool-mpi-tuned', "
                  "'' using 2:5 with linespoints title 'ppool-mpi+root', "
                  "'' using 2:6 with linespoints title 'ppool-1node', "
-                 "'' using 2:7 with linespoints title 'mpi4py'\" && echo wrote %s/mpi.png",
-                 o.out, o.words, o.np, o.out, o.out);
+                 "'' using 2:7 with linespoints title 'mpi4py', "
+                 "'< grep ^map_ %s/mpi.csv' using 2:3 with linespoints title 'ppool-mpi map', "
+                 "'' using 2:5 with linespoints title 'ppool-mpi+root map', "
+                 "'' using 2:6 with linespoints title 'ppool-1node map'\" && echo wrote %s/mpi.png",
+                 o.out, o.words, o.np, o.out, o.out, o.out);
         if (system(cmd) != 0)
             fprintf(stderr, "bench_mpi: no PNG (gnuplot missing or failed)\n");
     }

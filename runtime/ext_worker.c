@@ -114,7 +114,8 @@ int pp_ext_submit_adopt(pp_executor *ex, pp_fn fn, void *block, size_t size,
     return rc;
 }
 
-int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_back)
+int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool runner_ok,
+                bool *handed_back)
 {
     ppi_seg *seg = &ex->seg;
     *handed_back = false;
@@ -131,7 +132,10 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_bac
         uint32_t st = ppi_st_state(w), fl = ppi_st_flags(w);
         uint64_t nw;
         if (st == PPI_S_QUEUED) {
-            if (sl->fn == ex->ext_runner_token) {
+            /* relaxed: set once before the comm thread that calls us was
+             * started (pthread_create orders it). */
+            const pp_ext_ops *ops = atomic_load_explicit(&ex->ext_ops, memory_order_relaxed);
+            if (sl->fn == ex->ext_runner_token && (!ops->map_lanes || !runner_ok)) {
                 hand_back(ex, e);
                 *handed_back = true;
                 return 0;
@@ -163,6 +167,7 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_bac
                           : (const void *)ppi_slot_arg_inline(seg, sl);
     it->timeout_ns = sl->timeout_ns;
     it->grace_ns = sl->kill_grace_ns;
+    it->map_runner = sl->fn == ex->ext_runner_token;
     sl->started_ns = ppi_now_ns(); /* RUNNING(us): ours to write */
     return 1;
 }
@@ -332,6 +337,13 @@ void pp_ext_done_sleep(pp_executor *ex, uint32_t seq, uint64_t ns)
 void pp_ext_done_cancel(pp_executor *ex)
 {
     ppi_ec_cancel(&ex->seg.hdr->done_ec);
+}
+
+uint32_t ppi_ext_map_lanes(pp_executor *ex)
+{
+    /* acquire: pairs with pp_ext_attach's release (the hooks). */
+    const pp_ext_ops *ops = atomic_load_explicit(&ex->ext_ops, memory_order_acquire);
+    return ops && ops->map_lanes ? ops->map_lanes(ex->ext_ctx) : 0;
 }
 
 bool pp_ext_broken(pp_executor *ex)

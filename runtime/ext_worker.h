@@ -46,6 +46,15 @@ typedef struct pp_ext_ops {
     void (*destroy)(void *ctx);
     /* pp_executor_stats: tasks the layer finished and how many failed. */
     void (*stats)(void *ctx, uint64_t *tasks, uint64_t *failed);
+    /* pp_map_begin: how many remote *lanes* the layer runs a map's chunks
+     * on (each takes runner entries from the ring and holds at most one
+     * chunk at a time: pp_ext_map_*). The map then counts that many runners
+     * more than the node's workers, so the layer must never run more lanes
+     * at once than this (a lane's index is below it: pp_ext_map_open), and
+     * the value must not change while the layer is attached. NULL: maps
+     * stay on the node (runner entries are handed back to the ring). Any
+     * client thread; must not block. */
+    uint32_t (*map_lanes)(void *ctx);
 } pp_ext_ops;
 
 /* A ring entry taken by an external worker. */
@@ -57,6 +66,9 @@ typedef struct pp_ext_item {
     size_t arg_size;
     uint64_t timeout_ns;     /* 0 = none (as the slot's) */
     uint64_t grace_ns;
+    bool map_runner;         /* a pp_map runner (the layer has map_lanes):
+                                drive it with pp_ext_map_open ... close, not
+                                pp_ext_publish */
 } pp_ext_item;
 
 /* Attach the layer to @ex (once, right after pp_executor_create, before any
@@ -104,10 +116,14 @@ PP_API int pp_ext_share_as(pp_executor *ex, uint64_t handle, void *block, size_t
 /* Take one entry from the ring for external worker @xid (< PPI_EXT_WID_MAX)
  * and claim its slot RUNNING(xid). Returns 1 with *it filled, 0 when the
  * ring had nothing for it: empty, a stale/cancelled entry (recycled here as a
- * worker would), or a pp_map runner, which needs the node's shared memory and
- * is handed back to the ring for the node's workers (*handed_back set).
+ * worker would), or a pp_map runner that @xid cannot run now: the layer has
+ * no map_lanes hook, or @runner_ok is false (all of @xid's lanes are open).
+ * Such a runner is handed back to the ring (its tail) for the node's workers
+ * or a later take (*handed_back set). Otherwise a runner is claimed like a
+ * task and returned with it->map_runner set.
  * The client thread that acts as @xid only. */
-PP_API int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool *handed_back);
+PP_API int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool runner_ok,
+                       bool *handed_back);
 
 /* The item's slot: 1 still RUNNING(xid), 2 KILLING(xid) (pp_future_kill;
  * *grace_ns receives the grace), 0 no longer ours (a broken-pool sweep). */
@@ -156,5 +172,64 @@ PP_API void pp_ext_done_cancel(pp_executor *ex);
 
 /* true once the pool is broken (PP_EBROKEN). */
 PP_API bool pp_ext_broken(pp_executor *ex);
+
+/* ---- pp_map chunks on remote lanes (map_ext.c) ---------------------------
+ * An item taken with it->map_runner is a map's runner task. The external
+ * worker acts as that runner on behalf of a remote node: it claims chunks
+ * from the map's window (the same CAS on `next`, with the runner slot's cur
+ * set first, as map_runner.c), ships each chunk's items as bytes, and writes
+ * the results back where a runner would, then the chunk's done word
+ * (release) and the client's wake. One chunk at a time per lane, so the
+ * layer's lanes per node bound its chunks in flight. If the lane is closed
+ * with an error while it holds a chunk (rank lost), the client's dead-runner
+ * logic (map_wait.c) fails that chunk with the runner's error at its first
+ * item. All calls: the client thread that acts as the item's xid. */
+typedef struct pp_ext_map pp_ext_map;
+
+/* Open runner item @it as lane @lane (< the layer's map_lanes at the map's
+ * begin). NULL with *err: a bad runner argument (the item must then be
+ * published with that error by pp_ext_publish), -ENOMEM. */
+PP_API pp_ext_map *pp_ext_map_open(pp_executor *ex, uint32_t xid, const pp_ext_item *it,
+                                   uint32_t lane, int *err);
+
+/* Claim the lane's next chunk: 1 (*chunk set), 0 nothing claimable now (call
+ * again later), -1 close the lane (pp_ext_map_close): the map is closed, the
+ * pool stops or broke, or nothing was claimable for PPI_MAP_LANE_IDLE_NS.
+ * Only while the lane holds no chunk. */
+PP_API int pp_ext_map_claim(pp_ext_map *mh, uint64_t *chunk);
+
+/* The claimed chunk as bytes to ship (a malloc'd buffer, *bytes its size,
+ * the caller frees it): @head bytes for the caller's header (rounded up to
+ * 16), then the chunk: its items copied from the window's blob or the
+ * caller's shared arrays, and the map's context. NULL: -ENOMEM in *err. */
+PP_API void *pp_ext_map_chunk_inputs(pp_ext_map *mh, uint64_t chunk, size_t head, size_t *bytes,
+                                     int *err);
+
+/* The chunk's outcome: @err != 0 (the task running it failed as a whole:
+ * PP_EWORKER, PP_ENOFUNC, ...; code/pid/msg as a task's) fails it at its
+ * first item; else @res/@len is the chunk task's result (pp_ext_map_res_bytes
+ * of it), whose results are written into the window and whose item error,
+ * if any, fails the chunk at that item. Then the lane holds no chunk. */
+PP_API void pp_ext_map_chunk_done(pp_ext_map *mh, uint64_t chunk, const void *res, size_t len,
+                                  int err, int code, int pid, const char *msg, size_t msg_len);
+
+/* Close the lane and publish its runner task: @err 0 (it ran out of work),
+ * else the lane's error (PP_ENODE for a lost rank: a chunk it still holds
+ * fails with it). @rank: pp_exception.rank. Frees @mh. */
+PP_API void pp_ext_map_close(pp_ext_map *mh, int err, int rank, const char *msg);
+
+/* On a serving node: the task function that runs a chunk (its argument
+ * the bytes of pp_ext_map_chunk_inputs, localized). */
+PP_API int pp_ext_map_chunk_task(pp_task *t);
+
+/* On a serving node, before submitting pp_ext_map_chunk_task: check the
+ * received chunk (@bytes) and turn its function token (the root's table)
+ * into @lex's. 0, -EINVAL (malformed), PP_ENOFUNC (*why says why). */
+PP_API int pp_ext_map_chunk_localize(pp_executor *lex, void *chunk, size_t bytes,
+                                     const char **why);
+
+/* The bytes of a chunk task's result (@size as the future reports) that
+ * must travel back; 0 if it is malformed. */
+PP_API size_t pp_ext_map_res_bytes(const void *res, size_t size);
 
 #endif

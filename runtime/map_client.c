@@ -168,6 +168,16 @@ static int check_args(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp
     return 0;
 }
 
+/* Runners of a map of @ex: one per worker of the node, plus the remote lanes
+ * of an external-worker layer (libppool_mpi: each other rank's workers plus
+ * one, within its credit), each of which takes runner tasks from the ring
+ * like a worker. */
+static uint32_t map_runner_count(pp_executor *ex, int nlocal)
+{
+    uint64_t n = (uint64_t)nlocal + ppi_ext_map_lanes(ex);
+    return n >= MI_CLIENT_W ? MI_CLIENT_W - 1 : (uint32_t)n;
+}
+
 /* Copy and check the inputs: the item count (n_limit), which inputs are in
  * shared memory, whether some must be gathered item by item. */
 static int map_inputs(pp_map_iter *m, const pp_map_input *in)
@@ -255,6 +265,7 @@ static void block_init(pp_map_iter *m, const pp_map_opts *opts, const ppi_map_ge
     h->bc = m->bc;
     h->nrun = m->nrun;
     h->nwork = m->nwork;
+    h->nlocal = m->nlocal;
     h->out_cap = m->out_cap;
     h->out_var = m->out_var;
     h->out_shm = m->out_shm;
@@ -310,7 +321,8 @@ static int map_start(pp_map_iter **out, pp_executor *ex, pp_map_fn fn, const pp_
     m->all = all;
     m->out_cap = opts.out_size;
     m->out_var = opts.out_variable;
-    m->nwork = (uint32_t)nwork;
+    m->nwork = map_runner_count(ex, nwork);
+    m->nlocal = (uint32_t)nwork;
     m->dead_from = UINT64_MAX;
     m->overlap = !all && opts.buffersize;
     ppi_map_geom g;

@@ -28,6 +28,9 @@
  *                   pp_map_should_stop
  *   map_geometry.c  pure sizes: window, batches, block offsets, blob layout,
  *                   staging ring
+ *   map_ext.c       chunks run on another node: an external worker acting as
+ *                   a runner (a remote lane) at the client, the chunk task
+ *                   on the serving node (ext_worker.h's pp_ext_map_*)
  *
  * Geometry. Chunk c holds items [c*cs, min((c+1)*cs, items_pub)). Chunks
  * are staged in *batches* of bc consecutive chunks (bc*cs >= ~1024 items
@@ -123,6 +126,8 @@ typedef struct mi_hdr {
     uint64_t cs;                   /* items per chunk */
     uint32_t n_in, nrec, nb, bc;   /* inputs, done words, batch slots, chunks per batch */
     uint32_t nrun, nwork, out_var, out_shm;
+    uint32_t nlocal, pad1;         /* the node's workers: error slots [0, nlocal);
+                                      remote lanes (map_ext.c) use [nlocal, nwork) */
     uint64_t out_cap;
     uint64_t out_off, sizes_off;   /* out_shm: segment offsets of out / out_sizes (0 = none) */
     uint64_t ctx_rel, ctx_size;    /* relative to the block */
@@ -238,6 +243,7 @@ struct pp_map_iter {
     mi_rslot *rs;
     mi_errslot *errs;
     uint32_t nrec, nb, bc, nrun, nwork;
+    uint32_t nlocal; /* the node's workers (nwork - nlocal: remote lanes) */
     mi_batch *bat; /* [nb] */
     /* staging ring (client-only bookkeeping; positions grow monotonically) */
     char *ring;
@@ -343,5 +349,116 @@ int ppi_map_wait_chunk(pp_map_iter *m, uint64_t x, bool spin);
 size_t ppi_map_deliverable(pp_map_iter *m, uint64_t c, uint64_t d);
 /* Set the final error from failed chunk @c (was chunk_error). */
 void ppi_map_chunk_error(pp_map_iter *m, uint64_t c, uint64_t d, size_t pos);
+
+/* ---- the runner's parts (map_runner.c), shared with map_ext.c ----------- */
+
+/* What pp_map_raise / pp_map_should_stop reach through it->internal_. */
+typedef struct mi_itemstate {
+    mi_hdr *h;
+    pp_task *t;
+    mi_errslot *es;
+    uint64_t chunk;
+    int raised;
+    int code;
+    int stop_seen; /* pp_map_should_stop answered true for the pool's stop */
+} mi_itemstate;
+
+/* A runner's view of the map (map_runner.c; a remote lane's in map_ext.c,
+ * with t NULL). */
+typedef struct mi_run {
+    pp_task *t;
+    mi_hdr *h;
+    _Atomic uint64_t *done;
+    const uint64_t *batch;
+    mi_rslot *me;
+    mi_errslot *es;
+    pp_map_fn fn;
+    int widx;
+    const char *base[PP_MAP_MAX_INPUTS];
+    const size_t *offs[PP_MAP_MAX_INPUTS];
+    char *out_base;
+    size_t *sizes_base;
+    const void *ctx;
+    char *seg;      /* this process's view of the segment's offset 0 */
+    /* Populate-ahead marks (see prefault): per in-place array, the address
+     * up to which this worker's page tables are already populated. A
+     * runner's claims only grow, so each mark only moves forward. */
+    uintptr_t pf_in[PP_MAP_MAX_INPUTS], pf_offs[PP_MAP_MAX_INPUTS], pf_out, pf_sizes;
+} mi_run;
+
+/* Where chunk c's items are: per input, the base of the chunk's items (and
+ * for a staged variable-size input, its offsets); the chunk's results. */
+typedef struct mi_chunk {
+    uint64_t c, first, count;
+    const char *p[PP_MAP_MAX_INPUTS];
+    const uint64_t *voffs[PP_MAP_MAX_INPUTS];
+    const void *in[PP_MAP_MAX_INPUTS]; /* item k's inputs, as the item sees them */
+    size_t in_size[PP_MAP_MAX_INPUTS];
+    char *outp;       /* item 0's result, NULL = no result */
+    uint64_t *vsz;    /* staged result sizes */
+    size_t *shm_sz;   /* result sizes in the caller's shared array */
+} mi_chunk;
+
+/* Claim the next chunk with the CAS on `next` (rslot cur = c + 1 stored
+ * before it): 1 (*c set), 0 nothing claimable now, -1 stop (the map closed,
+ * or @stop: the caller's pool stops, recorded in pool_stop). */
+int ppi_map_claim(mi_run *r, uint64_t *c, bool stop);
+/* The runner leaves (live = 0, then a last look: the Dekker pair with the
+ * client's count_live). true: leave; false: work appeared, live is 1 again. */
+bool ppi_map_leave(mi_run *r);
+/* Fail chunk @c after @n_ok items: error slot (its message already
+ * written), limit, FAIL done word (release), client wake. */
+void ppi_map_fail_chunk(mi_run *r, uint64_t c, uint64_t n_ok, int err, int code, int pid);
+/* Wake the client if it waits for chunk @c (UINT64_MAX: whatever it waits for). */
+void ppi_map_notify(mi_hdr *h, uint64_t c);
+/* Locate claimed chunk ck->c: item count, inputs, results. */
+void ppi_map_chunk_locate(mi_run *r, mi_chunk *ck);
+/* Point ck->in / ck->in_size at item @k's inputs. */
+void ppi_map_item_inputs(const mi_run *r, mi_chunk *ck, uint64_t k);
+/* An item returned @rc: 0 if it succeeded, else its error (PP_ETASK with
+ * *code, PP_ETOOBIG, -ECANCELED for the pool's stop) with the message
+ * written into @es. */
+int ppi_map_item_check(const mi_itemstate *ist, int rc, const pp_map_item *it, bool out_var,
+                       mi_errslot *es, int *code);
+
+/* ---- a chunk as bytes, run on another node (map_ext.c) -----------------
+ * The root serialises a claimed chunk (its items, the context) into one
+ * buffer, which the serving node runs as one task (pp_ext_map_chunk_task);
+ * the task's result is the chunk's results. */
+#define MI_WCHUNK_MAGIC 0x70706d6368756e6bull /* "ppmchunk" */
+#define MI_WRES_MAGIC 0x70706d6372657331ull   /* "ppmcres1" */
+
+typedef struct mi_wchunk {
+    uint64_t magic;
+    uint64_t fn;         /* item function token: of the root's module table on the
+                            wire, of the serving node's in its task */
+    uint64_t first, count; /* items [first, first + count) of the map */
+    uint64_t out_cap;
+    uint32_t out_var, n_in;
+    uint32_t var_mask, pad; /* bit j: input j has variable-size items */
+    uint64_t ctx_off, ctx_size; /* from the chunk's start */
+    /* input j's section, from the chunk's start: fixed-size items back to
+     * back (item_size[j] each); variable-size: u64 offsets[count + 1]
+     * (relative to the bytes), then the bytes. */
+    uint64_t sect[PP_MAP_MAX_INPUTS];
+    uint64_t item_size[PP_MAP_MAX_INPUTS];
+    uint64_t bytes;      /* the whole chunk */
+} mi_wchunk;
+
+/* A chunk's result: this header, then u64 sizes[count] when out_var, then
+ * (from al16 of that) the n_ok results: n_ok * out_cap bytes, or packed
+ * back to back when out_var. */
+typedef struct mi_wres {
+    uint64_t magic;
+    uint64_t n_ok;        /* items that succeeded, from the first */
+    int32_t err, code, pid; /* the failing item's (err 0: all succeeded) */
+    uint32_t len;
+    uint64_t bytes;       /* of the result that matter */
+    char msg[MI_MSG];
+} mi_wres;
+
+/* ext_worker.c: remote lanes the external-worker layer adds to a map of
+ * @ex (0: none; ext_ops->map_lanes). */
+uint32_t ppi_ext_map_lanes(pp_executor *ex);
 
 #endif

@@ -23,17 +23,6 @@
 #include "map_internal.h"
 #include "sync.h"
 
-/* What pp_map_raise / pp_map_should_stop reach through it->internal_. */
-typedef struct mi_itemstate {
-    mi_hdr *h;
-    pp_task *t;
-    mi_errslot *es;
-    uint64_t chunk;
-    int raised;
-    int code;
-    int stop_seen; /* pp_map_should_stop answered true for the pool's stop */
-} mi_itemstate;
-
 int pp_map_raise(pp_map_item *it, int code, const char *fmt, ...)
 {
     if (!it || !it->internal_)
@@ -62,9 +51,10 @@ bool pp_map_should_stop(const pp_map_item *it)
     if (!it || !it->internal_)
         return false;
     mi_itemstate *s = it->internal_;
-    /* relaxed: polled hints; a late answer costs one more item. */
-    if (atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
-        s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed))
+    /* relaxed: polled hints; a late answer costs one more item. A chunk
+     * shipped to another node (h NULL) sees only that node's stop. */
+    if (s->h && (atomic_load_explicit(&s->h->stop, memory_order_relaxed) ||
+                 s->chunk >= atomic_load_explicit(&s->h->limit, memory_order_relaxed)))
         return true; /* the map ends before this item: not delivered anyway */
     if (!pp_task_should_stop(s->t))
         return false;
@@ -74,26 +64,6 @@ bool pp_map_should_stop(const pp_map_item *it)
     s->stop_seen = 1;
     return true;
 }
-
-typedef struct mi_run {
-    pp_task *t;
-    mi_hdr *h;
-    _Atomic uint64_t *done;
-    const uint64_t *batch;
-    mi_rslot *me;
-    mi_errslot *es;
-    pp_map_fn fn;
-    int widx;
-    const char *base[PP_MAP_MAX_INPUTS];
-    const size_t *offs[PP_MAP_MAX_INPUTS];
-    char *out_base;
-    size_t *sizes_base;
-    const void *ctx;
-    /* Populate-ahead marks (see prefault): per in-place array, the address
-     * up to which this worker's page tables are already populated. A
-     * runner's claims only grow, so each mark only moves forward. */
-    uintptr_t pf_in[PP_MAP_MAX_INPUTS], pf_offs[PP_MAP_MAX_INPUTS], pf_out, pf_sizes;
-} mi_run;
 
 #ifndef MADV_POPULATE_READ /* Linux 5.14; older headers */
 #define MADV_POPULATE_READ 22
@@ -139,7 +109,7 @@ static void prefault(uintptr_t *mark, const void *lo, const void *hi, const void
 /* Wake the client if it sleeps waiting for chunk @c (any chunk: @c ==
  * UINT64_MAX, used after a failure, which changes what the client waits
  * for). */
-static void mi_notify(mi_hdr *h, uint64_t c)
+void ppi_map_notify(mi_hdr *h, uint64_t c)
 {
     /* seq_cst fence: orders our done store before the load of cwait (pairs
      * with the client's fence between its cwait store and its re-check). */
@@ -168,11 +138,23 @@ static bool mi_claimable(mi_hdr *h)
     return !(n & MI_CLOSED) && n < a && n < l;
 }
 
-/* Claim the next chunk: 1 (*c set), 0 nothing now, -1 stop. */
-static int mi_claim(mi_run *r, uint64_t *c)
+bool ppi_map_leave(mi_run *r)
+{
+    /* seq_cst: say we leave before the last look (Dekker with the client's
+     * avail store and live loads in count_live). */
+    atomic_store_explicit(&r->me->live, 0, memory_order_seq_cst);
+    if (!mi_claimable(r->h))
+        return true;
+    /* seq_cst: back in business; the client may have started another runner
+     * meanwhile, which is harmless. */
+    atomic_store_explicit(&r->me->live, 1, memory_order_seq_cst);
+    return false;
+}
+
+int ppi_map_claim(mi_run *r, uint64_t *c, bool stop)
 {
     mi_hdr *h = r->h;
-    if (pp_task_should_stop(r->t)) {
+    if (stop) {
         /* relaxed: a hint for the client's error report. */
         atomic_store_explicit(&h->pool_stop, 1, memory_order_relaxed);
         return -1;
@@ -212,36 +194,23 @@ static void mi_limit_at(mi_hdr *h, uint64_t lim)
         ;
 }
 
-static void mi_fail_chunk(mi_run *r, uint64_t c, uint64_t n_ok, int err, int code)
+void ppi_map_fail_chunk(mi_run *r, uint64_t c, uint64_t n_ok, int err, int code, int pid)
 {
     mi_errslot *es = r->es;
     es->chunk = c;
     es->n_ok = n_ok;
     es->err = err;
     es->code = code;
-    es->pid = (int32_t)getpid();
+    es->pid = (int32_t)pid;
     mi_limit_at(r->h, c + 1);
     /* release: publishes the error slot and the results before it. */
     atomic_store_explicit(&r->done[c % r->h->nrec], mi_dw(c, (uint32_t)r->widx, MI_FAIL),
                           memory_order_release);
-    mi_notify(r->h, UINT64_MAX);
+    ppi_map_notify(r->h, UINT64_MAX);
 }
 
-/* Where chunk c's items are: per input, the base of the chunk's items (and
- * for a staged variable-size input, its offsets); the chunk's results. */
-typedef struct mi_chunk {
-    uint64_t c, first, count;
-    const char *p[PP_MAP_MAX_INPUTS];
-    const uint64_t *voffs[PP_MAP_MAX_INPUTS];
-    const void *in[PP_MAP_MAX_INPUTS]; /* item k's inputs, as the item sees them */
-    size_t in_size[PP_MAP_MAX_INPUTS];
-    char *outp;       /* item 0's result, NULL = no result */
-    uint64_t *vsz;    /* staged result sizes */
-    size_t *shm_sz;   /* result sizes in the caller's shared array */
-} mi_chunk;
-
 /* Locate chunk @ck->c: its item count, its inputs and results. */
-static void chunk_locate(mi_run *r, mi_chunk *ck)
+void ppi_map_chunk_locate(mi_run *r, mi_chunk *ck)
 {
     mi_hdr *h = r->h;
     const uint64_t cs = h->cs, c = ck->c, first = c * cs;
@@ -252,7 +221,7 @@ static void chunk_locate(mi_run *r, mi_chunk *ck)
     const uint64_t b = c / h->bc;
     const uint64_t k0 = (c - b * h->bc) * cs; /* first item's index in the batch */
     const uint64_t boff = r->batch[b % h->nb];
-    char *blob = boff ? pp_task_shm(r->t, boff) : NULL;
+    char *blob = boff ? r->seg + boff : NULL;
     const uint64_t *bh = (const uint64_t *)blob;
     const uint32_t n_in = h->n_in;
 
@@ -329,7 +298,7 @@ static void chunk_prefault(mi_run *r, const mi_chunk *ck)
 }
 
 /* Point ck->in / ck->in_size at item @k's inputs. */
-static inline void item_inputs(const mi_run *r, mi_chunk *ck, uint64_t k)
+void ppi_map_item_inputs(const mi_run *r, mi_chunk *ck, uint64_t k)
 {
     const mi_hdr *h = r->h;
     for (uint32_t j = 0; j < h->n_in; j++) {
@@ -355,38 +324,50 @@ static inline void item_inputs(const mi_run *r, mi_chunk *ck, uint64_t k)
     }
 }
 
+int ppi_map_item_check(const mi_itemstate *ist, int rc, const pp_map_item *it, bool out_var,
+                       mi_errslot *es, int *code)
+{
+    int n = -1;
+    *code = 0;
+    if (!rc && !ist->raised && ist->stop_seen) {
+        /* It saw the pool's stop and returned: its result may be partial. */
+        n = snprintf(es->msg, sizeof es->msg,
+                     "item stopped early: the pool is stopping (pp_map_should_stop)");
+        es->len = (uint32_t)(n < 0 ? 0 : n);
+        return -ECANCELED;
+    }
+    if (rc || ist->raised) {
+        if (!ist->raised) {
+            n = snprintf(es->msg, sizeof es->msg, "item function returned %d", rc);
+            es->len = (uint32_t)(n < 0 ? 0 : n);
+        }
+        *code = ist->raised ? ist->code : rc;
+        return PP_ETASK;
+    }
+    if (out_var && it->out_size > it->out_cap) {
+        n = snprintf(es->msg, sizeof es->msg, "result of %zu bytes exceeds out_size %zu",
+                     it->out_size, it->out_cap);
+        es->len = (uint32_t)(n < 0 ? 0 : n);
+        return PP_ETOOBIG;
+    }
+    return 0;
+}
+
 /* After item @k returned @rc: record its result size, or fail the chunk.
  * Returns false when the chunk failed. */
 static inline bool item_done(mi_run *r, mi_chunk *ck, uint64_t k, int rc, const pp_map_item *it,
                              const mi_itemstate *ist)
 {
-    const size_t cap = r->h->out_cap;
-    if (!rc && !ist->raised && ist->stop_seen) {
-        /* It saw the pool's stop and returned: its result may be partial. */
-        int n = snprintf(r->es->msg, sizeof r->es->msg,
-                         "item stopped early: the pool is stopping (pp_map_should_stop)");
-        r->es->len = (uint32_t)(n < 0 ? 0 : n);
-        /* relaxed: a hint for the client's error report. */
-        atomic_store_explicit(&r->h->pool_stop, 1, memory_order_relaxed);
-        mi_fail_chunk(r, ck->c, k, -ECANCELED, 0);
-        return false;
-    }
-    if (rc || ist->raised) {
-        if (!ist->raised) {
-            int n = snprintf(r->es->msg, sizeof r->es->msg, "item function returned %d", rc);
-            r->es->len = (uint32_t)(n < 0 ? 0 : n);
-        }
-        mi_fail_chunk(r, ck->c, k, PP_ETASK, ist->raised ? ist->code : rc);
+    int code = 0;
+    int err = ppi_map_item_check(ist, rc, it, r->h->out_var, r->es, &code);
+    if (err) {
+        if (err == -ECANCELED)
+            /* relaxed: a hint for the client's error report. */
+            atomic_store_explicit(&r->h->pool_stop, 1, memory_order_relaxed);
+        ppi_map_fail_chunk(r, ck->c, k, err, code, getpid());
         return false;
     }
     if (r->h->out_var) {
-        if (it->out_size > cap) {
-            int n = snprintf(r->es->msg, sizeof r->es->msg,
-                             "result of %zu bytes exceeds out_size %zu", it->out_size, cap);
-            r->es->len = (uint32_t)(n < 0 ? 0 : n);
-            mi_fail_chunk(r, ck->c, k, PP_ETOOBIG, 0);
-            return false;
-        }
         if (ck->vsz)
             ck->vsz[k] = it->out_size;
         else if (ck->shm_sz)
@@ -399,7 +380,7 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
 {
     mi_hdr *h = r->h;
     mi_chunk ck = {.c = c};
-    chunk_locate(r, &ck);
+    ppi_map_chunk_locate(r, &ck);
     chunk_prefault(r, &ck);
     const size_t cap = h->out_cap;
     mi_itemstate ist = {.h = h, .t = r->t, .es = r->es, .chunk = c};
@@ -412,7 +393,7 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
                       .task = r->t,
                       .internal_ = &ist};
     for (uint64_t k = 0; k < ck.count; k++) {
-        item_inputs(r, &ck, k);
+        ppi_map_item_inputs(r, &ck, k);
         it.index = ck.first + k;
         it.out = ck.outp ? ck.outp + k * cap : NULL;
         it.out_size = cap;
@@ -427,7 +408,7 @@ static void mi_run_chunk(mi_run *r, uint64_t c)
      * acquire load of the done word). */
     atomic_store_explicit(&r->done[c % h->nrec], mi_dw(c, (uint32_t)r->widx, MI_DONE),
                           memory_order_release);
-    mi_notify(h, c);
+    ppi_map_notify(h, c);
 }
 
 /* Check the runner's argument and fill @r from the map block. Returns 0 or
@@ -443,7 +424,7 @@ static int runner_open(pp_task *t, mi_run *r, const char **why)
         return pp_task_raise(t, -EINVAL, "map runner: no map at offset %llu",
                              (unsigned long long)a->block);
     int widx = pp_task_worker(t);
-    if (widx < 0 || (uint32_t)widx >= h->nwork || a->rid >= h->nrun)
+    if (widx < 0 || (uint32_t)widx >= h->nlocal || a->rid >= h->nrun)
         return pp_task_raise(t, -EINVAL, "map runner: worker %d / runner %u out of range", widx,
                              a->rid);
     *r = (mi_run){.t = t,
@@ -454,7 +435,8 @@ static int runner_open(pp_task *t, mi_run *r, const char **why)
                   .es = (mi_errslot *)((char *)h + h->errs_rel) + widx,
                   .fn = (pp_map_fn)ppi_fn_decode(ppi_task_modtab(t), h->fn, why),
                   .widx = widx,
-                  .ctx = h->ctx_size ? (char *)h + h->ctx_rel : NULL};
+                  .ctx = h->ctx_size ? (char *)h + h->ctx_rel : NULL,
+                  .seg = (char *)h - a->block};
     if (!r->fn)
         return 0;
     for (uint32_t j = 0; j < h->n_in; j++) {
@@ -477,10 +459,10 @@ static int runner_open(pp_task *t, mi_run *r, const char **why)
 static void runner_no_function(mi_run *r, const char *why)
 {
     uint64_t c;
-    if (mi_claim(r, &c) > 0) {
+    if (ppi_map_claim(r, &c, pp_task_should_stop(r->t)) > 0) {
         int n = snprintf(r->es->msg, sizeof r->es->msg, "cannot call the item function: %s", why);
         r->es->len = (uint32_t)(n < 0 ? 0 : n);
-        mi_fail_chunk(r, c, 0, PP_ENOFUNC, 0);
+        ppi_map_fail_chunk(r, c, 0, PP_ENOFUNC, 0, getpid());
     }
     /* relaxed: read by the client only for a dead runner. */
     atomic_store_explicit(&r->me->cur, 0, memory_order_relaxed);
@@ -490,11 +472,10 @@ static void runner_no_function(mi_run *r, const char *why)
  * the pool stops. */
 static void runner_loop(mi_run *r)
 {
-    mi_hdr *h = r->h;
     uint64_t idle_since = 0;
     for (;;) {
         uint64_t c;
-        int k = mi_claim(r, &c);
+        int k = ppi_map_claim(r, &c, pp_task_should_stop(r->t));
         if (k > 0) {
             /* relaxed: read by the client only for a dead runner. */
             atomic_store_explicit(&r->me->progress, 0, memory_order_relaxed);
@@ -512,14 +493,8 @@ static void runner_loop(mi_run *r)
         if (!idle_since) {
             idle_since = now;
         } else if (now - idle_since > PPI_MAP_IDLE_NS) {
-            /* seq_cst: say we leave before the last look (Dekker with the
-             * client's avail store and live loads in count_live). */
-            atomic_store_explicit(&r->me->live, 0, memory_order_seq_cst);
-            if (!mi_claimable(h))
+            if (ppi_map_leave(r))
                 break;
-            /* seq_cst: back in business; the client may have started
-             * another runner meanwhile, which is harmless. */
-            atomic_store_explicit(&r->me->live, 1, memory_order_seq_cst);
             idle_since = 0;
             continue;
         }

@@ -106,6 +106,9 @@
 /* A map runner with no chunk to claim idles this long, then returns its
  * worker to the pool (a new chunk soon after is the common case). */
 #define PPI_MAP_IDLE_NS 20000ull
+/* ... and a remote lane (map_ext.c) this long: it holds one of its rank's
+ * credits meanwhile, but reopening one costs a runner task and a ring take. */
+#define PPI_MAP_LANE_IDLE_NS 200000ull
 /* pp_map_next spins this long for the next chunk before sleeping. */
 #define PPI_MAP_SPIN_NS 20000ull
 /* The map client sleeps at most this long at a time... */

@@ -23,7 +23,10 @@
  * pool or on another rank's, whichever has room first; each rank holds at
  * most `credits` of the root's tasks at a time (flow control; adaptive by
  * default); several tasks, and several outcomes, share one MPI message when
- * they can. pp_map's chunks run on the root's node pool only. Design and
+ * they can. pp_map's chunks run on the root's node or are shipped whole to
+ * another rank (at most its workers + 1 chunks per rank at a time, within
+ * its credit), results in input order as on one node; a chunk on a rank
+ * that is lost fails with PP_ENODE at its first item. Design and
  * invariants: docs/mpi.md.
  */
 #ifndef PPOOL_MPI_H
@@ -57,7 +60,7 @@ typedef struct pp_mpi_config {
      *  forking one is unsafe. */
     pp_config node;
     /** Workers of the root's own node pool: -1 = node.max_workers (default);
-     *  otherwise at least 1 (pp_map's chunks run there). */
+     *  otherwise at least 1. */
     int root_workers;
     /** The root's tasks each other rank may hold at once (flow control:
      *  memory at the root for shipped tasks stays bounded by it).
@@ -73,7 +76,9 @@ typedef struct pp_mpi_config {
      *  that a shipped task may wait there behind others). Either way a
      *  shipped task is not cancellable: pp_future_cancel returns false for
      *  it, as for a task a worker started. pp_mpi_rank_info.credits reports
-     *  the bound (64 w when adaptive). */
+     *  the bound (64 w when adaptive). A pp_map lane of a rank (it holds one
+     *  chunk there at a time) takes one credit as a task does; a rank runs
+     *  at most w + 1 lanes (fewer if credits is smaller). */
     unsigned credits;
     /** Arguments and results up to this many bytes travel in the same
      *  message as their header; larger ones follow in a second message
@@ -119,8 +124,9 @@ PP_API void pp_mpi_config_init(pp_mpi_config *c);
  * node_timeout (killed, node down; run with `mpirun --enable-recovery`, since
  * Open MPI otherwise aborts the job) is lost: its tasks in flight fail with
  * PP_ENODE, or are queued again for the other ranks and the root's node
- * when submitted with pp_submit_opts.retries left; it gets no more; the
- * executor goes on with the others. After
+ * when submitted with pp_submit_opts.retries left (a pp_map chunk it held
+ * fails with PP_ENODE at its first item, the items before it delivered);
+ * it gets no more; the executor goes on with the others. After
  * a loss, pp_executor_destroy does not free the communicator (a collective
  * call that the lost rank would never join).
  *
@@ -134,12 +140,15 @@ typedef struct pp_mpi_rank_info {
     int alive;          /**< 0 once lost (node_timeout) */
     int workers;        /**< its node pool's workers */
     unsigned credits;   /**< tasks it may hold at once, at most (0 for the root) */
-    uint64_t in_flight; /**< the root's tasks it holds now */
-    uint64_t tasks;     /**< tasks it finished (ok or failed) */
+    uint64_t in_flight; /**< the root's tasks it holds now (and its open pp_map lanes) */
+    uint64_t tasks;     /**< tasks it finished (ok or failed); a pp_map lane
+                             counts as one task, as a runner does on one node */
     uint64_t failed;    /**< of which failed */
     uint64_t retried;   /**< tasks it held when it was lost that were queued
                            again (pp_submit_opts.retries): not counted in
                            tasks; they finish elsewhere */
+    uint64_t map_chunks; /**< pp_map chunks it answered (ok or failed; 0 for
+                              the root: its node's runners count none) */
 } pp_mpi_rank_info;
 
 /**

@@ -92,10 +92,18 @@ static ppm_root *root_new(MPI_Comm comm, int me, int size, const pp_mpi_config *
         rk->adaptive = c->credits == 0;
         rk->credits = rk->adaptive ? w * PPM_CREDITS_ADAPT_MAX : c->credits;
         rk->limit = rk->adaptive ? w : rk->credits;
+        /* pp_map: its workers plus one chunk in prefetch, within its
+         * credits (mpi_map.c, docs/mpi.md "pp_map across ranks"). */
+        rk->lane_cap = w + PPM_LANE_PREFETCH < rk->credits ? w + PPM_LANE_PREFETCH : rk->credits;
+        rk->lane0 = r->lanes;
+        r->lanes += rk->lane_cap;
         rk->fl = calloc(rk->credits, sizeof *rk->fl);
-        if (!rk->fl) {
-            for (int k = 0; k < size; k++)
+        rk->lane = calloc(rk->lane_cap, sizeof *rk->lane);
+        if (!rk->fl || !rk->lane) {
+            for (int k = 0; k < size; k++) {
                 free(r->ranks[k].fl);
+                free(r->ranks[k].lane);
+            }
             free(r->ranks);
             free(r);
             return NULL;
@@ -217,5 +225,6 @@ int pp_mpi_rank_stats(pp_executor *ex, int rank, pp_mpi_rank_info *o)
     o->tasks = atomic_load_explicit(&rk->tasks, memory_order_relaxed);         /* relaxed: as above */
     o->failed = atomic_load_explicit(&rk->failed, memory_order_relaxed);       /* relaxed: as above */
     o->retried = atomic_load_explicit(&rk->retried, memory_order_relaxed);     /* relaxed: as above */
+    o->map_chunks = atomic_load_explicit(&rk->chunks, memory_order_relaxed);   /* relaxed: as above */
     return 0;
 }

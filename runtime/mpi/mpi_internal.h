@@ -9,6 +9,9 @@
  *                   remote rank) feeding the ranks from the pool's ring,
  *                   results, kills, heartbeats, rank loss; the ext hooks
  *   mpi_serve.c     a serving rank's loop
+ *   mpi_map.c       pp_map across ranks: the root's remote lanes (a rank's
+ *                   workers plus one, within its credit) and a serving
+ *                   rank's chunk tasks
  *   mpi_share.c     pp_mpi_share / pp_mpi_unshare: blocks every node holds
  *   mpi_ulfm.c      ULFM's failure reports, when the MPI library has them
  */
@@ -23,6 +26,7 @@
 #include <stdint.h>
 
 #include "ext_worker.h"
+#include "process.h"
 #include "sync.h"
 #include "ppool.h"
 #include "ppool/mpi.h"
@@ -48,6 +52,9 @@ enum {
     PPM_TAG_RES = 6,       /* rank -> root: ppm_res records (+ message + inline result) */
     PPM_TAG_RES_DATA = 7,  /* rank -> root: one result that was not inline */
     PPM_TAG_BEAT = 8,      /* either way: liveness (no payload) */
+    /* mpi_map.c (pp_map across ranks): one chunk per message, not batched. */
+    PPM_TAG_MAP_CHUNK = 9, /* root -> rank: ppm_mchunk + the chunk (mi_wchunk) */
+    PPM_TAG_MAP_RES = 10,  /* rank -> root: ppm_mres + message + pad + result */
     /* mpi_share.c (pp_mpi_share); numbered apart from the task messages. */
     PPM_TAG_SHARE = 32,      /* root -> rank: ppm_share */
     PPM_TAG_SHARE_DATA = 33, /* root -> rank: the block's bytes (follows SHARE) */
@@ -103,6 +110,34 @@ typedef struct ppm_res {
                             free for it (us; adaptive credits) */
     uint32_t pad;
 } ppm_res;
+
+/* A pp_map chunk for a lane (mpi_map.c): the lane's flight id (as a task's:
+ * index << 32 | count) and the chunk's number; the chunk's bytes
+ * (ext_worker.h) follow. */
+typedef struct ppm_mchunk {
+    uint64_t id;
+    uint64_t chunk;
+} ppm_mchunk;
+
+/* A chunk's outcome: the task's error (err != 0: the whole chunk failed)
+ * and message, then, from al16(sizeof(ppm_mres) + msg_len), res_size bytes
+ * of the chunk task's result. */
+typedef struct ppm_mres {
+    uint64_t id;
+    uint64_t chunk;
+    int32_t err, code, pid;
+    uint32_t msg_len;
+    uint64_t res_size;
+    uint32_t held_us;    /* as ppm_res's: the chunk task held / ran (us), */
+    uint32_t run_us;     /* for adaptive credits */
+} ppm_mres;
+
+/* The slot's raw code from the public one (the root converts it back the
+ * same way as for its own workers' outcomes). */
+static inline int ppm_raw_code(int how, int code)
+{
+    return how == PP_CODE_EXIT ? code + PPI_CODE_EXIT_BASE : code;
+}
 
 /* ---- idle back-off ---------------------------------------------------
  * MPI offers no wait that also wakes on a futex, and Open MPI's blocking
@@ -193,10 +228,19 @@ typedef struct ppm_flight {
     uint64_t id;
     int used;
     int kill_sent;
+    int counted;         /* ppm_flight_count ran for this use */
     int data_sending;    /* data_req: the argument's TASK_DATA send */
-    uint64_t sent_ns;    /* when its TASK message was sent */
+    uint64_t sent_ns;    /* when its TASK (a lane: its chunk) was sent */
     MPI_Request data_req;
     ppm_pkt *pkt;        /* the TASK message that carries it */
+    /* A pp_map lane (it.map_runner; mpi_map.c): at most one chunk away. */
+    pp_ext_map *map;     /* NULL: an ordinary task */
+    uint32_t lane;       /* its index in the rank's lanes (lane0 + lane) */
+    uint64_t chunk;      /* the chunk away, when chunk_away */
+    int chunk_away;
+    int creq_on;         /* creq is a pending send of cpkt */
+    MPI_Request creq;
+    void *cpkt;          /* ppm_mchunk + the chunk's bytes being sent */
 } ppm_flight;
 
 typedef struct ppm_rank {
@@ -221,6 +265,13 @@ typedef struct ppm_rank {
     _Atomic uint64_t in_flight;
     _Atomic uint64_t tasks, failed;
     _Atomic uint64_t retried; /* its tasks put back on the ring when it was lost */
+    _Atomic uint64_t chunks; /* pp_map chunks it answered (comm thread) */
+    /* pp_map lanes (mpi_map.c): flights too, so they count in nused and
+     * take a credit each; at most lane_cap at once. */
+    uint32_t lane0;      /* its lanes are lane0 .. lane0 + lane_cap - 1 */
+    uint32_t lane_cap;   /* min(workers + PPM_LANE_PREFETCH, credits) */
+    uint32_t nlanes;     /* lanes open (comm thread) */
+    ppm_flight **lane;   /* [lane_cap]: the flight of each open lane, or NULL */
     uint64_t heard_ns;   /* last message from it */
 } ppm_rank;
 
@@ -245,6 +296,7 @@ typedef struct ppm_root {
     bool handed_back;          /* this round handed a map runner back: nap,
                                   do not sleep on the ring (it is not empty) */
     ppm_shares shares;         /* pp_mpi_share (mpi_share.c) */
+    uint32_t lanes;            /* map lanes: every other rank's lane_cap */
 } ppm_root;
 
 /* Adaptive credits (cfg.credits 0): a rank of w workers may hold w plus
@@ -252,10 +304,55 @@ typedef struct ppm_root {
  * times w in all. docs/mpi.md, "Credits". */
 #define PPM_CREDITS_ADAPT_MAX 64u
 
+/* pp_map: a rank runs at most its workers plus this many chunks at once,
+ * the extra ones waiting there (prefetch). docs/mpi.md, "pp_map across
+ * ranks". */
+#define PPM_LANE_PREFETCH 1u
+
 extern const pp_ext_ops ppm_root_ops;
 
 /* mpi_root.c */
 int ppm_root_start(ppm_root *r);
+/* A flight of rank @rk starts / ends: ids, nused, counters, drain's wake.
+ * ppm_flight_begin before the take's in_take ends (drain counts it from
+ * there). Call ppm_flight_count before publishing the flight's outcome (a
+ * client that sees the future done then sees the rank's counters updated),
+ * and ppm_flight_end after it (drain must not see 0 flights before the
+ * outcome is published); ppm_flight_end counts if that was not done. Comm
+ * thread only. */
+void ppm_flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f);
+void ppm_flight_count(ppm_rank *rk, ppm_flight *f, int err);
+void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err);
+/* Adaptive credits: a flight of @rk sent at @sent_ns was answered at @now
+ * (@held_us / @run_us as the rank reported). Comm thread only. */
+void ppm_credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, uint32_t held_us,
+                       uint32_t run_us);
+
+/* mpi_map.c, at the root (comm thread) */
+/* The map_lanes hook: every other rank's lane_cap (fixed at create). */
+uint32_t ppm_map_lanes(void *ctx);
+/* May rank @rk open one more lane now (pp_ext_take's runner_ok)? */
+bool ppm_map_lane_free(const ppm_rank *rk);
+/* A map runner taken for rank @q into flight @f (begun): open it as a
+ * lane, or fail it. */
+void ppm_map_lane_open(ppm_root *r, int q, ppm_flight *f);
+/* Claim and ship chunks for the lanes holding none; close idle lanes.
+ * Returns true if it did anything. */
+bool ppm_map_lanes_step(ppm_root *r);
+/* A MAP_RES message from @src. */
+void ppm_map_take_result(ppm_root *r, int src, const char *buf, size_t len);
+/* Rank @q is lost: close lane @f with PP_ENODE (its chunk fails). */
+void ppm_map_lane_lost(ppm_root *r, int q, ppm_flight *f, const char *msg);
+/* mpi_map.c, on a serving rank */
+/* A MAP_CHUNK message: submit its chunk task to @lex. 0 with *id / *f set;
+ * otherwise (or when @refuse, an error to answer instead) the failure was
+ * answered (MAP_RES) already. */
+int ppm_map_serve_chunk(pp_executor *lex, MPI_Comm comm, int root, const char *buf, size_t len,
+                        int refuse, uint64_t *id, pp_future **f);
+/* Chunk task @f (for lane @id) is done: answer MAP_RES (@held_us /
+ * @run_us: as a RES record's). */
+void ppm_map_serve_send(MPI_Comm comm, int root, uint64_t id, pp_future *f, uint32_t held_us,
+                        uint32_t run_us);
 /* mpi_share.c: the root's side (comm thread: progress, on_ack; root_new /
  * root_destroy: init, fini) and a serving rank's (its loop, on SHARE and
  * UNSHARE). */

@@ -2,8 +2,10 @@
  * mpi_root.c — the root's comm thread: one external worker per remote rank
  * (ext_worker.h) takes tasks from the pool's own ring while that rank has
  * credit, ships them, and publishes the results into the slots as a worker
- * would. The only thread of the root that makes MPI calls on the executor's
- * communicator. docs/mpi.md has the invariants.
+ * would; a pp_map runner it takes becomes one of the rank's lanes
+ * (mpi_map.c), a flight like a task's. The only thread of the root that
+ * makes MPI calls on the executor's communicator. docs/mpi.md has the
+ * invariants.
  */
 #include <errno.h>
 #include <limits.h>
@@ -83,32 +85,44 @@ static void flight_sends_done(ppm_flight *f, bool lost)
     free(p);
 }
 
-/* A ring entry taken for rank @q becomes flight @f. Before the take's
- * in_take ends (drain counts it from here). */
-static void flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f)
+/* A ring entry taken for rank @rk becomes flight @f (a task, or a map
+ * lane: mpi_map.c). Before the take's in_take ends (drain counts it from
+ * here). */
+void ppm_flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f)
 {
     f->id = flight_id(rk, f);
     f->used = 1;
     f->kill_sent = 0;
+    f->counted = 0;
     f->data_sending = 0;
     f->pkt = NULL;
+    f->map = NULL;
     if (!rk->nused++)
         rk->quiet_ns = ppi_now_ns(); /* busy from now: see credits_limit */
-    /* relaxed: statistics; flying is read by drain after the release in flight_end. */
+    /* relaxed: statistics; flying is read by drain after the release in
+     * flying_drop. */
     atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->flying, 1, memory_order_relaxed); /* relaxed: as above */
 }
 
-static void flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
+void ppm_flight_count(ppm_rank *rk, ppm_flight *f, int err)
 {
-    f->used = 0;
-    rk->nused--;
-    /* relaxed: statistics. */
+    if (f->counted)
+        return;
+    f->counted = 1;
+    /* relaxed: statistics, made visible to the client by the publish's
+     * release that follows (the slot's state, or a map's done word). */
     atomic_fetch_add_explicit(&rk->tasks, 1, memory_order_relaxed);
     if (err)
         atomic_fetch_add_explicit(&rk->failed, 1, memory_order_relaxed); /* relaxed: as above */
     atomic_fetch_sub_explicit(&rk->in_flight, 1, memory_order_relaxed); /* relaxed: as above */
-    /* release: the slot's outcome is published before drain sees 0. */
+}
+
+/* One flight fewer in all; drain's wake at the last. */
+static void flying_drop(ppm_root *r)
+{
+    /* release: the slot's outcome (or the requeue's ring push) is published
+     * before drain sees 0. */
     if (atomic_fetch_sub_explicit(&r->flying, 1, memory_order_release) == 1) {
         pthread_mutex_lock(&r->lock);
         pthread_cond_broadcast(&r->cv);
@@ -116,11 +130,20 @@ static void flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
     }
 }
 
+void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
+{
+    ppm_flight_count(rk, f, err);
+    f->used = 0;
+    rk->nused--;
+    flying_drop(r);
+}
+
 /* Fail a flight at the root (the rank never answers for it). */
 static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *msg)
 {
+    ppm_flight_count(&r->ranks[q], f, err);
     pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, strlen(msg), 0);
-    flight_end(r, &r->ranks[q], f, err);
+    ppm_flight_end(r, &r->ranks[q], f, err);
 }
 
 /* A flight of lost rank @q: back on the pool's ring if its task may run
@@ -132,25 +155,27 @@ static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *
 static bool flight_retry(ppm_root *r, int q, ppm_flight *f)
 {
     ppm_rank *rk = &r->ranks[q];
-    /* seq_cst: Dekker pair with before_stop, as in take_round. */
+    /* Counted before the requeue, as an outcome before its publish: the
+     * task may run elsewhere and its waiter look at our counters before
+     * this thread runs again. Undone if it was not requeued.
+     * relaxed: statistics, published by the requeue's release (ring push). */
+    atomic_fetch_sub_explicit(&rk->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rk->retried, 1, memory_order_relaxed); /* relaxed: as above */
+    /* seq_cst: Dekker pair with before_stop, as in take_some. */
     atomic_store_explicit(&r->in_take, 1, memory_order_seq_cst);
     bool requeued = !atomic_load_explicit(&r->closing, memory_order_seq_cst) &&
                     pp_ext_requeue(r->ex, (uint32_t)q, &f->it);
     /* release: ends our use of the ring before before_stop returns. */
     atomic_store_explicit(&r->in_take, 0, memory_order_release);
-    if (!requeued)
+    if (!requeued) {
+        /* relaxed: as above (flight_fail counts it as a failed task). */
+        atomic_fetch_add_explicit(&rk->in_flight, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&rk->retried, 1, memory_order_relaxed); /* relaxed: as above */
         return false;
+    }
     f->used = 0;
     rk->nused--;
-    /* relaxed: statistics. */
-    atomic_fetch_sub_explicit(&rk->in_flight, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&rk->retried, 1, memory_order_relaxed); /* relaxed: as above */
-    /* release: the requeue (ring push) before drain sees 0. */
-    if (atomic_fetch_sub_explicit(&r->flying, 1, memory_order_release) == 1) {
-        pthread_mutex_lock(&r->lock);
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->lock);
-    }
+    flying_drop(r);
     return true;
 }
 
@@ -253,14 +278,16 @@ static uint64_t ewma8(uint64_t mean, uint64_t x, bool first)
     return first ? x : mean - mean / 8 + x / 8;
 }
 
-/* A result of a flight sent at @sent_ns came at @now (@h: how long the rank
- * held it and ran it). */
-static void credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, const ppm_res *h)
+/* A result of a flight sent at @sent_ns came at @now (@held_us, @run_us:
+ * how long the rank held it and ran it). A map lane's chunk counts as one
+ * task (it is one there: mpi_map.c). */
+void ppm_credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, uint32_t held_us,
+                       uint32_t run_us)
 {
     if (!rk->adaptive)
         return;
-    uint64_t flight = now - sent_ns, held = (uint64_t)h->held_us * 1000;
-    uint64_t run = (uint64_t)h->run_us * 1000;
+    uint64_t flight = now - sent_ns, held = (uint64_t)held_us * 1000;
+    uint64_t run = (uint64_t)run_us * 1000;
     held = held < flight ? held : flight;
     run = run < held ? run : held;
     rk->quiet_ns = now;
@@ -303,14 +330,18 @@ static bool take_round(ppm_root *r)
             if (!f)
                 continue;
             bool handed_back = false;
-            if (!pp_ext_take(r->ex, (uint32_t)q, &f->it, &handed_back)) {
-                /* empty, or a map runner handed back: let the node take it */
+            if (!pp_ext_take(r->ex, (uint32_t)q, &f->it, ppm_map_lane_free(rk), &handed_back)) {
+                /* empty, or a map runner handed back (no lane free on q):
+                 * let the node or the next round take it */
                 r->handed_back = handed_back;
                 r->rr = (q + 1) % r->size;
                 return any;
             }
-            flight_begin(r, rk, f);
-            batch_add(r, q, f);
+            ppm_flight_begin(r, rk, f);
+            if (f->it.map_runner)
+                ppm_map_lane_open(r, q, f); /* mpi_map.c */
+            else
+                batch_add(r, q, f);
             took = any = true;
         }
         r->rr = (r->rr + 1) % r->size;
@@ -371,13 +402,13 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
     ppm_rank *rk = &r->ranks[src];
     ppm_flight *f = flight_find(rk, h->id);
     bool has_data = !h->err && h->res_size && !h->inline_res;
-    if (!f || !rk->alive) {
+    if (!f || f->map || !rk->alive) {
         if (has_data)
             drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
         return; /* a rank declared lost answered late: its futures failed already */
     }
     flight_sends_done(f, false);
-    credits_learn(rk, f->sent_ns, ppi_now_ns(), h);
+    ppm_credits_learn(rk, f->sent_ns, ppi_now_ns(), h->held_us, h->run_us);
     int err = h->err;
     if (!err && h->res_size) {
         int serr = 0;
@@ -386,8 +417,9 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
             if (has_data)
                 drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
             const char *m = result_space_msg(serr);
+            ppm_flight_count(rk, f, serr);
             pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h->pid, src, m, strlen(m), 0);
-            flight_end(r, rk, f, serr);
+            ppm_flight_end(r, rk, f, serr);
             return;
         }
         if (has_data) /* straight into the slot or the arena block */
@@ -396,9 +428,10 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
         else
             memcpy(dst, res, h->res_size);
     }
+    ppm_flight_count(rk, f, err);
     pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h->code, h->pid, src, msg, h->msg_len,
                    err ? 0 : h->res_size);
-    flight_end(r, rk, f, err);
+    ppm_flight_end(r, rk, f, err);
 }
 
 /* RES from @src: its records in order (a truncated record ends it). */
@@ -445,6 +478,7 @@ static bool poll_messages(ppm_root *r, uint64_t now)
             r->ranks[src].heard_ns = now;
             switch (st.MPI_TAG) {
             case PPM_TAG_RES: on_res(r, src, buf, (size_t)n); break;
+            case PPM_TAG_MAP_RES: ppm_map_take_result(r, src, buf, (size_t)n); break;
             case PPM_TAG_SHARE_ACK: ppm_share_on_ack(r, src, buf, (size_t)n); break;
             default: break; /* BEAT */
             }
@@ -464,7 +498,10 @@ static void forward_kills(ppm_root *r)
         for (unsigned i = 0; i < rk->credits; i++) {
             ppm_flight *f = &rk->fl[i];
             uint64_t grace = 0;
-            if (!f->used || f->kill_sent || pp_ext_state(r->ex, (uint32_t)q, &f->it, &grace) != 2)
+            /* A lane's runner is never killed (pp_map stops it by closing
+             * its window), and its id names a chunk task there. */
+            if (!f->used || f->map || f->kill_sent ||
+                pp_ext_state(r->ex, (uint32_t)q, &f->it, &grace) != 2)
                 continue;
             ppm_kill k = {.id = f->id, .grace_ns = grace};
             MPI_Send(&k, (int)sizeof k, MPI_BYTE, q, PPM_TAG_KILL, r->comm);
@@ -509,6 +546,10 @@ static void check_losses(ppm_root *r, uint64_t now)
             ppm_flight *f = &rk->fl[i];
             if (!f->used)
                 continue;
+            if (f->map) { /* a map lane: its chunk fails, the lane closes */
+                ppm_map_lane_lost(r, q, f, msg);
+                continue;
+            }
             flight_sends_done(f, true);
             if (!flight_retry(r, q, f))
                 flight_fail(r, q, f, PP_ENODE, msg);
@@ -555,6 +596,7 @@ static void *comm_thread(void *arg)
             break;
         r->handed_back = false;
         progress |= take_some(r);
+        progress |= ppm_map_lanes_step(r); /* mpi_map.c */
         progress |= ppm_share_progress(r);
         forward_kills(r);
         if (!r->cancel_sent && pp_ext_cancelling(r->ex)) {
@@ -603,7 +645,7 @@ static void root_drain(void *ctx)
 {
     ppm_root *r = ctx;
     pthread_mutex_lock(&r->lock);
-    /* acquire: pairs with flight_end's release (outcomes published). */
+    /* acquire: pairs with flying_drop's release (outcomes published). */
     while (atomic_load_explicit(&r->flying, memory_order_acquire)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -629,8 +671,10 @@ static void root_destroy(void *ctx)
     /* acquire: as set by the (joined) comm thread. */
     if (!atomic_load_explicit(&r->lost_any, memory_order_acquire))
         MPI_Comm_free(&r->comm); /* collective: every rank frees its duplicate */
-    for (int q = 0; q < r->size; q++)
+    for (int q = 0; q < r->size; q++) {
         free(r->ranks[q].fl);
+        free(r->ranks[q].lane);
+    }
     free(r->ranks);
     ppm_share_fini(r);
     pthread_mutex_destroy(&r->lock);
@@ -653,4 +697,5 @@ const pp_ext_ops ppm_root_ops = {
     .drain = root_drain,
     .destroy = root_destroy,
     .stats = root_stats,
+    .map_lanes = ppm_map_lanes,
 };

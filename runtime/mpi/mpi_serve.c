@@ -26,7 +26,8 @@
 typedef struct srv_task {
     uint64_t id;
     pp_future *f;
-    uint64_t recv_ns; /* when its TASK came */
+    uint64_t recv_ns; /* when its TASK (MAP_CHUNK) came */
+    bool map;         /* a pp_map chunk (mpi_map.c): answered with MAP_RES */
 } srv_task;
 
 /* The RES message being packed, and what must outlive its sending: the
@@ -61,12 +62,7 @@ typedef struct server {
     bool stop;
 } server;
 
-/* The slot's raw code from the public one (the root converts it back the
- * same way as for its own workers' outcomes). */
-static int raw_code(const pp_exception *e)
-{
-    return e->how == PP_CODE_EXIT ? e->code + PPI_CODE_EXIT_BASE : e->code;
-}
+static int raw_code(const pp_exception *e) { return ppm_raw_code(e->how, e->code); }
 
 /* Room for a RES message of PPM_BATCH_BYTES plus one record with the largest
  * inline result; without it records go in `small`, results as RES_DATA. */
@@ -150,6 +146,20 @@ static uint32_t us32(uint64_t ns)
     return ns / 1000 < UINT32_MAX ? (uint32_t)(ns / 1000) : UINT32_MAX;
 }
 
+/* Task @t finished now: how long this rank held it and, about, ran it
+ * (from when a worker was free for it: its receipt, or the end of the task
+ * that finished `workers` outcomes ago, FIFO node ring). */
+static void task_times(server *s, const srv_task *t, uint32_t *held_us, uint32_t *run_us)
+{
+    uint64_t now = ppi_now_ns(), start = t->recv_ns;
+    uint64_t freed = s->fin[s->fin_at];
+    start = freed > start ? freed : start;
+    s->fin[s->fin_at] = now;
+    s->fin_at = (s->fin_at + 1) % s->nfin;
+    *held_us = us32(now - t->recv_ns);
+    *run_us = us32(now - start);
+}
+
 /* A finished future's outcome into the pack; the pack releases it. */
 static void send_future(server *s, srv_task *t)
 {
@@ -159,15 +169,24 @@ static void send_future(server *s, srv_task *t)
     size_t size = 0;
     if (!e.error)
         pp_future_result(t->f, 0, &res, &size);
-    /* When a worker was free for it, about: its receipt, or the end of
-     * the task that finished `workers` outcomes ago (FIFO node ring). */
-    uint64_t now = ppi_now_ns(), start = t->recv_ns;
-    uint64_t freed = s->fin[s->fin_at];
-    start = freed > start ? freed : start;
-    s->fin[s->fin_at] = now;
-    s->fin_at = (s->fin_at + 1) % s->nfin;
+    uint32_t held_us, run_us;
+    task_times(s, t, &held_us, &run_us);
     send_outcome(s, t->f, t->id, e.error, raw_code(&e), (int)e.pid, e.error ? e.message : "",
-                 res, size, us32(now - t->recv_ns), us32(now - start));
+                 res, size, held_us, run_us);
+}
+
+/* Room for one more task in s->t. */
+static bool tasks_reserve(server *s)
+{
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    srv_task *nt = realloc(s->t, cap * sizeof *nt);
+    if (!nt)
+        return false;
+    s->t = nt;
+    s->cap = cap;
+    return true;
 }
 
 /* One task record (header @h, inline argument at @inl): receive its
@@ -216,18 +235,12 @@ static void on_task_one(server *s, const ppm_task *hp, const void *inl, uint64_t
     /* The slot's encoding: 0 = none, else ns + 1 (executor.c). */
     o.timeout = h.timeout_ns ? (double)(h.timeout_ns - 1) / 1e9 : -1;
     o.kill_grace = (double)h.grace_ns / 1e9;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        srv_task *nt = realloc(s->t, cap * sizeof *nt);
-        if (!nt) {
-            send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL,
-                         0, 0, 0);
-            free(own);
-            pp_shm_free(s->lex, block);
-            return;
-        }
-        s->t = nt;
-        s->cap = cap;
+    if (!tasks_reserve(s)) {
+        send_outcome(s, NULL, h.id, -ENOMEM, 0, 0, "out of memory on the serving rank", NULL, 0,
+                     0, 0);
+        free(own);
+        pp_shm_free(s->lex, block);
+        return;
     }
     pp_future *f = NULL;
     int rc = block ? pp_ext_submit_adopt(s->lex, fn, block, h.arg_size, &o, &f)
@@ -255,6 +268,16 @@ static void on_task(server *s, const char *buf, size_t len)
         on_task_one(s, &h, buf + at, now);
         at += (size_t)body;
     }
+}
+
+/* A pp_map chunk (mpi_map.c runs it as one task). */
+static void on_map_chunk(server *s, const char *buf, size_t len)
+{
+    uint64_t id = 0, now = ppi_now_ns();
+    pp_future *f = NULL;
+    int refuse = tasks_reserve(s) ? 0 : -ENOMEM;
+    if (ppm_map_serve_chunk(s->lex, s->comm, s->root, buf, len, refuse, &id, &f) == 0)
+        s->t[s->n++] = (srv_task){.id = id, .f = f, .recv_ns = now, .map = true};
 }
 
 static void on_kill(server *s, const char *buf, size_t len)
@@ -296,6 +319,7 @@ static bool poll_root(server *s)
         MPI_Mrecv(buf, n, MPI_BYTE, &m, MPI_STATUS_IGNORE);
         switch (st.MPI_TAG) {
         case PPM_TAG_TASK: on_task(s, buf, (size_t)n); break;
+        case PPM_TAG_MAP_CHUNK: on_map_chunk(s, buf, (size_t)n); break;
         case PPM_TAG_KILL: on_kill(s, buf, (size_t)n); break;
         case PPM_TAG_CANCEL: pp_shutdown(s->lex, false, true); break;
         case PPM_TAG_STOP: s->stop = true; break;
@@ -308,8 +332,8 @@ static bool poll_root(server *s)
     }
 }
 
-/* Pack the outcomes of the tasks that finished (pack_flush sends them).
- * Returns true if any. */
+/* Pack the outcomes of the tasks that finished (pack_flush sends them); a
+ * map chunk's goes at once, alone (MAP_RES). Returns true if any. */
 static bool send_done(server *s)
 {
     bool any = false;
@@ -318,7 +342,15 @@ static bool send_done(server *s)
             i++;
             continue;
         }
-        send_future(s, &s->t[i]);
+        if (s->t[i].map) {
+            uint32_t held_us, run_us;
+            task_times(s, &s->t[i], &held_us, &run_us);
+            ppm_map_serve_send(s->comm, s->root, s->t[i].id, s->t[i].f, held_us, run_us);
+            pp_future_release(s->t[i].f);
+            s->sent_ns = ppi_now_ns();
+        } else {
+            send_future(s, &s->t[i]);
+        }
         s->t[i] = s->t[--s->n];
         any = true;
     }

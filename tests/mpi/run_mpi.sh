@@ -5,8 +5,8 @@
 # workers all run the test's binary).
 #   MODE mpmd:     ranks 0-1 run NAME, rank 2 runs peer_mpi_other (another binary)
 #   MODE recovery: mpirun --enable-recovery (a rank may die without ending the
-#                  job); the program must print "NAME: ...; ok" (mpirun then
-#                  does not pass its exit status on)
+#                  job); the program must print "NAME: ...; ok" and no
+#                  "CHECK failed" (mpirun then does not pass its exit status on)
 #   MODE np1 / np3 [EXPECTED]: an example on 1 or 3 ranks; its standard
 #                  output must equal the file EXPECTED
 #   MODE rootloss: as recovery; the root dies: pass if both other ranks said
@@ -30,13 +30,18 @@ if [ "$mode" = rootloss ]; then
   rc=0
   [ "$n" -eq 2 ] || { echo "FAIL: $n serving ranks reported the root's loss (want 2)"; rc=1; }
 elif [ "$mode" = recovery ]; then
-  # mpirun --enable-recovery does not pass a rank's exit status on (a
-  # failed check exited 1 and the test still passed): the program must end
-  # its output with a line "<name>: ...; ok".
+  # mpirun --enable-recovery exits 0 whatever a rank's exit status (a
+  # failed check went unnoticed): the program must end its output with a
+  # line "<name>: ...; ok", and no line may say "CHECK failed" (a rank's
+  # check, or one printed before the program decided).
   out=$("${cmd[@]}" 2>&1)
   rc=$?
   echo "$out"
   grep -q "^$name: .*; ok\$" <<<"$out" || { echo "FAIL: no \"$name: ...; ok\" line"; rc=1; }
+  if grep -q "CHECK failed" <<<"$out"; then
+    echo "FAIL: a check failed"
+    rc=1
+  fi
 elif [ -n "$expected" ]; then
   out=$("${cmd[@]}")
   rc=$?

@@ -2,14 +2,17 @@
  * test_mpi_core — across 3 ranks: results and exceptions byte-identical to a
  * single-node run (inline, arena and beyond-eager sizes), the rank in
  * pp_exception, pp_wait, as_completed, callbacks, stats (total and per
- * rank), workers without the MPI launcher's environment, and pp_mpi_share
- * (a block read in place on every rank; unknown and withdrawn handles).
+ * rank), workers without the MPI launcher's environment, pp_mpi_share
+ * (a block read in place on every rank; unknown and withdrawn handles), and
+ * pp_map across ranks (orders, sizes, errors, early end, an endless
+ * generator's memory, a map run on the other ranks only).
  * Then with credits 4 per rank (1 worker each: tasks travel several per TASK
  * message, outcomes several per RES message): many tasks of mixed sizes and
  * failures byte-identical and exactly counted, kill and timeout of tasks
  * that travelled in a batch (some queued at their rank), shutdown's cancel
  * of tasks queued at a rank.
  */
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -162,32 +165,354 @@ static void shared_blocks(pp_executor *ex, pp_executor *one_node)
     CHECK_EQ(pp_mpi_unshare(ex, h), 0);
 }
 
-/* pp_map's item function (maps run on the root's node pool). */
+/* ---- pp_map across ranks ------------------------------------------------ */
+
+/* Item i fails (PP_ETASK, code 77) when ctx holds i. */
 static int t_cube(pp_map_item *it)
 {
+    if (it->ctx_size == sizeof(size_t) && *(const size_t *)it->ctx == it->index)
+        return pp_map_raise(it, 77, "item %zu raised", it->index);
     long x = *(const long *)it->in[0];
     *(long *)it->out = x * x * x;
     return 0;
 }
 
-/* pp_map on the MPI executor: in order, complete, while other tasks keep
- * every rank's credit busy (the comm thread hands runners back). */
-static void map_on_root_node(pp_executor *ex)
+/* Variable-size: in[0] a word, in[1] a long; the result is the word
+ * repeated (index % 5) times followed by the long's low byte, at most
+ * out_cap bytes. */
+static size_t var_expect(const char *w, size_t wl, long v, size_t index, char *out)
 {
-    enum { N = 5000 };
+    size_t n = 0;
+    for (size_t r = 0; r < index % 5; r++)
+        for (size_t k = 0; k < wl; k++)
+            out[n++] = w[k];
+    out[n++] = (char)v;
+    return n;
+}
+
+static int t_var(pp_map_item *it)
+{
+    it->out_size = var_expect(it->in[0], it->in_size[0], *(const long *)it->in[1], it->index,
+                              it->out);
+    return 0;
+}
+
+/* The remote ranks' map chunk counters. */
+static uint64_t remote_chunks(pp_executor *ex, uint64_t per[3])
+{
+    uint64_t sum = 0;
+    for (int q = 0; q < 3; q++) {
+        pp_mpi_rank_info ri;
+        CHECK_EQ(pp_mpi_rank_stats(ex, q, &ri), 0);
+        per[q] = ri.map_chunks;
+        sum += ri.map_chunks;
+    }
+    return sum;
+}
+
+/* All at once, fixed-size results, chunksizes 1, 7, 1000: in order and
+ * identical to the values computed here (chunks on the root's node and the
+ * ranks, as timing decides). */
+static void map_fixed(pp_executor *ex)
+{
+    enum { N = 6000 };
     static long in[N], out[N];
     for (long i = 0; i < N; i++)
         in[i] = i - N / 2;
+    static const size_t css[] = {1, 7, 1000};
+    static const size_t ns[] = {600, N, N};
+    for (int k = 0; k < 3; k++) {
+        memset(out, 0x5a, sizeof out);
+        pp_map_input mi = pp_map_array(in, ns[k], sizeof in[0]);
+        pp_map_opts o;
+        pp_map_opts_init(&o);
+        o.out_size = sizeof out[0];
+        o.chunksize = css[k];
+        pp_map_status st;
+        CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, ns[k], NULL, &o, &st), 0);
+        CHECK_EQ(st.done, ns[k]);
+        long bad = 0;
+        for (size_t i = 0; i < ns[k]; i++)
+            bad += out[i] != in[i] * in[i] * in[i];
+        CHECK_EQ(bad, 0);
+    }
+    /* Which rank ran what depends on timing here (the root node's runner
+     * is the nearest): map_remote_only checks the ranks deterministically. */
+}
+
+/* Variable-size results from variable and fixed inputs (packed words in
+ * client memory, longs), through the iterator with a buffersize. */
+static void map_variable(pp_executor *ex)
+{
+    enum { N = 3000 };
+    static char words[N * 12];
+    static size_t offs[N + 1];
+    static long vals[N];
+    size_t pos = 0;
+    for (size_t i = 0; i < N; i++) {
+        offs[i] = pos;
+        size_t wl = 1 + i % 11;
+        for (size_t k = 0; k < wl; k++)
+            words[pos++] = (char)('a' + (i * 7 + k) % 26);
+        vals[i] = (long)(i * 31);
+    }
+    offs[N] = pos;
+    pp_map_input in[2] = {pp_map_packed(words, offs, N), pp_map_array(vals, N, sizeof vals[0])};
+    static const size_t css[] = {1, 7, 1000};
+    for (int c = 0; c < 3; c++) {
+        pp_map_opts o;
+        pp_map_opts_init(&o);
+        o.out_size = 64;
+        o.out_variable = true;
+        o.chunksize = css[c];
+        o.buffersize = 5;
+        pp_map_iter *m = NULL;
+        CHECK_EQ(pp_map_begin(&m, ex, t_var, in, 2, &o), 0);
+        if (!m)
+            return;
+        size_t n = 0, bad = 0;
+        const void *r;
+        size_t rs;
+        int rc;
+        size_t lim = css[c] == 1 ? 200 : N;
+        while (n < lim && (rc = pp_map_next(m, &r, &rs)) == 0) {
+            char want[64];
+            size_t wn = var_expect(words + offs[n], offs[n + 1] - offs[n], vals[n], n, want);
+            bad += rs != wn || memcmp(r, want, wn) != 0;
+            n++;
+        }
+        if (n == N)
+            CHECK_EQ(pp_map_next(m, &r, &rs), -ENOENT);
+        CHECK_EQ(n, lim);
+        CHECK_EQ(bad, 0);
+        pp_map_status st;
+        pp_map_get_status(m, &st);
+        CHECK(st.max_in_flight <= 5);
+        CHECK_EQ(pp_map_end(m), 0);
+    }
+}
+
+/* An item raising at position K: the map fails at K with its code and
+ * message, the K items before it delivered; ended early, a map cancels what
+ * was not claimed (status counts at most the window past the reader). */
+static void map_errors(pp_executor *ex)
+{
+    enum { N = 4000, K = 2345 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = i;
     pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
     pp_map_opts o;
     pp_map_opts_init(&o);
     o.out_size = sizeof out[0];
-    o.chunksize = 64;
-    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, NULL), 0);
+    o.chunksize = 7;
+    size_t k = K;
+    o.ctx = &k;
+    o.ctx_size = sizeof k;
+    pp_map_status st;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, &st), PP_ETASK);
+    CHECK_EQ(st.done, K);
+    CHECK_EQ(st.code, 77);
+    CHECK(strstr(st.message, "item 2345 raised") != NULL);
+    long bad = 0;
+    for (long i = 0; i < K; i++)
+        bad += out[i] != i * i * i;
+    CHECK_EQ(bad, 0);
+
+    /* Ended early: read 50 results of 4000 at chunksize 10, buffersize 8. */
+    o.ctx = NULL;
+    o.ctx_size = 0;
+    o.chunksize = 10;
+    o.buffersize = 8;
+    pp_map_iter *m = NULL;
+    CHECK_EQ(pp_map_begin(&m, ex, t_cube, &mi, 1, &o), 0);
+    if (!m)
+        return;
+    for (long i = 0; i < 50; i++) {
+        const void *r;
+        CHECK_EQ(pp_map_next(m, &r, NULL), 0);
+        CHECK(r && *(const long *)r == i * i * i);
+    }
+    pp_map_get_status(m, &st);
+    CHECK(st.chunks <= 5 + 8 + 1);
+    CHECK_EQ(pp_map_end(m), 0);
+}
+
+/* An endless generator with buffersize: the root's memory stays bounded by
+ * the window and the ranks' credits however many items flow. */
+static int gen_endless(void *user, size_t index, const void **item, size_t *size)
+{
+    long *cell = user;
+    *cell = (long)(index % 1000);
+    *item = cell;
+    *size = sizeof *cell;
+    return 1;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static void map_endless(pp_executor *ex)
+{
+    long cell = 0;
+    pp_map_input mi = pp_map_generator(gen_endless, &cell);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof(long);
+    o.chunksize = 50;
+    o.buffersize = 16;
+    pp_map_iter *m = NULL;
+    CHECK_EQ(pp_map_begin(&m, ex, t_cube, &mi, 1, &o), 0);
+    if (!m)
+        return;
+    uint64_t before[3], after[3];
+    remote_chunks(ex, before);
+    enum { WARM = 80000, TOTAL = 240000 }; /* the staging ring (1 MiB) wraps before WARM */
+    long rss0 = 0, bad = 0;
+    for (size_t i = 0; i < TOTAL; i++) {
+        const void *r;
+        if (pp_map_next(m, &r, NULL) != 0) {
+            CHECK(0);
+            break;
+        }
+        long x = (long)(i % 1000);
+        bad += *(const long *)r != x * x * x;
+        if (i == WARM)
+            rss0 = rss_kib();
+    }
+    long grown = rss_kib() - rss0;
+    remote_chunks(ex, after);
+    if (getenv("PPOOL_TEST_VERBOSE"))
+        fprintf(stderr, "map_endless: VmRSS %ld KiB, grew %ld KiB over %d items; chunks on "
+                        "ranks 1, 2: %llu, %llu\n", rss0, grown, TOTAL - WARM,
+                (unsigned long long)(after[1] - before[1]), (unsigned long long)(after[2] - before[2]));
+    pp_map_status st;
+    pp_map_get_status(m, &st);
+    CHECK_EQ(bad, 0);
+    CHECK(st.max_in_flight <= 16);
+    /* 160,000 items (1.3 MB of inputs and as much of results) flowed after
+     * the first measure: growth far below that means nothing accumulates. */
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's quarantine keeps freed blocks (a chunk's message buffers) out
+     * of reuse: RSS grows with the traffic, not with what is kept. */
+    (void)grown;
+#else
+    if (grown > 512)
+        fprintf(stderr, "map_endless: VmRSS grew %ld KiB\n", grown);
+    CHECK(grown <= 512);
+#endif
+    CHECK_EQ(pp_map_end(m), 0);
+}
+
+/* Holds the root node's only worker until the flag (a word of a
+ * pp_shm_alloc block: offset and the root's pid in the argument) is set;
+ * returns at once on another rank (its manager's parent is not the root). */
+static int t_hold(pp_task *t)
+{
+    const uint64_t *a = pp_task_arg(t, NULL);
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)getppid());
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)a[1])
+        return 1;
+    _Atomic uint32_t *flag = pp_task_shm(t, a[0]);
+    /* acquire: pairs with the root's release store. */
+    while (flag && !atomic_load_explicit(flag, memory_order_acquire))
+        usleep(200);
+    return 0;
+}
+
+/* Every chunk on the other ranks (the root node's worker held): fixed and
+ * variable results (map_variable) in order, an item error at its position, the chunk
+ * counts per rank adding up. */
+static void map_remote_only(pp_executor *ex)
+{
+    void *blk = NULL;
+    CHECK_EQ(pp_shm_alloc(ex, 64, &blk), 0);
+    if (!blk)
+        return;
+    _Atomic uint32_t *flag = blk;
+    atomic_init(flag, 0);
+    uint64_t harg[2] = {pp_shm_offset(ex, blk), (uint64_t)getpid()};
+    pp_future *hold = NULL;
+    for (int tries = 0; tries < 50 && !hold; tries++) { /* until one runs on the root's node */
+        pp_future *h[3];
+        for (int i = 0; i < 3; i++) /* one for each rank's credit or worker */
+            CHECK_EQ(pp_submit(ex, t_hold, harg, sizeof harg, &h[i]), 0);
+        /* A task shipped to a rank stays RUNNING at the root until its
+         * result returns: one still running after 100 ms is the root's. */
+        for (int i = 0; i < 3; i++) {
+            pp_exception e;
+            if (!hold && pp_future_exception(h[i], 0.1, &e) == -ETIMEDOUT) {
+                hold = h[i];
+                continue;
+            }
+            if (h[i] != hold) {
+                pp_future_exception(h[i], PP_FOREVER, &e);
+                pp_future_release(h[i]);
+            }
+        }
+    }
+    CHECK(hold != NULL);
+    enum { N = 3000, K = 1111 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = 3 * i + 1;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof out[0];
+    o.chunksize = 7;
+    uint64_t before[3], after[3];
+    remote_chunks(ex, before);
+    pp_map_status st;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, &st), 0);
+    remote_chunks(ex, after);
     long bad = 0;
     for (long i = 0; i < N; i++)
         bad += out[i] != in[i] * in[i] * in[i];
     CHECK_EQ(bad, 0);
+    CHECK_EQ(after[1] - before[1] + after[2] - before[2], (N + 6) / 7); /* all remote */
+    CHECK(after[1] > before[1] && after[2] > before[2]);
+    size_t k = K;
+    o.ctx = &k;
+    o.ctx_size = sizeof k;
+    CHECK_EQ(pp_map(ex, t_cube, &mi, 1, out, N, NULL, &o, &st), PP_ETASK);
+    CHECK_EQ(st.done, K);
+    CHECK_EQ(st.code, 77);
+    CHECK(strstr(st.message, "item 1111 raised") != NULL);
+    CHECK(st.pid > 0 && st.pid != getpid());
+    bad = 0;
+    for (long i = 0; i < K; i++)
+        bad += out[i] != in[i] * in[i] * in[i];
+    CHECK_EQ(bad, 0);
+    map_variable(ex); /* variable sizes, packed inputs, the iterator */
+    /* release: pairs with t_hold's acquire. */
+    atomic_store_explicit(flag, 1, memory_order_release);
+    if (hold) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(hold, PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, 0);
+        CHECK_EQ(e.rank, 0);
+        pp_future_release(hold);
+    }
+    pp_shm_free(ex, blk);
 }
 
 #define NJOBS 48
@@ -523,7 +848,10 @@ int main(int argc, char **argv)
             ranks_seen[e.rank]++;
         pp_future_release(fs[i]);
     }
-    map_on_root_node(ex);
+    map_remote_only(ex);
+    map_fixed(ex);
+    map_errors(ex);
+    map_endless(ex);
     CHECK_EQ(pp_executor_create(&lex, &one), 0);
     double t0 = MPI_Wtime();
     shared_blocks(ex, lex);

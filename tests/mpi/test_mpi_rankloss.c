@@ -8,13 +8,19 @@
  * not running, and cancellable — it cancels one), the other runs on rank 0
  * or 1 and completes with its result; the two others fail PP_ENODE
  * (pp_exception.rank = 2); rank 2 gets nothing more; the counters are exact
- * (per rank and pool-wide); nothing hangs, and no process is left
+ * (per rank and pool-wide).
+ * Then rank 1 (2 workers) is SIGKILLed by a pp_map item running there while
+ * a task is parked on its other worker: the map fails PP_ENODE at that
+ * chunk's first item (pp_exception.rank = 1 in the message), the items
+ * before it delivered; the parked task fails PP_ENODE; a second map runs
+ * whole on the root's node. Nothing hangs, and no process is left
  * (run_mpi.sh checks).
  *
  * After a loss the communicator is unusable for collectives (MPI_Finalize
  * included, on Open MPI 4.1 without ULFM), so the surviving ranks end with
  * _exit(), as docs/mpi.md advises.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -97,6 +103,32 @@ static int t_work(pp_task *t)
     return pp_task_set_result(t, &res, sizeof res);
 }
 
+/* On rank *arg: sleep until the rank is killed (our manager dies with its
+ * client, and we with it). Elsewhere: return the rank it ran on. */
+static int t_park(pp_task *t)
+{
+    int victim = *(const int *)pp_task_arg(t, NULL);
+    int rank = rank_of(rank_pid());
+    if (rank == victim)
+        sleep(30);
+    return pp_task_set_result(t, &rank, sizeof rank);
+}
+
+/* A map item: on rank *ctx, SIGKILL the rank process and wait to die with
+ * it; elsewhere the square of the input. */
+static int t_kill_item(pp_map_item *it)
+{
+    pid_t r = rank_pid();
+    if (r > 0 && rank_of(r) == *(const int *)it->ctx) {
+        kill(r, SIGKILL);
+        sleep(30);
+    }
+    usleep(1000);
+    long x = *(const long *)it->in[0];
+    *(long *)it->out = x * x;
+    return 0;
+}
+
 static int t_rank(pp_task *t)
 {
     usleep(10000);
@@ -126,6 +158,10 @@ int main(int argc, char **argv)
     cfg.heartbeat = 0.1;
     cfg.node_timeout = 1.5;
     cfg.credits = 4; /* rank 2 holds four tasks when it dies */
+    int me = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (me == 1)
+        cfg.node.max_workers = 2; /* one parks a task, one runs a map chunk */
     pp_executor *ex = NULL;
     int rc = pp_mpi_executor_create(&ex, &cfg);
     if (rc == PP_MPI_SERVED) {
@@ -294,16 +330,114 @@ int main(int argc, char **argv)
         CHECK(r && (*r == 0 || *r == 1));
         pp_future_release(fs[i]);
     }
+
+    /* Rank 1 is lost while it runs a pp_map chunk. First a task parked on
+     * one of its two workers: a blocker holds the root's worker (as above),
+     * so the parked task can only go to rank 1; then the blocker ends. */
+    pp_mpi_rank_info r1_before;
+    CHECK_EQ(pp_mpi_rank_stats(ex, 1, &r1_before), 0);
+    const int victim = 1;
+    char release2[64];
+    snprintf(release2, sizeof release2, "/tmp/ppool_rankloss_%d_release2", (int)getpid());
+    unlink(release2);
+    dl = now_s() + 30;
+    int parks = 0;
+    pp_future *hold = NULL;
+    for (int tries = 0; tries < 20 && !hold && now_s() < dl; tries++) {
+        work wb = {.i = 200, .hold_mask = 1};
+        snprintf(wb.release, sizeof wb.release, "%s", release2);
+        CHECK_EQ(pp_submit(ex, t_work, &wb, sizeof wb, &hold), 0);
+        parks++;
+        for (;;) { /* running on the root (rank 1 holds nothing), or done there */
+            pp_executor_stats(ex, &st, NULL, 0);
+            pp_mpi_rank_stats(ex, 1, &r1);
+            if (pp_future_done(hold) || (st.running == 1 && r1.in_flight == 0) || now_s() > dl)
+                break;
+            usleep(1000);
+        }
+        if (pp_future_done(hold)) {
+            pp_future_release(hold);
+            hold = NULL;
+        }
+    }
+    CHECK(hold != NULL);
+    pp_future *parked = NULL;
+    CHECK_EQ(pp_submit(ex, t_park, &victim, sizeof victim, &parked), 0);
+    parks++;
+    while (pp_mpi_rank_stats(ex, 1, &r1) == 0 && r1.in_flight == 0 && now_s() < dl)
+        usleep(1000);
+    CHECK_EQ(r1.in_flight, 1);
+    touch(release2);
+    if (hold) {
+        const work_res *r;
+        CHECK_EQ(pp_future_result(hold, PP_FOREVER, (const void **)&r, NULL), 0);
+        CHECK(r && r->rank == 0);
+        pp_future_release(hold);
+    }
+    unlink(release2);
+    CHECK(!pp_future_done(parked));
+    /* A map whose item kills rank 1 when it runs there. */
+    enum { N = 2000 };
+    static long in[N], out[N];
+    for (long i = 0; i < N; i++)
+        in[i] = i;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof out[0];
+    o.chunksize = 3;
+    o.ctx = &victim;
+    o.ctx_size = sizeof victim;
+    pp_map_status ms;
+    t0 = now_s();
+    int mrc = pp_map(ex, t_kill_item, &mi, 1, out, N, NULL, &o, &ms);
+    double t_lost1 = now_s() - t0;
+    uint64_t runners = ms.runners;
+    CHECK_EQ(mrc, PP_ENODE);
+    CHECK(strstr(ms.message, "rank 1 lost") != NULL);
+    CHECK(ms.done < N && ms.done % 3 == 0); /* a chunk's first item */
+    long bad = 0;
+    for (size_t i = 0; i < ms.done; i++)
+        bad += out[i] != (long)(i * i);
+    CHECK_EQ(bad, 0);
+    CHECK(t_lost1 < cfg.node_timeout + 3); /* detected within the node timeout */
+    if (parked) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(parked, PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, PP_ENODE);
+        CHECK_EQ(e.rank, 1);
+        CHECK(strstr(e.message, "rank 1 lost") != NULL);
+        pp_future_release(parked);
+    }
+    CHECK_EQ(pp_mpi_rank_stats(ex, 1, &r1), 0);
+    CHECK_EQ(r1.alive, 0);
+    CHECK_EQ(r1.in_flight, 0);
+    CHECK(r1.map_chunks >= r1_before.map_chunks);
+    /* The parked task and every lane open on rank 1 (at least the one whose
+     * chunk killed it) failed there. */
+    CHECK(r1.failed >= r1_before.failed + 2);
+    /* A whole map (its first 600 items) on the root's node. */
+    memset(out, 0, sizeof out);
+    CHECK_EQ(pp_map(ex, t_kill_item, &mi, 1, out, 600, NULL, &o, &ms), 0);
+    runners += ms.runners;
+    CHECK_EQ(ms.done, 600);
+    bad = 0;
+    for (long i = 0; i < 600; i++)
+        bad += out[i] != i * i;
+    CHECK_EQ(bad, 0);
+
+    /* Pool-wide: every task counted once. A map's runners are tasks too:
+     * those still queued when it ended are cancelled. */
     pp_shutdown(ex, true, false);
     CHECK(pp_executor_stats(ex, &st, NULL, 0) >= 1);
-    CHECK_EQ(st.submitted, (uint64_t)(n + NB + extra + 12));
-    CHECK_EQ(st.completed, (uint64_t)(n + NB + extra + 12 - 3));
-    CHECK_EQ(st.failed, 2);
-    CHECK_EQ(st.cancelled, 1);
+    CHECK_EQ(st.submitted, (uint64_t)(n + NB + extra + 12 + parks) + runners);
+    CHECK_EQ(st.failed, 2 + (r1.failed - r1_before.failed));
+    CHECK(st.cancelled >= 1);
+    CHECK_EQ(st.completed + st.failed + st.cancelled, st.submitted);
     CHECK_EQ(st.queued + st.running + st.killed, 0);
     pp_executor_destroy(ex);
-    fprintf(stderr, "test_mpi_rankloss: rank 2 lost after %.2f s; %s\n", t_lost,
-            mc_failed ? "FAILED" : "ok");
+    fprintf(stderr, "test_mpi_rankloss: rank 2 lost after %.2f s, rank 1 (map) after %.2f s; %s\n",
+            t_lost, t_lost1, mc_failed ? "FAILED" : "ok");
     fflush(NULL);
     _exit(mc_failed);
 }
