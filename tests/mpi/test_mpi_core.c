@@ -8,9 +8,10 @@
  * generator's memory, a map run on the other ranks only).
  * Then with credits 4 per rank (1 worker each: tasks travel several per TASK
  * message, outcomes several per RES message): many tasks of mixed sizes and
- * failures byte-identical and exactly counted, kill and timeout of tasks
- * that travelled in a batch (some queued at their rank), shutdown's cancel
- * of tasks queued at a rank.
+ * failures byte-identical and exactly counted, a map that opens at most
+ * workers + 1 lanes per rank, kill and timeout of tasks that travelled in a
+ * batch (some queued at their rank), shutdown's cancel of tasks queued at a
+ * rank.
  */
 #include <errno.h>
 #include <limits.h>
@@ -647,6 +648,70 @@ static void run_many(pp_executor *ex, outcome *out)
     }
 }
 
+/* A slow item (2 ms): the cube of its input. */
+static int t_slow_cube(pp_map_item *it)
+{
+    usleep(2000);
+    long x = *(const long *)it->in[0];
+    *(long *)it->out = x * x * x;
+    return 0;
+}
+
+/* Credits 4 per rank, 1 worker each: a map opens at most w + 1 = 2 lanes
+ * on a rank (not one per credit), so a rank never holds more than 2 of the
+ * root's flights while only the map runs; results in order, and the
+ * ranks' lanes count as tasks (one each) and their chunks as map_chunks. */
+static void map_lane_bound(pp_executor *ex)
+{
+    enum { N = 60 };
+    static long in[N];
+    for (long i = 0; i < N; i++)
+        in[i] = i + 1;
+    pp_map_input mi = pp_map_array(in, N, sizeof in[0]);
+    pp_map_opts o;
+    pp_map_opts_init(&o);
+    o.out_size = sizeof(long);
+    o.chunksize = 1;
+    uint64_t before[3], after[3];
+    remote_chunks(ex, before);
+    pp_map_iter *m = NULL;
+    CHECK_EQ(pp_map_begin(&m, ex, t_slow_cube, &mi, 1, &o), 0);
+    if (!m)
+        return;
+    uint64_t most = 0;
+    long bad = 0;
+    for (long i = 0; i < N; i++) {
+        const void *r;
+        CHECK_EQ(pp_map_next(m, &r, NULL), 0);
+        bad += !r || *(const long *)r != in[i] * in[i] * in[i];
+        for (int q = 1; q < 3; q++) {
+            pp_mpi_rank_info ri;
+            CHECK_EQ(pp_mpi_rank_stats(ex, q, &ri), 0);
+            CHECK_EQ(ri.credits, 4);
+            most = ri.in_flight > most ? ri.in_flight : most;
+        }
+    }
+    CHECK_EQ(pp_map_end(m), 0);
+    CHECK_EQ(bad, 0);
+    remote_chunks(ex, after);
+    if (getenv("PPOOL_TEST_VERBOSE"))
+        fprintf(stderr, "map_lane_bound: most flights on a rank %llu; chunks on ranks 1, 2: "
+                        "%llu, %llu\n", (unsigned long long)most,
+                (unsigned long long)(after[1] - before[1]),
+                (unsigned long long)(after[2] - before[2]));
+    CHECK(most <= 2);
+    CHECK(after[1] - before[1] + after[2] - before[2] <= N);
+    /* The lanes close once idle (200 us): the ranks' credits are free
+     * again for the tasks that follow. */
+    double until = now_s() + 5;
+    for (int q = 1; q < 3; q++) {
+        pp_mpi_rank_info ri;
+        while (pp_mpi_rank_stats(ex, q, &ri) == 0 && ri.in_flight && now_s() < until)
+            usleep(1000);
+        CHECK_EQ(ri.in_flight, 0);
+    }
+}
+
 /* Credits 4 per rank: batches both ways; results byte-identical to one
  * node, every task counted once; kill and timeout of batched tasks. */
 static void batches(pp_executor *ex)
@@ -692,6 +757,7 @@ static void batches(pp_executor *ex)
     CHECK_EQ(st.completed + st.failed, NMANY);
     CHECK_EQ(st.failed, failed);
     CHECK(per_rank_failed <= (uint64_t)failed);
+    map_lane_bound(ex);
 
     /* 1 + 4 + 4 stubborn tasks: all RUNNING at the root (each remote rank
      * runs one and holds three queued), then all killed. */
