@@ -17,6 +17,31 @@
  * and only from twice that many cores on (see ppi_shards_auto). */
 #define PPI_SHARD_GROUP_CORES 16
 
+/* Fairness: every this many pops (a power of two) a worker starts its scan
+ * at a rotating shard instead of its home (ppi_shard_pop_start). */
+#define PPI_SHARD_FAIR_EVERY 16
+
+/*
+ * ppi_shard_pop_start - where a worker's next pop starts: its @home, except
+ * every PPI_SHARD_FAIR_EVERY-th call (counted in *@tick, the caller's
+ * own), when it starts at the next shard of a rotation over the others.
+ * Without it a shard without home workers, or whose home workers are all
+ * busy, is served only when every other worker's home runs dry: under a
+ * sustained stream (a backlog refilling the home shards) its tasks would
+ * wait without bound. With it, a non-empty shard's head is taken within
+ * about PPI_SHARD_FAIR_EVERY x (S - 1) pops of any one worker. Pure.
+ */
+static inline uint32_t ppi_shard_pop_start(uint32_t home, uint32_t nshards, uint32_t *tick)
+{
+    if (nshards <= 1)
+        return 0;
+    uint32_t t = ++*tick;
+    if (t % PPI_SHARD_FAIR_EVERY)
+        return home;
+    /* A rotation over the other shards: with 2, always the other one. */
+    return (home + 1 + (t / PPI_SHARD_FAIR_EVERY) % (nshards - 1)) % nshards;
+}
+
 /*
  * ppi_shards_auto - the automatic shard count (pp_config.ring_shards = 0)
  * for a machine with @ncores usable physical cores in @nnuma NUMA domains

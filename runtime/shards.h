@@ -15,7 +15,9 @@
  *    Every push (submit, the manager's re-queue of a dead worker's entry, an
  *    external worker's hand-back) uses it.
  *  - pop: a worker pops its home shard (ppi_worker.home_shard, from its
- *    place), then steals from home+1, home+2, ... (mod S) before it sleeps.
+ *    place), then steals from home+1, home+2, ... (mod S) before it sleeps;
+ *    every PPI_SHARD_FAIR_EVERY-th pop starts at a rotating shard instead
+ *    (ppi_shard_pop_start), so no shard waits for the others to run dry.
  *  - wake: one eventcount (hdr->work_ec) for all shards. A sleeper re-checks
  *    *every* shard after announcing itself, and every push notifies after
  *    publishing, so a task pushed into a shard whose own workers all sleep
@@ -58,8 +60,8 @@ static inline ppi_ring *ppi_shard_ring(const ppi_seg *seg, uint32_t k)
 bool ppi_tasks_push_wait(ppi_seg *seg, uint64_t e, uint64_t max_ns);
 
 /*
- * ppi_tasks_pop_rec - pop an entry: shard @home first, then the others in
- * the order home+1, home+2, ... (mod S). With @claim/@entry, the
+ * ppi_tasks_pop_rec - pop an entry: shard @home (< S) first, then the
+ * others in the order home+1, home+2, ... (mod S). With @claim/@entry, the
  * crash-recovery trail of ppi_ring_pop_rec (the claim names the shard).
  * Returns false when every shard looked empty.
  */

@@ -589,13 +589,15 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     /* Written by the client before this position's first worker started;
      * never changes. Out of range only if the segment was overwritten. */
     uint32_t home = me->home_shard < seg->nshards ? me->home_shard : 0;
+    uint32_t fair_tick = 0; /* ppi_shard_pop_start's count (process-local) */
     rss_watch rss;
     rss_watch_init(&rss, seg->hdr->max_rss_growth);
     for (;;) {
         uint64_t e, ran_ns, end_ns;
         if (asked_to_leave(me))
             leave(me);
-        if (ppi_tasks_pop_rec(seg, home, &e, &me->deq_claim, &me->deq_entry)) {
+        uint32_t start = ppi_shard_pop_start(home, seg->nshards, &fair_tick);
+        if (ppi_tasks_pop_rec(seg, start, &e, &me->deq_claim, &me->deq_entry)) {
             /* A stale entry (cancelled before we claimed it) ran nothing:
              * it counts toward neither limit. */
             if (!run_entry(seg, me, widx, e, &ran_ns, &end_ns))

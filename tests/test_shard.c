@@ -37,6 +37,17 @@ static int task_id(pp_task *t)
     return pp_task_set_result(t, &r, sizeof r);
 }
 
+/* Result: when it started (CLOCK_MONOTONIC via ppt_now: one clock for all
+ * processes); then it spins 2 ms, so the client refills slots faster than
+ * the worker empties them. */
+static int task_started_at(pp_task *t)
+{
+    double now = ppt_now();
+    while (ppt_now() < now + 2e-3)
+        ;
+    return pp_task_set_result(t, &now, sizeof now);
+}
+
 static int map_triple(pp_map_item *it)
 {
     *(uint64_t *)it->out = *(const uint64_t *)it->in[0] * 3 + 1;
@@ -401,6 +412,61 @@ Test(shard, death_inside_a_shard_pop_is_recovered, PPT_FIXTURE, .timeout = 90)
     cr_expect_eq(st.failed, 0);
     cr_expect_geq(st.respawns, N / 7 / 2, "only %llu deaths in pops",
                   (unsigned long long)st.respawns);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/*
+ * Fairness under a sustained stream: one worker (home shard 0), 2 shards, 8
+ * slots and a long backlog. Every freed slot is refilled at once, so the
+ * home shard never runs dry; without the rotating start
+ * (ppi_shard_pop_start) the tasks in shard 1 would wait for the whole
+ * backlog (about N tasks overtaking them). Bound: how many later tasks
+ * start before an earlier one.
+ */
+Test(shard, no_starvation_when_home_shard_never_runs_dry, PPT_FIXTURE, .timeout = 60)
+{
+    uint32_t tick = 0;
+    int seen[3] = {0};
+    for (int i = 0; i < 3 * PPI_SHARD_FAIR_EVERY; i++)
+        seen[ppi_shard_pop_start(0, 3, &tick)]++;
+    cr_expect(seen[1] > 0 && seen[2] > 0, "the rotation skips a shard: %d %d %d", seen[0],
+              seen[1], seen[2]);
+    cr_expect_geq(seen[0], 3 * (PPI_SHARD_FAIR_EVERY - 1), "home not preferred");
+
+    pp_config cfg = cfg_of(1, PP_DEATH_BREAK);
+    cfg.ring_shards = 2;
+    cfg.slots = 8;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    enum { N = 500 };
+    pp_future **fs = calloc(N, sizeof *fs);
+    double *at = calloc(N, sizeof *at);
+    cr_assert(fs && at);
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_ok(ex, task_started_at, NULL, 0);
+    for (int i = 0; i < N; i++) {
+        const void *d = NULL;
+        size_t n = 0;
+        cr_assert_eq(pp_future_result(fs[i], 30.0, &d, &n), 0, "task %d", i);
+        cr_assert_eq(n, sizeof(double));
+        memcpy(&at[i], d, sizeof(double));
+    }
+    int worst = 0, worst_i = 0;
+    for (int i = 0; i < N; i++) {
+        int over = 0;
+        for (int j = i + 1; j < N; j++)
+            over += at[j] < at[i];
+        if (over > worst) {
+            worst = over;
+            worst_i = i;
+        }
+    }
+    cr_expect_leq(worst, 12 * PPI_SHARD_FAIR_EVERY,
+                  "task %d was overtaken by %d later tasks", worst_i, worst);
+    cr_log_info("most later tasks started before an earlier one: %d (task %d)", worst, worst_i);
+    release_all(fs, N);
+    free(fs);
+    free(at);
+    expect_accounting(ex, N, 0, 0, 0);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
 
