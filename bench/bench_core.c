@@ -77,6 +77,7 @@ extern char **environ;
 /* ------------------------------------------------------------------------ */
 
 static const char *prog = "bench_core";
+static int shards_opt = -1; /* --shards N: pp_config.ring_shards; -1 = the default */
 
 #include "bench_util.h" /* after prog and RESULT_TIMEOUT_S: its helpers use them */
 
@@ -483,6 +484,32 @@ static void print_pool(pp_executor *ex, const char *when)
     free(ws);
 }
 
+/* The task-ring layout: shard count and each worker's home shard. */
+/* Where the shard count came from when --shards was not given. */
+static const char *cfg_shards_default(void)
+{
+    pp_config c;
+    pp_config_init(&c);
+    return c.ring_shards ? "PPOOL_RING_SHARDS" : "automatic, from the topology";
+}
+
+static void print_shards(pp_executor *ex, int nw)
+{
+    int *homes = xmalloc(sizeof *homes * (size_t)(nw > 0 ? nw : 1));
+    int s = pp_executor_shards(ex, homes, nw);
+    if (s < 0)
+        die("pp_executor_shards", s);
+    printf("  task ring: %d shard%s (%s)", s, s == 1 ? "" : "s",
+           shards_opt > 0 ? "--shards" : shards_opt == 0 ? "automatic, from the topology" : cfg_shards_default());
+    if (s > 1) {
+        printf("; worker home shards:");
+        for (int i = 0; i < nw; i++)
+            printf(" %d", homes[i]);
+    }
+    printf("\n");
+    free(homes);
+}
+
 static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long warmup,
                       int *workers_out, results *res)
 {
@@ -491,6 +518,8 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
     int def_workers = cfg.max_workers;
     if (workers_opt > 0)
         cfg.max_workers = workers_opt;
+    if (shards_opt >= 0)
+        cfg.ring_shards = shards_opt;
 
     /* The floor first, before any pool runs (its two spinning processes
      * would compete with the workers). */
@@ -516,6 +545,7 @@ static void run_ppool(int workers_opt, long rounds, long tasks, long runs, long 
                "client unpinned\n",
                nw, nw == 1 ? "" : "s", def_workers == 0 ? ": physical cores allowed" : "");
     print_pool(ex, "at start");
+    print_shards(ex, nw);
     printf("  shapes: round trip %ld rounds after %ld warm-up; throughput %ld tasks; %ld runs\n",
            rounds, warmup, tasks, runs);
     fflush(stdout);
@@ -862,6 +892,8 @@ static void usage(FILE *to)
     fprintf(to,
             "usage: %s [options]\n"
             "  --workers N    worker processes (default: pp_config_init's, the physical cores)\n"
+            "  --shards N     task-ring shards (pp_config.ring_shards; default 0 = from\n"
+            "                 the topology, or $PPOOL_RING_SHARDS)\n"
             "  --rounds R     round trips per run (default 20000)\n"
             "  --tasks N      tasks per throughput run (default 1000000)\n"
             "  --runs K       runs; medians over runs are reported (default 5)\n"
@@ -891,6 +923,9 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--workers")) {
             workers_opt = (int)parse_long(a, v, 1, 4096);
+            i++;
+        } else if (!strcmp(a, "--shards")) {
+            shards_opt = (int)parse_long(a, v, 0, PP_RING_SHARDS_MAX);
             i++;
         } else if (!strcmp(a, "--rounds")) {
             rounds = parse_long(a, v, 1, 100000000);

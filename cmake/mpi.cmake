@@ -130,6 +130,13 @@ if(PPOOL_TESTS)
       set_tests_properties(${name} PROPERTIES LABELS mpi TIMEOUT 60
         ENVIRONMENT "${PP_MPI_TEST_ENV}")
     endforeach()
+    # The root's death over TCP, the transport between nodes: a serving rank
+    # blocked in a send to the dead root is ended by its watchdog
+    # (runtime/mpi/mpi_watchdog.c; without it this run hangs).
+    add_test(NAME test_mpi_rootloss@tcp COMMAND bash ${PROJECT_SOURCE_DIR}/tests/mpi/run_mpi.sh
+      ${MPIEXEC_EXECUTABLE} ${PROJECT_BINARY_DIR} test_mpi_rootloss rootloss-tcp)
+    set_tests_properties(test_mpi_rootloss@tcp PROPERTIES LABELS mpi TIMEOUT 60
+      ENVIRONMENT "${PP_MPI_TEST_ENV}")
     # The MPI examples run unchanged on one rank and on three.
     if(PPOOL_EXAMPLES)
       file(GLOB PP_MPI_EXAMPLES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/examples/ex_mpi_*.c)

@@ -324,7 +324,30 @@ typedef struct pp_config {
     /** Non-zero: set the thread variables above in the workers even where
      *  the client's environment holds its own value (default 0: keep it). */
     int thread_env_override;
+    /** Task-ring shards (default 0 = automatic; 0..PP_RING_SHARDS_MAX, else
+     *  pp_executor_create fails with -EINVAL). Submitted tasks wait in
+     *  shared memory on a ring that the workers pop; on a many-core node one
+     *  ring is a line every worker writes, so the pool can split it: N
+     *  rings, each worker popping its home ring first (the ring of its NUMA
+     *  domain or group of cores) and taking from the others when its own is
+     *  empty, before it sleeps. Tasks are spread over the rings in
+     *  submission order. Results, cancel, kill, timeouts, death policies
+     *  and statistics behave the same for any count, and no task waits
+     *  while a worker is idle; but with more than one ring, tasks start in
+     *  submission order only within a ring (a task may start before an
+     *  earlier one still waiting in another). 1 = one ring. 0 = one ring
+     *  below 32 cores on one NUMA domain (every small machine), else a ring
+     *  per NUMA domain, domains or machines of 32 cores and more split into
+     *  groups of 16 cores. The count is fixed at create (pp_executor_resize
+     *  keeps it). pp_executor_shards tells the count used and each worker's
+     *  home ring. The environment variable PPOOL_RING_SHARDS=N (a number
+     *  0..PP_RING_SHARDS_MAX; anything else is ignored) sets the default at
+     *  pp_config_init. */
+    int ring_shards;
 } pp_config;
+
+/** The most task-ring shards (pp_config.ring_shards). */
+#define PP_RING_SHARDS_MAX 64
 
 /**
  * pp_config_init - fill @cfg with the defaults documented on each field.
@@ -561,6 +584,16 @@ PP_API int pp_executor_stats(const pp_executor *ex, pp_stats *st, pp_worker_stat
  * Any client thread; does not block.
  */
 PP_API int pp_executor_broken_cause(pp_executor *ex, pp_exception *out);
+
+/**
+ * pp_executor_shards - the task-ring layout in use (pp_config.ring_shards).
+ * @homes, @n: receive the home shard (0 .. count - 1) of worker positions
+ *   0 .. min(@n, workers) - 1 (may be NULL/0).
+ * Returns the number of shards (1 .. PP_RING_SHARDS_MAX; fixed at create,
+ * resizing keeps it), or -EINVAL for a NULL @ex. Any client thread; does
+ * not block.
+ */
+PP_API int pp_executor_shards(const pp_executor *ex, int *homes, int n);
 
 /**
  * pp_executor_topology - one line describing the machine as the pool sees it

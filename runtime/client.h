@@ -163,6 +163,11 @@ void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
  * the planner's warning. Returns 0, -EINVAL or -ENOMEM. */
 int ppi_plan_workers(const pp_config *c, int n, ppi_place **places, int *nworkers,
                      char *summary, size_t summary_len);
+/* The shard count (c->ring_shards, or the automatic one for this machine
+ * when 0) into *@nshards and the home shard of each of the @n @places into
+ * @homes (shards.h, ppi_shard_home). Returns 0 or -errno (topology). */
+int ppi_plan_shards(const pp_config *c, const ppi_place *places, int n, int *nshards,
+                    uint32_t *homes);
 void ppi_poke_manager(pp_executor *ex);
 void ppi_reap_manager(pp_executor *ex);
 int ppi_pool_check(pp_executor *ex);

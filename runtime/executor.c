@@ -27,6 +27,7 @@
 #include "process.h"
 #include "thread_env.h"
 #include "topology.h"
+#include "shards.h"
 #include "tunables.h"
 
 #define MiB (1024ull * 1024ull)
@@ -57,6 +58,14 @@ void pp_config_init(pp_config *cfg)
     cfg->initializer = NULL;
     cfg->cores_per_worker = 1;
     cfg->thread_env_override = 0;
+    cfg->ring_shards = 0;
+    const char *rs = getenv("PPOOL_RING_SHARDS"); /* as PPOOL_START_METHOD: suites run sharded */
+    if (rs && *rs) {
+        char *end;
+        long v = strtol(rs, &end, 10);
+        if (!*end && v >= 0 && v <= PP_RING_SHARDS_MAX)
+            cfg->ring_shards = (int)v;
+    }
 }
 
 void pp_submit_opts_init(pp_submit_opts *o)
@@ -102,6 +111,8 @@ static int config_check(pp_config *c)
     if ((!c->initargs && c->initargs_size) || (c->initargs_size && !c->initializer))
         return -EINVAL;
     if (c->cores_per_worker < 1 || c->cores_per_worker > CPU_SETSIZE)
+        return -EINVAL;
+    if (c->ring_shards < 0 || c->ring_shards > PP_RING_SHARDS_MAX)
         return -EINVAL;
     c->slots = next_pow2(c->slots);
     c->inline_size = c->inline_size < 64 ? 64 : (c->inline_size + 63) & ~(size_t)63;
@@ -201,6 +212,23 @@ int ppi_plan_workers(const pp_config *c, int want, ppi_place **places, int *nwor
     return 0;
 }
 
+int ppi_plan_shards(const pp_config *c, const ppi_place *places, int n, int *nshards,
+                    uint32_t *homes)
+{
+    ppi_topo *topo;
+    int rc = topo_get(&topo);
+    if (rc)
+        return rc;
+    int ncores = ppi_topo_cores(topo);
+    int s = c->ring_shards ? c->ring_shards : ppi_shards_auto(ncores, ppi_topo_numa_nodes(topo));
+    for (int i = 0; i < n; i++)
+        homes[i] = ppi_shard_home(ppi_topo_core_rank(topo, places[i].core), ncores, i, s);
+    topo_unlock();
+    if (nshards)
+        *nshards = s;
+    return 0;
+}
+
 static void executor_free(pp_executor *ex)
 {
     /* A fork()ed child's copy: the service thread is not in this process and
@@ -297,7 +325,8 @@ void ppi_reap_manager(pp_executor *ex)
 
 /* Everything the manager and workers read from the segment: policies, the
  * initializer, the module table for function tokens, the placements. */
-static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *places)
+static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *places,
+                        const uint32_t *homes)
 {
     ppi_hdr *h = ex->seg.hdr;
     h->start_method = (uint32_t)ppi_resolve_start_method(cfg->start_method);
@@ -331,6 +360,7 @@ static int fill_segment(pp_executor *ex, const pp_config *cfg, const ppi_place *
         w->cpu = places[i].first_cpu;
         w->core = places[i].core;
         w->numa = places[i].numa;
+        w->home_shard = homes[i];
     }
     return 0;
 }
@@ -375,6 +405,15 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     rc = ppi_plan_workers(&cfg, cfg.max_workers, &places, &nworkers, summary, sizeof summary);
     if (rc)
         return rc;
+    int nshards = 1;
+    uint32_t *homes = malloc((size_t)nworkers * sizeof *homes);
+    rc = homes ? ppi_plan_shards(&cfg, places, nworkers, &nshards, homes) : -ENOMEM;
+    if (rc) {
+        free(homes);
+        free(places);
+        return rc;
+    }
+    cfg.ring_shards = nshards; /* resolved: pp_executor_resize places new workers with it */
     pp_executor *ex = calloc(1, sizeof *ex);
     int *pin_copy = cfg.pin == PP_PIN_LIST ? malloc((size_t)cfg.n_pin_cpus * sizeof *pin_copy)
                                            : NULL;
@@ -382,6 +421,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
         free(ex);
         free(pin_copy);
         free(places);
+        free(homes);
         return -ENOMEM;
     }
     if (pin_copy) /* pp_executor_resize plans again, long after the caller's list is gone */
@@ -409,6 +449,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ppi_seg_geom g = {.nslots = cfg.slots,
                       .inline_size = (uint32_t)cfg.inline_size,
                       .nworkers = (uint32_t)nworkers,
+                      .nshards = (uint32_t)nshards,
                       .arena_size = cfg.arena_size,
                       .max_arg = cfg.max_arg_size,
                       .max_result = cfg.max_result_size};
@@ -419,8 +460,9 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     if (!rc)
         rc = client_alloc(ex);
     if (!rc)
-        rc = fill_segment(ex, &cfg, places);
+        rc = fill_segment(ex, &cfg, places, homes);
     free(places);
+    free(homes);
     if (!rc)
         rc = start_manager(ex);
     if (rc) {
@@ -437,6 +479,19 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     ppi_exit_add(ex);
     *out = ex;
     return 0;
+}
+
+int pp_executor_shards(const pp_executor *ex, int *homes, int n)
+{
+    if (!ex)
+        return -EINVAL;
+    /* relaxed: one word; resize.c writes it under its lock. */
+    int w = atomic_load_explicit(&ex->nworkers, memory_order_relaxed);
+    /* home_shard: written once per position by the client before the
+     * position's first worker starts, never changed. */
+    for (int i = 0; homes && i < n && i < w; i++)
+        homes[i] = (int)ex->seg.workers[i].home_shard;
+    return (int)ex->seg.nshards;
 }
 
 const char *pp_executor_topology(const pp_executor *ex)

@@ -91,7 +91,7 @@ pp_fn pp_ext_fn_decode(uint64_t token, const char **why)
 static void hand_back(pp_executor *ex, uint64_t e)
 {
     ppi_hdr *h = ex->seg.hdr;
-    if (!ppi_ring_push_wait(ex->seg.ring, e, PPI_CRING_PUSH_TIMEOUT_NS))
+    if (!ppi_tasks_push_wait(&ex->seg, e, PPI_CRING_PUSH_TIMEOUT_NS))
         ppi_pool_break(&ex->seg, 0, 0, "the task ring is stuck (an external worker could not hand back an entry)");
     ppi_ec_notify(&h->work_ec, 1);
 }
@@ -120,7 +120,9 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool runner_ok,
     ppi_seg *seg = &ex->seg;
     *handed_back = false;
     uint64_t e;
-    if (!ppi_ring_pop(seg->ring, &e))
+    /* Every shard, starting at one chosen by our id, so that several
+     * external workers do not all start on shard 0. */
+    if (!ppi_tasks_pop_rec(seg, seg->nshards > 1 ? xid % seg->nshards : 0, &e, NULL, NULL))
         return 0;
     uint32_t idx = ppi_entry_idx(e), gen = ppi_entry_gen(e);
     ppi_slot *sl = ppi_slot_at(seg, idx);
@@ -316,7 +318,7 @@ void pp_ext_wait_work(pp_executor *ex, uint64_t ns)
     ppi_hdr *h = ex->seg.hdr;
     uint32_t seq = ppi_ec_prepare(&h->work_ec);
     /* acquire: pairs with ppi_request_stop's release. */
-    if (ppi_ring_nonempty(ex->seg.ring) || atomic_load_explicit(&h->stop, memory_order_acquire)) {
+    if (ppi_tasks_nonempty(&ex->seg, 0) || atomic_load_explicit(&h->stop, memory_order_acquire)) {
         ppi_ec_cancel(&h->work_ec);
         return;
     }

@@ -208,7 +208,7 @@ static void recover_dequeue(mgr *m, int widx)
     /* relaxed: the dead worker's last stores, all visible after its death. */
     uint64_t claim = atomic_load_explicit(&rec->deq_claim, memory_order_relaxed);
     uint64_t e;
-    if (ppi_ring_recover(s->ring, claim, others, n, PPI_RECOVER_WAIT_NS, &e))
+    if (ppi_tasks_recover(s, claim, others, n, PPI_RECOVER_WAIT_NS, &e))
         requeue[nr++] = e;
     e = atomic_load_explicit(&rec->deq_entry, memory_order_relaxed);
     if (e && (nr == 0 || requeue[0] != e))
@@ -220,7 +220,7 @@ static void recover_dequeue(mgr *m, int widx)
         uint32_t st = ppi_st_state(w);
         if (ppi_st_gen(w) == ppi_entry_gen(requeue[i]) &&
             (st == PPI_S_QUEUED || st == PPI_S_CANCELLED)) {
-            ppi_ring_push_wait(s->ring, requeue[i], PPI_REQUEUE_PUSH_NS);
+            ppi_tasks_push_wait(s, requeue[i], PPI_REQUEUE_PUSH_NS);
             ppi_ec_notify(&s->hdr->work_ec, 1);
         }
     }

@@ -219,3 +219,22 @@ int ppi_topo_bind_self(const ppi_place *p)
         return -errno;
     return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* queries for the sharded task ring (shards.h)                             */
+/* ------------------------------------------------------------------------ */
+
+int ppi_topo_numa_nodes(const ppi_topo *t)
+{
+    return t ? t->nnuma : 0;
+}
+
+int ppi_topo_core_rank(const ppi_topo *t, int logical)
+{
+    if (!t || logical < 0)
+        return -1;
+    for (int i = 0; i < t->ncores; i++)
+        if (t->cores[i].logical == logical)
+            return i;
+    return -1;
+}

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "segment.h"
+#include "shards.h"
 #include "topology.h"
 #include "tunables.h" /* PPI_WORKER_*, PPI_LIVENESS_NS */
 

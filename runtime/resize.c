@@ -28,16 +28,27 @@ static int write_places(pp_executor *ex, int n, char *summary, size_t len)
     int rc = ppi_plan_workers(&ex->cfg, n, &places, &got, summary, len);
     if (rc)
         return rc;
+    uint32_t *homes = malloc((size_t)n * sizeof *homes);
+    /* cfg.ring_shards holds the count resolved at create: the same shards,
+     * new positions homed by the same rule. */
+    rc = homes ? ppi_plan_shards(&ex->cfg, places, n, NULL, homes) : -ENOMEM;
+    if (rc) {
+        free(homes);
+        free(places);
+        return rc;
+    }
     for (int i = ex->places_written; i < n; i++) {
         ppi_worker *w = &ex->seg.workers[i];
         w->place = places[i];
         w->cpu = places[i].first_cpu;
         w->core = places[i].core;
         w->numa = places[i].numa;
+        w->home_shard = homes[i];
     }
     if (n > ex->places_written)
         ex->places_written = n;
     free(places);
+    free(homes);
     return 0;
 }
 

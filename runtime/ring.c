@@ -6,15 +6,21 @@
 
 void ppi_ring_init(ppi_ring *r, uint64_t cap)
 {
+    ppi_ring_init_at(r, cap, 0);
+}
+
+void ppi_ring_init_at(ppi_ring *r, uint64_t cap, uint64_t base)
+{
     r->mask = cap - 1;
     for (uint64_t i = 0; i < cap; i++) {
         /* relaxed: initialisation happens before the ring is shared (fork or
-         * thread creation orders it). */
-        atomic_store_explicit(&r->cells[i].seq, i, memory_order_relaxed);
+         * thread creation orders it). Cell i first serves ticket base + i
+         * (base is a multiple of cap, so that ticket maps to cell i). */
+        atomic_store_explicit(&r->cells[i].seq, base + i, memory_order_relaxed);
         atomic_store_explicit(&r->cells[i].val, 0, memory_order_relaxed);
     }
-    atomic_store_explicit(&r->enq, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->deq, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->enq, base, memory_order_relaxed);
+    atomic_store_explicit(&r->deq, base, memory_order_relaxed);
 }
 
 bool ppi_ring_push(ppi_ring *r, uint64_t v)

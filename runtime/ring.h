@@ -57,6 +57,12 @@ static inline size_t ppi_ring_bytes(uint64_t cap)
 /* Initialise @r for @cap cells. Not concurrent with any other use. */
 void ppi_ring_init(ppi_ring *r, uint64_t cap);
 
+/* Initialise @r for @cap cells with its tickets starting at @base (a
+ * multiple of @cap) instead of 0. The sharded task ring (shards.h) gives
+ * each shard its own range, so that a ticket (and a consumer's claim
+ * record) names its shard. Not concurrent with any other use. */
+void ppi_ring_init_at(ppi_ring *r, uint64_t cap, uint64_t base);
+
 /* Enqueue @v. Returns false if full. Lock-free; any thread or process. */
 bool ppi_ring_push(ppi_ring *r, uint64_t v);
 

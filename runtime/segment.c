@@ -8,6 +8,7 @@
 
 #include "fnmap.h"
 #include "segment.h"
+#include "shards.h"
 #include "tunables.h"
 
 static uint64_t align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
@@ -36,7 +37,9 @@ static void seg_view(ppi_seg *seg)
     ppi_hdr *h = (ppi_hdr *)(void *)seg->base;
     seg->hdr = h;
     seg->workers = (ppi_worker *)(seg->base + h->off_workers);
-    seg->ring = (ppi_ring *)(seg->base + h->off_ring);
+    seg->rings = seg->base + h->off_ring;
+    seg->ring_stride = h->ring_stride;
+    seg->nshards = h->nshards;
     seg->cring = (ppi_ring *)(seg->base + h->off_cring);
     seg->modtab = (ppi_modtab *)(seg->base + h->off_modtab);
     seg->slots = seg->base + h->off_slots;
@@ -54,7 +57,11 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     uint64_t units = g->arena_size / PPI_ARENA_UNIT;
     uint64_t off_workers = align64(sizeof(ppi_hdr));
     uint64_t off_ring = align64(off_workers + (uint64_t)PPI_MAX_WORKERS * sizeof(ppi_worker));
-    uint64_t off_cring = align64(off_ring + ppi_ring_bytes(g->nslots));
+    /* Each shard has a cell per slot: a slot is in at most one shard at a
+     * time, so no shard is ever logically full, whatever the push rule. */
+    uint32_t nshards = g->nshards ? g->nshards : 1;
+    uint64_t ring_stride = align64(ppi_ring_bytes(g->nslots));
+    uint64_t off_cring = align64(off_ring + nshards * ring_stride);
     uint64_t off_modtab = align64(off_cring + ppi_ring_bytes(g->nslots));
     uint64_t off_slots = align64(off_modtab + ppi_modtab_bytes(g->mod_cap, g->mod_strings));
     uint64_t off_bitmap = align64(off_slots + (uint64_t)g->nslots * slot_size);
@@ -94,6 +101,8 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     h->max_result = g->max_result;
     h->off_workers = off_workers;
     h->off_ring = off_ring;
+    h->ring_stride = ring_stride;
+    h->nshards = nshards;
     h->off_cring = off_cring;
     h->off_modtab = off_modtab;
     h->off_slots = off_slots;
@@ -110,7 +119,8 @@ int ppi_seg_create(ppi_seg *seg, const ppi_seg_geom *g)
     seg_view(seg);
     seg->modtab->cap = g->mod_cap;
     seg->modtab->strings_cap = g->mod_strings;
-    ppi_ring_init(seg->ring, g->nslots);
+    for (uint32_t k = 0; k < nshards; k++)
+        ppi_ring_init_at(ppi_shard_ring(seg, k), g->nslots, ppi_shard_ticket_base(k));
     ppi_ring_init(seg->cring, g->nslots);
     seg->cmd_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (seg->cmd_fd < 0) {

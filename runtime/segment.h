@@ -4,7 +4,8 @@
  *
  * Layout (all offsets from the segment base, all 64-byte aligned):
  *
- *   [ ppi_hdr | ppi_worker[PPI_MAX_WORKERS] | task ring | completion ring | slots[nslots] |
+ *   [ ppi_hdr | ppi_worker[PPI_MAX_WORKERS] | task ring shards[nshards] | completion ring |
+ *     slots[nslots] |
  *     arena bitmap | arena run lengths | arena data (4 KiB units) ]
  *
  * Rule: nothing in the segment is a pointer. Slots are named by index,
@@ -157,6 +158,8 @@ typedef struct ppi_worker {
     int32_t cpu;                 /* first OS PU it is pinned to, -1 none */
     int32_t core;                /* logical core index, -1 unknown */
     int32_t numa;                /* OS NUMA node index, -1 unknown */
+    uint32_t home_shard;         /* task-ring shard it pops first (shards.h):
+                                    written by the client with place */
     _Atomic uint32_t ready;      /* 1 once pinned and looping */
     _Atomic uint64_t tasks;      /* tasks finished (ok or failed) */
     _Atomic uint64_t failed;     /* of which failed */
@@ -228,7 +231,9 @@ typedef struct ppi_hdr {
     uint64_t max_arg;
     uint64_t max_result;
     uint64_t off_workers;
-    uint64_t off_ring;
+    uint64_t off_ring;      /* task ring shard 0; shard k at off_ring + k * ring_stride */
+    uint64_t ring_stride;   /* bytes between shards (64-byte multiple) */
+    uint32_t nshards;       /* task-ring shards, 1..PPI_MAX_SHARDS (shards.h) */
     uint64_t off_cring;
     uint64_t off_modtab;    /* ppi_modtab: modules for function tokens */
     uint64_t off_slots;
@@ -284,7 +289,9 @@ typedef struct ppi_seg {
     int fd;
     ppi_hdr *hdr;
     ppi_worker *workers;
-    ppi_ring *ring;
+    char *rings;        /* task ring shard 0; use ppi_shard_ring (shards.h) */
+    uint64_t ring_stride;
+    uint32_t nshards;
     ppi_ring *cring;    /* completion ring: entries of finished NOTIFY slots */
     struct ppi_modtab *modtab;
     char *slots;
@@ -299,6 +306,7 @@ typedef struct ppi_seg_geom {
     uint32_t nslots;        /* power of two */
     uint32_t inline_size;   /* multiple of 64 */
     uint32_t nworkers;
+    uint32_t nshards;       /* task-ring shards, 1..PPI_MAX_SHARDS */
     uint64_t arena_size;    /* bytes, multiple of PPI_ARENA_UNIT */
     uint64_t max_arg;
     uint64_t max_result;

@@ -154,7 +154,7 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
      * is never logically full; wait out a worker preempted inside its pop.
      * Give up only once the pool is broken (a worker died there): the slot
      * stays QUEUED and its waiters fail it (fail_if_broken). */
-    while (!ppi_ring_push_wait(s->ring, ppi_entry(idx, gen), PPI_RING_PUSH_RETRY_NS))
+    while (!ppi_tasks_push_wait(s, ppi_entry(idx, gen), PPI_RING_PUSH_RETRY_NS))
         if (ppi_pool_check(ex) != 0)
             break;
     ppi_ec_notify(&s->hdr->work_ec, 1);

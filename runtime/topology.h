@@ -69,6 +69,14 @@ int ppi_topo_plan_k(const ppi_topo *t, int nworkers, int k, pp_pin_policy policy
                     const int *list, int nlist, int strict, ppi_place *out, char *warn,
                     size_t warnlen);
 
+/** NUMA domains among the usable PUs (0 when unknown, e.g. the fallback). */
+int ppi_topo_numa_nodes(const ppi_topo *t);
+
+/** Rank of the core with hwloc logical index @logical among the usable cores
+ *  (0 .. ppi_topo_cores - 1, topology order), -1 when it is not one of them.
+ *  Reads @t only. */
+int ppi_topo_core_rank(const ppi_topo *t, int logical);
+
 /** One-line summary, e.g. "1 package, 2 cores, 2 PUs, 1 NUMA node (hwloc 2.9.0)". */
 void ppi_topo_summary(const ppi_topo *t, char *buf, size_t len);
 

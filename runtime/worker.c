@@ -22,6 +22,7 @@
 #include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
+#include "shards.h"
 #include "thread_env.h"
 
 static pid_t worker_pid; /* getpid() is a system call; ours never changes */
@@ -449,8 +450,9 @@ static _Noreturn void leave(ppi_worker *me)
     _exit(PPI_EXIT_LEFT);
 }
 
-/* Wait for work. Returns true when the worker should exit. */
-static bool wait_for_work(ppi_seg *seg, ppi_worker *me, pid_t manager)
+/* Wait for work in any shard (@home first). Returns true when the worker
+ * should exit. */
+static bool wait_for_work(ppi_seg *seg, ppi_worker *me, uint32_t home, pid_t manager)
 {
     ppi_hdr *h = seg->hdr;
     /* Spin with pause for a few microseconds (the round trip's fast path),
@@ -459,7 +461,7 @@ static bool wait_for_work(ppi_seg *seg, ppi_worker *me, pid_t manager)
      * they always do), while new work is still seen within microseconds. */
     uint64_t t0 = ppi_now_ns();
     for (unsigned i = 1;; i++) {
-        if (ppi_ring_nonempty(seg->ring))
+        if (ppi_tasks_nonempty(seg, home))
             return false;
         if ((i & 63) == 0) {
             uint64_t now = ppi_now_ns();
@@ -470,8 +472,10 @@ static bool wait_for_work(ppi_seg *seg, ppi_worker *me, pid_t manager)
         }
         ppi_cpu_relax();
     }
+    /* The Dekker re-check covers every shard: an entry pushed into any of
+     * them either is seen here or its pusher's notify sees us (shards.h). */
     uint32_t seq = ppi_ec_prepare(&h->work_ec);
-    if (ppi_ring_nonempty(seg->ring) || asked_to_leave(me)) {
+    if (ppi_tasks_nonempty(seg, home) || asked_to_leave(me)) {
         ppi_ec_cancel(&h->work_ec);
         return false;
     }
@@ -590,13 +594,18 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
     install_test_hooks();
 
     uint64_t done = 0, max_tasks = seg->hdr->max_tasks;
+    /* Written by the client before this position's first worker started;
+     * never changes. Out of range only if the segment was overwritten. */
+    uint32_t home = me->home_shard < seg->nshards ? me->home_shard : 0;
+    uint32_t fair_tick = 0; /* ppi_shard_pop_start's count (process-local) */
     rss_watch rss;
     rss_watch_init(&rss, seg->hdr->max_rss_growth);
     for (;;) {
         uint64_t e, ran_ns, end_ns;
         if (asked_to_leave(me))
             leave(me);
-        if (ppi_ring_pop_rec(seg->ring, &e, &me->deq_claim, &me->deq_entry)) {
+        uint32_t start = ppi_shard_pop_start(home, seg->nshards, &fair_tick);
+        if (ppi_tasks_pop_rec(seg, start, &e, &me->deq_claim, &me->deq_entry)) {
             /* A stale entry (cancelled before we claimed it) ran nothing:
              * it counts toward neither limit. */
             if (!run_entry(seg, me, widx, e, &ran_ns, &end_ns))
@@ -607,7 +616,7 @@ _Noreturn void ppi_worker_main(ppi_seg *seg, int widx, pid_t manager)
                 retire(me);
             continue;
         }
-        if (wait_for_work(seg, me, manager))
+        if (wait_for_work(seg, me, home, manager))
             break;
     }
     fflush(stdout); /* a task's buffered prints are not lost (cf. Python's W14) */

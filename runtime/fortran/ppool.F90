@@ -614,11 +614,11 @@ contains
                                 max_arg_size, max_result_size, inline_size, arena_size, &
                                 slots, on_worker_death, max_tasks_per_child, &
                                 max_rss_growth, cores_per_worker, thread_env_override, &
-                                initializer, initargs, ierr)
+                                ring_shards, initializer, initargs, ierr)
     type(pp_executor), intent(out) :: ex
     integer, intent(in), optional :: max_workers, start_method, pin, slots
     integer, intent(in), optional :: on_worker_death, max_tasks_per_child
-    integer, intent(in), optional :: cores_per_worker
+    integer, intent(in), optional :: cores_per_worker, ring_shards
     integer, intent(in), optional :: pin_cpus(:)
     logical, intent(in), optional :: pin_strict, thread_env_override
     integer(int64), intent(in), optional :: max_arg_size, max_result_size, inline_size
@@ -652,6 +652,7 @@ contains
     if (present(cores_per_worker)) call set('cores_per_worker', int(cores_per_worker, int64))
     if (present(thread_env_override)) &
       call set('thread_env_override', merge(1_int64, 0_int64, thread_env_override))
+    if (present(ring_shards)) call set('ring_shards', int(ring_shards, int64))
     if (rc == 0 .and. present(pin_cpus)) then
       allocate(cpus(max(size(pin_cpus), 1)))
       cpus(1:size(pin_cpus)) = int(pin_cpus, c_int)

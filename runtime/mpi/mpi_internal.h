@@ -14,6 +14,7 @@
  *                   rank's chunk tasks
  *   mpi_share.c     pp_mpi_share / pp_mpi_unshare: blocks every node holds
  *   mpi_ulfm.c      ULFM's failure reports, when the MPI library has them
+ *   mpi_watchdog.c  a serving rank's exit when its loop is stuck in MPI
  */
 #ifndef PPOOL_MPI_INTERNAL_H
 #define PPOOL_MPI_INTERNAL_H
@@ -308,6 +309,29 @@ typedef struct ppm_root {
  * the extra ones waiting there (prefetch). docs/mpi.md, "pp_map across
  * ranks". */
 #define PPM_LANE_PREFETCH 1u
+
+/* ---- a serving rank's watchdog (mpi_watchdog.c) ---------------------- */
+typedef struct ppm_watchdog {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC; signalled by stop */
+    bool stop;               /* under lock */
+    uint64_t limit_ns;       /* node_timeout */
+    _Atomic uint64_t pulse_ns; /* the serving loop's last turn */
+} ppm_watchdog;
+
+/* Start the thread: it _exit()s the rank with PP_MPI_EXIT_ROOT_LOST once no
+ * pulse came for @limit_ns. Returns 0 or -errno (then nothing watches). */
+int ppm_watchdog_start(ppm_watchdog *w, uint64_t limit_ns);
+/* The serving loop is alive at @now (each turn). */
+static inline void ppm_watchdog_pulse(ppm_watchdog *w, uint64_t now)
+{
+    /* relaxed: a clock value compared with a timeout; it publishes nothing. */
+    atomic_store_explicit(&w->pulse_ns, now, memory_order_relaxed);
+}
+/* Stop and join the thread (no-op if it did not start). */
+void ppm_watchdog_stop(ppm_watchdog *w);
 
 extern const pp_ext_ops ppm_root_ops;
 

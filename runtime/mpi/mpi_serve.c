@@ -402,11 +402,16 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
     prctl(PR_SET_TIMERSLACK, PPM_TIMER_SLACK_NS, 0, 0, 0);
     ppm_backoff bo;
     ppm_backoff_reset(&bo, s.sent_ns);
+    /* A blocking MPI call towards a dead root may never return: the
+     * watchdog ends the rank then (mpi_watchdog.c). */
+    ppm_watchdog wd;
+    ppm_watchdog_start(&wd, limit);
     while (!s.stop || s.n) {
         bool progress = poll_root(&s);
         progress |= send_done(&s);
         pack_flush(&s);
         uint64_t now = ppi_now_ns();
+        ppm_watchdog_pulse(&wd, now);
         if (now - s.sent_ns >= beat) {
             MPI_Send(NULL, 0, MPI_BYTE, root, PPM_TAG_BEAT, comm);
             s.sent_ns = now;
@@ -423,6 +428,7 @@ int ppm_serve(MPI_Comm comm, int root, pp_executor *lex, const pp_mpi_config *cf
         else
             idle_wait(&s, &bo, now);
     }
+    ppm_watchdog_stop(&wd);
     pack_fini(&s.out);
     if (s.fin != &s.fin1)
         free(s.fin);

@@ -383,6 +383,8 @@ contains
     ! Multi-core workers and live resize.
     call pp_executor_create(ex, cores_per_worker=0, ierr=ierr)
     call check_rc(ierr, PP_EINVAL, 'cores_per_worker=0 is EINVAL')
+    call pp_executor_create(ex, ring_shards=-1, ierr=ierr)
+    call check_rc(ierr, PP_EINVAL, 'ring_shards=-1 is EINVAL')
     call pp_executor_create(ex, max_workers=0, pin=PP_PIN_NONE, ierr=ierr)
     call check_rc(ierr, 0, 'create with max_workers=0')
     n1 = pp_max_workers(ex)

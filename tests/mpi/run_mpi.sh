@@ -11,6 +11,7 @@
 #                  output must equal the file EXPECTED
 #   MODE rootloss: as recovery; the root dies: pass if both other ranks said
 #                  they exit because the root fell silent
+#   MODE rootloss-tcp: rootloss over the TCP transport only (on loopback)
 set -u
 mpiexec=$1 bindir=$2 name=$3 mode=${4:-} expected=${5:-}
 bin=$bindir/$name
@@ -20,10 +21,14 @@ case $mode in
   np1) cmd=("$mpiexec" "${flags[@]}" -np 1 "$bin") ;;
   np3) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
   recovery|rootloss) cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
+  rootloss-tcp)
+    flags=(--allow-run-as-root --oversubscribe --bind-to none --mca btl self,tcp
+           --mca btl_tcp_if_include lo)
+    cmd=("$mpiexec" "${flags[@]}" --enable-recovery -np 3 "$bin") ;;
   *) cmd=("$mpiexec" "${flags[@]}" -np 3 "$bin") ;;
 esac
 unset PPOOL_START_METHOD  # the MPI layer chooses (forkserver)
-if [ "$mode" = rootloss ]; then
+if [ "$mode" = rootloss ] || [ "$mode" = rootloss-tcp ]; then
   out=$("${cmd[@]}" 2>&1)
   echo "$out"
   n=$(grep -c "the root was silent" <<<"$out")
