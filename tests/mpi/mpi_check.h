@@ -5,9 +5,12 @@
 #define PPOOL_TEST_MPI_CHECK_H
 
 #include <mpi.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ppool.h"
 #include "ppool/mpi.h"
@@ -60,6 +63,30 @@ static inline int mc_in_segment(const void *p)
     }
     fclose(f);
     return in;
+}
+
+/* Seconds on the monotonic clock. */
+static inline double mc_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Wait until all @n futures are RUNNING at the root (started, or shipped to
+ * a rank), for at most @limit seconds; false if they were not by then. */
+static inline bool mc_wait_running(pp_future **fs, int n, double limit)
+{
+    double end = mc_now_s() + limit;
+    while (mc_now_s() < end) {
+        int r = 0;
+        for (int i = 0; i < n; i++)
+            r += pp_future_running(fs[i]);
+        if (r == n)
+            return true;
+        usleep(1000);
+    }
+    return false;
 }
 
 /* End: 0 if every check passed (any rank), else 1. */

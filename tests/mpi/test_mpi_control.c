@@ -46,28 +46,6 @@ static int t_die(pp_task *t)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Wait until all @n futures run (one per rank with 1 worker each). */
-static bool wait_running(pp_future **fs, int n, double limit)
-{
-    double end = now_s() + limit;
-    while (now_s() < end) {
-        int r = 0;
-        for (int i = 0; i < n; i++)
-            r += pp_future_running(fs[i]);
-        if (r == n)
-            return true;
-        sched_yield();
-    }
-    return false;
-}
-
 static void deep_cancel(pp_executor *ex)
 {
     enum { N = 30 };
@@ -93,7 +71,7 @@ static void no_cancel_running(pp_executor *ex)
     int ms = 300;
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit(ex, t_sleep, &ms, sizeof ms, &fs[i]), 0);
-    CHECK(wait_running(fs, 3, 10));
+    CHECK(mc_wait_running(fs, 3, 10));
     int ranks = 0;
     for (int i = 0; i < 3; i++) {
         CHECK(!pp_future_cancel(fs[i]));
@@ -109,10 +87,10 @@ static void no_cancel_running(pp_executor *ex)
 static void kill_and_timeout(pp_executor *ex)
 {
     pp_future *fs[3];
-    double t0 = now_s();
+    double t0 = mc_now_s();
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit(ex, t_stubborn, NULL, 0, &fs[i]), 0);
-    CHECK(wait_running(fs, 3, 10));
+    CHECK(mc_wait_running(fs, 3, 10));
     int ranks = 0;
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_future_kill(fs[i], 0.1), 0);
@@ -124,13 +102,13 @@ static void kill_and_timeout(pp_executor *ex)
         pp_future_release(fs[i]);
     }
     CHECK_EQ(ranks, 7);
-    CHECK(now_s() - t0 < 15);
+    CHECK(mc_now_s() - t0 < 15);
 
     pp_submit_opts o;
     pp_submit_opts_init(&o);
     o.timeout = 0.3;
     o.kill_grace = 0.1;
-    t0 = now_s();
+    t0 = mc_now_s();
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit_ex(ex, t_stubborn, NULL, 0, &o, &fs[i]), 0);
     ranks = 0;
@@ -142,7 +120,7 @@ static void kill_and_timeout(pp_executor *ex)
         pp_future_release(fs[i]);
     }
     CHECK_EQ(ranks, 7);
-    CHECK(now_s() - t0 < 15);
+    CHECK(mc_now_s() - t0 < 15);
 }
 
 static void worker_death(pp_executor *ex)

@@ -598,28 +598,6 @@ static int t_stubborn(pp_task *t)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Wait until all @n futures are RUNNING at the root (shipped or started). */
-static bool wait_running(pp_future **fs, int n, double limit)
-{
-    double end = now_s() + limit;
-    while (now_s() < end) {
-        int r = 0;
-        for (int i = 0; i < n; i++)
-            r += pp_future_running(fs[i]);
-        if (r == n)
-            return true;
-        usleep(1000);
-    }
-    return false;
-}
-
 #define NMANY 400
 /* Job i of the batch test: mostly small and inline, every 50th beyond the
  * eager limit (its result follows as RES_DATA inside a batch), every 7th
@@ -703,10 +681,10 @@ static void map_lane_bound(pp_executor *ex)
     CHECK(after[1] - before[1] + after[2] - before[2] <= N);
     /* The lanes close once idle (200 us): the ranks' credits are free
      * again for the tasks that follow. */
-    double until = now_s() + 5;
+    double until = mc_now_s() + 5;
     for (int q = 1; q < 3; q++) {
         pp_mpi_rank_info ri;
-        while (pp_mpi_rank_stats(ex, q, &ri) == 0 && ri.in_flight && now_s() < until)
+        while (pp_mpi_rank_stats(ex, q, &ri) == 0 && ri.in_flight && mc_now_s() < until)
             usleep(1000);
         CHECK_EQ(ri.in_flight, 0);
     }
@@ -765,8 +743,8 @@ static void batches(pp_executor *ex)
     pp_future *fs[NK];
     for (int i = 0; i < NK; i++)
         CHECK_EQ(pp_submit(ex, t_stubborn, NULL, 0, &fs[i]), 0);
-    CHECK(wait_running(fs, NK, 10));
-    double t0 = now_s();
+    CHECK(mc_wait_running(fs, NK, 10));
+    double t0 = mc_now_s();
     for (int i = 0; i < NK; i++)
         CHECK_EQ(pp_future_kill(fs[i], 0.05), 0);
     int ranks = 0;
@@ -778,14 +756,14 @@ static void batches(pp_executor *ex)
         pp_future_release(fs[i]);
     }
     CHECK_EQ(ranks, 7);
-    CHECK(now_s() - t0 < 10);
+    CHECK(mc_now_s() - t0 < 10);
 
     /* The same with a timeout that travels with each task. */
     pp_submit_opts o;
     pp_submit_opts_init(&o);
     o.timeout = 0.1;
     o.kill_grace = 0.05;
-    t0 = now_s();
+    t0 = mc_now_s();
     for (int i = 0; i < NK; i++)
         CHECK_EQ(pp_submit_ex(ex, t_stubborn, NULL, 0, &o, &fs[i]), 0);
     ranks = 0;
@@ -797,7 +775,7 @@ static void batches(pp_executor *ex)
         pp_future_release(fs[i]);
     }
     CHECK(ranks & 6);
-    CHECK(now_s() - t0 < 10);
+    CHECK(mc_now_s() - t0 < 10);
 
     /* shutdown(cancel_futures) with tasks waiting at the ranks: each remote
      * rank cancels its three queued ones, and the one its worker has not
@@ -807,7 +785,7 @@ static void batches(pp_executor *ex)
         job j = {.seed = 1, .size = 8, .raise = 0, .ms = 500};
         CHECK_EQ(pp_submit(ex, t_job, &j, sizeof j, &fs[i]), 0);
     }
-    CHECK(wait_running(fs, NK, 10));
+    CHECK(mc_wait_running(fs, NK, 10));
     CHECK_EQ(pp_shutdown(ex, true, true), 0);
     int ok = 0, cancelled = 0;
     for (int i = 0; i < NK; i++) {

@@ -144,13 +144,6 @@ static void touch(const char *path)
         close(fd);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv)
 {
     pp_mpi_config cfg;
@@ -183,7 +176,7 @@ int main(int argc, char **argv)
     pp_future *blk[NB];
     pp_stats st;
     pp_mpi_rank_info r1, r2;
-    double dl = now_s() + 30;
+    double dl = mc_now_s() + 30;
     int extra = 0; /* blockers that ran elsewhere (completed at once) */
     for (int tries = 0;; tries++) {
         work wb = {.i = 100, .hold_mask = 1};
@@ -194,11 +187,11 @@ int main(int argc, char **argv)
             pp_mpi_rank_stats(ex, 1, &r1);
             pp_mpi_rank_stats(ex, 2, &r2);
             if (pp_future_done(blk[0]) ||
-                (st.running == 1 && r1.in_flight == 0 && r2.in_flight == 0) || now_s() > dl)
+                (st.running == 1 && r1.in_flight == 0 && r2.in_flight == 0) || mc_now_s() > dl)
                 break;
             usleep(1000);
         }
-        if (!pp_future_done(blk[0]) || tries == 20 || now_s() > dl)
+        if (!pp_future_done(blk[0]) || tries == 20 || mc_now_s() > dl)
             break;
         pp_future_release(blk[0]);
         extra++;
@@ -216,7 +209,7 @@ int main(int argc, char **argv)
         for (;;) {
             pp_mpi_rank_info ri;
             CHECK_EQ(pp_mpi_rank_stats(ex, 2, &ri), 0);
-            if (ri.in_flight >= (uint64_t)(2 * phase + 2) || n == MAXT || now_s() > dl)
+            if (ri.in_flight >= (uint64_t)(2 * phase + 2) || n == MAXT || mc_now_s() > dl)
                 break;
             w[n] = (work){.i = n + 1, .kill2 = 1};
             on2[n] = false;
@@ -229,7 +222,7 @@ int main(int argc, char **argv)
             for (;;) { /* landed on rank 2, or done elsewhere */
                 pp_mpi_rank_info now;
                 pp_mpi_rank_stats(ex, 2, &now);
-                if (now.in_flight > ri.in_flight || pp_future_done(fs[n]) || now_s() > dl) {
+                if (now.in_flight > ri.in_flight || pp_future_done(fs[n]) || mc_now_s() > dl) {
                     on2[n] = now.in_flight > ri.in_flight;
                     break;
                 }
@@ -249,19 +242,19 @@ int main(int argc, char **argv)
     }
     for (;;) { /* 4 on rank 2, 4 on rank 1, 1 on the root's worker */
         pp_executor_stats(ex, &st, NULL, 0);
-        if ((st.running == 9 && st.queued == 0) || now_s() > dl)
+        if ((st.running == 9 && st.queued == 0) || mc_now_s() > dl)
             break;
         usleep(1000);
     }
     CHECK_EQ(st.running, 9);
-    double t0 = now_s();
+    double t0 = mc_now_s();
     touch(trigger); /* rank 2 dies */
     /* Its two retryable tasks are queued again (nobody is free to take
      * them): queued, not running, cancellable; the other two fail. */
     pp_mpi_rank_info ri;
     for (;;) {
         CHECK_EQ(pp_mpi_rank_stats(ex, 2, &ri), 0);
-        if (ri.retried == 2 || now_s() > dl + 10)
+        if (ri.retried == 2 || mc_now_s() > dl + 10)
             break;
         usleep(1000);
     }
@@ -302,7 +295,7 @@ int main(int argc, char **argv)
             CHECK(strstr(e.message, "rank 2 lost") != NULL);
             CHECK_EQ(retries[i], 0); /* only tasks that may not run again fail */
             enode++;
-            t_lost = now_s() - t0;
+            t_lost = mc_now_s() - t0;
         } else {
             const work_res *r;
             CHECK_EQ(pp_future_result(fs[i], 0, (const void **)&r, NULL), 0);
@@ -340,10 +333,10 @@ int main(int argc, char **argv)
     char release2[64];
     snprintf(release2, sizeof release2, "/tmp/ppool_rankloss_%d_release2", (int)getpid());
     unlink(release2);
-    dl = now_s() + 30;
+    dl = mc_now_s() + 30;
     int parks = 0;
     pp_future *hold = NULL;
-    for (int tries = 0; tries < 20 && !hold && now_s() < dl; tries++) {
+    for (int tries = 0; tries < 20 && !hold && mc_now_s() < dl; tries++) {
         work wb = {.i = 200, .hold_mask = 1};
         snprintf(wb.release, sizeof wb.release, "%s", release2);
         CHECK_EQ(pp_submit(ex, t_work, &wb, sizeof wb, &hold), 0);
@@ -351,7 +344,7 @@ int main(int argc, char **argv)
         for (;;) { /* running on the root (rank 1 holds nothing), or done there */
             pp_executor_stats(ex, &st, NULL, 0);
             pp_mpi_rank_stats(ex, 1, &r1);
-            if (pp_future_done(hold) || (st.running == 1 && r1.in_flight == 0) || now_s() > dl)
+            if (pp_future_done(hold) || (st.running == 1 && r1.in_flight == 0) || mc_now_s() > dl)
                 break;
             usleep(1000);
         }
@@ -364,7 +357,7 @@ int main(int argc, char **argv)
     pp_future *parked = NULL;
     CHECK_EQ(pp_submit(ex, t_park, &victim, sizeof victim, &parked), 0);
     parks++;
-    while (pp_mpi_rank_stats(ex, 1, &r1) == 0 && r1.in_flight == 0 && now_s() < dl)
+    while (pp_mpi_rank_stats(ex, 1, &r1) == 0 && r1.in_flight == 0 && mc_now_s() < dl)
         usleep(1000);
     CHECK_EQ(r1.in_flight, 1);
     touch(release2);
@@ -389,9 +382,9 @@ int main(int argc, char **argv)
     o.ctx = &victim;
     o.ctx_size = sizeof victim;
     pp_map_status ms;
-    t0 = now_s();
+    t0 = mc_now_s();
     int mrc = pp_map(ex, t_kill_item, &mi, 1, out, N, NULL, &o, &ms);
-    double t_lost1 = now_s() - t0;
+    double t_lost1 = mc_now_s() - t0;
     uint64_t runners = ms.runners;
     CHECK_EQ(mrc, PP_ENODE);
     CHECK(strstr(ms.message, "rank 1 lost") != NULL);
