@@ -64,6 +64,21 @@ static void deep_cancel(pp_executor *ex)
     }
 }
 
+/* Wait for the @n futures, check that each ended with @error, release
+ * them; returns the set of ranks that ran them (bit r = rank r). */
+static int outcomes_on_ranks(pp_future **fs, int n, int error)
+{
+    int ranks = 0;
+    for (int i = 0; i < n; i++) {
+        pp_exception e;
+        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
+        CHECK_EQ(e.error, error);
+        ranks |= 1 << e.rank;
+        pp_future_release(fs[i]);
+    }
+    return ranks;
+}
+
 /* A task a rank runs is not cancelled (it started there). */
 static void no_cancel_running(pp_executor *ex)
 {
@@ -72,16 +87,9 @@ static void no_cancel_running(pp_executor *ex)
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit(ex, t_sleep, &ms, sizeof ms, &fs[i]), 0);
     CHECK(mc_wait_running(fs, 3, 10));
-    int ranks = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 3; i++)
         CHECK(!pp_future_cancel(fs[i]));
-        pp_exception e;
-        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
-        CHECK_EQ(e.error, 0);
-        ranks |= 1 << e.rank;
-        pp_future_release(fs[i]);
-    }
-    CHECK_EQ(ranks, 7); /* one on each rank */
+    CHECK_EQ(outcomes_on_ranks(fs, 3, 0), 7); /* one on each rank */
 }
 
 static void kill_and_timeout(pp_executor *ex)
@@ -91,17 +99,9 @@ static void kill_and_timeout(pp_executor *ex)
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit(ex, t_stubborn, NULL, 0, &fs[i]), 0);
     CHECK(mc_wait_running(fs, 3, 10));
-    int ranks = 0;
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_future_kill(fs[i], 0.1), 0);
-    for (int i = 0; i < 3; i++) {
-        pp_exception e;
-        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
-        CHECK_EQ(e.error, PP_EKILLED);
-        ranks |= 1 << e.rank;
-        pp_future_release(fs[i]);
-    }
-    CHECK_EQ(ranks, 7);
+    CHECK_EQ(outcomes_on_ranks(fs, 3, PP_EKILLED), 7);
     CHECK(mc_now_s() - t0 < 15);
 
     pp_submit_opts o;
@@ -111,15 +111,7 @@ static void kill_and_timeout(pp_executor *ex)
     t0 = mc_now_s();
     for (int i = 0; i < 3; i++)
         CHECK_EQ(pp_submit_ex(ex, t_stubborn, NULL, 0, &o, &fs[i]), 0);
-    ranks = 0;
-    for (int i = 0; i < 3; i++) {
-        pp_exception e;
-        CHECK_EQ(pp_future_exception(fs[i], PP_FOREVER, &e), 0);
-        CHECK_EQ(e.error, PP_EKILLED);
-        ranks |= 1 << e.rank;
-        pp_future_release(fs[i]);
-    }
-    CHECK_EQ(ranks, 7);
+    CHECK_EQ(outcomes_on_ranks(fs, 3, PP_EKILLED), 7);
     CHECK(mc_now_s() - t0 < 15);
 }
 
