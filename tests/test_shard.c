@@ -472,15 +472,22 @@ Test(shard, no_starvation_when_home_shard_never_runs_dry, PPT_FIXTURE, .timeout 
 
 /* ---- cancel, kill, map, shutdown --------------------------------------- */
 
+/* Occupy @n workers with tasks that run until killed or stopped (30 s at
+ * most), and wait until each started: what is submitted next queues. */
+static void hold_workers(pp_executor *ex, pp_future **b, int n)
+{
+    double hold = 30.0;
+    for (int i = 0; i < n; i++)
+        b[i] = submit_ok(ex, ppt_task_until_stop, &hold, sizeof hold);
+    for (int i = 0; i < n; i++)
+        wait_running(b[i], "blocker");
+}
+
 Test(shard, cancel_and_kill_exact_with_3_shards, PPT_FIXTURE, .timeout = 60)
 {
     pp_executor *ex = pool_of(2, 3, PP_DEATH_BREAK);
-    double hold = 30.0;
     pp_future *b[2];
-    for (int i = 0; i < 2; i++)
-        b[i] = submit_ok(ex, ppt_task_until_stop, &hold, sizeof hold);
-    for (int i = 0; i < 2; i++)
-        wait_running(b[i], "blocker");
+    hold_workers(ex, b, 2);
     enum { N = 30 };
     pp_future *fs[N];
     for (int i = 0; i < N; i++)
@@ -538,12 +545,8 @@ Test(shard, map_with_4_shards, PPT_FIXTURE, .timeout = 60)
 Test(shard, shutdown_cancel_futures_exact_with_3_shards, PPT_FIXTURE, .timeout = 60)
 {
     pp_executor *ex = pool_of(2, 3, PP_DEATH_BREAK);
-    double hold = 30.0;
     pp_future *b[2];
-    for (int i = 0; i < 2; i++)
-        b[i] = submit_ok(ex, ppt_task_until_stop, &hold, sizeof hold);
-    for (int i = 0; i < 2; i++)
-        wait_running(b[i], "blocker");
+    hold_workers(ex, b, 2);
     enum { N = 24 };
     pp_future *fs[N];
     for (int i = 0; i < N; i++)
