@@ -58,8 +58,8 @@ enum {
     PPM_TAG_MAP_RES = 10,  /* rank -> root: ppm_mres + message + pad + result */
     /* mpi_share.c (pp_mpi_share); numbered apart from the task messages. */
     PPM_TAG_SHARE = 32,      /* root -> rank: ppm_share */
-    PPM_TAG_SHARE_DATA = 33, /* root -> rank: the block's bytes (follows SHARE) */
-    PPM_TAG_SHARE_ACK = 34,  /* rank -> root: ppm_share_ack */
+    PPM_TAG_SHARE_DATA = 33, /* root -> rank: the block's bytes (after its READY) */
+    PPM_TAG_SHARE_ACK = 34,  /* rank -> root: ppm_share_ack (READY, then final) */
     PPM_TAG_UNSHARE = 35,    /* root -> rank: ppm_share (size unused) */
 };
 
@@ -73,7 +73,7 @@ typedef struct ppm_share {
 typedef struct ppm_share_ack {
     uint64_t handle;
     int32_t err;         /* 0, or why the rank holds no copy (-ENOMEM, ...) */
-    uint32_t pad;
+    uint32_t ready;      /* 1: room taken, send the bytes (err 0); 0: the answer */
 } ppm_share_ack;
 
 /* Most records in one TASK or RES message, and the byte size past which a

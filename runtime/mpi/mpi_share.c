@@ -6,13 +6,14 @@
  * ("Shared blocks") has the protocol.
  *
  * Client threads never call MPI on the executor's communicator: a request
- * goes through a FIFO (ppm_shares) to the comm thread, which sends SHARE +
- * SHARE_DATA (the bytes straight from the root's arena block) to every live
+ * goes through a FIFO (ppm_shares) to the comm thread, which sends SHARE and,
+ * once asked, SHARE_DATA (the bytes straight from the root's arena block) to every live
  * rank and collects one SHARE_ACK from each (or its loss); the caller waits
- * on the FIFO's condition variable. A serving rank receives the bytes
- * straight into a pp_shm_alloc block of its node (no extra copy) and
- * registers it before it acknowledges, so every task shipped after
- * pp_mpi_share returned finds it.
+ * on the FIFO's condition variable. A serving rank first takes a
+ * pp_shm_alloc block of its node and answers READY (or its error: then no
+ * bytes are sent); the root sends SHARE_DATA only then, the rank receives
+ * it straight into the block (no extra copy) and registers it before its
+ * final answer, so every task shipped after pp_mpi_share returned finds it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,7 +26,8 @@ enum { RQ_SHARE, RQ_UNSHARE };
 
 /* Per rank, for the request in flight. */
 enum { ACK_NONE = 0, /* not asked: the root itself, or lost before */
-       ACK_WAIT,     /* sent; waiting for its answer (SHARE) or send (UNSHARE) */
+       ACK_WAIT,     /* sent; waiting for READY or an error (SHARE) or the send (UNSHARE) */
+       ACK_DATA,     /* SHARE: READY came, the bytes are on their way; waiting for the answer */
        ACK_OK,
        ACK_FAIL,     /* it answered an error (the request's err) */
        ACK_LOST };   /* lost meanwhile: not counted (it gets no more tasks) */
@@ -67,11 +69,10 @@ static void req_start(ppm_root *r, ppm_share_req *a)
             continue;
         a->ack[q] = ACK_WAIT;
         /* Failed sends are left to the heartbeat watch: a rank we cannot
-         * reach is declared lost, which ends its wait (req_finished). */
+         * reach is declared lost, which ends its wait (req_finished). The
+         * bytes wait for the rank's READY (ppm_share_on_ack): a rank without
+         * room never has to receive (and drop) them. */
         MPI_Isend(&a->msg, (int)sizeof a->msg, MPI_BYTE, q, tag, r->comm, &a->req[2 * q]);
-        if (a->kind == RQ_SHARE) /* straight from the root's arena block */
-            MPI_Isend(a->data, (int)a->msg.size, MPI_BYTE, q, PPM_TAG_SHARE_DATA, r->comm,
-                      &a->req[2 * q + 1]);
     }
 }
 
@@ -81,7 +82,7 @@ static bool req_finished(ppm_root *r, ppm_share_req *a)
 {
     bool all = true;
     for (int q = 0; q < r->size; q++) {
-        if (a->ack[q] != ACK_WAIT)
+        if (a->ack[q] != ACK_WAIT && a->ack[q] != ACK_DATA)
             continue;
         MPI_Request *rq = &a->req[2 * q];
         if (!r->ranks[q].alive) {
@@ -140,9 +141,20 @@ void ppm_share_on_ack(ppm_root *r, int src, const char *buf, size_t len)
     if (len < sizeof k)
         return;
     memcpy(&k, buf, sizeof k);
-    if (!a || a->kind != RQ_SHARE || a->msg.handle != k.handle || a->ack[src] != ACK_WAIT)
+    if (!a || a->kind != RQ_SHARE || a->msg.handle != k.handle)
         return; /* a rank declared lost answered late */
-    /* It received both messages: the sends are complete. */
+    if (k.ready && !k.err && a->ack[src] == ACK_WAIT) {
+        /* Its block is taken and it waits in MPI_Recv: the bytes, straight
+         * from the root's arena block (a->data lives until the request is
+         * done, or until unshare once the rank is lost). */
+        MPI_Isend(a->data, (int)a->msg.size, MPI_BYTE, src, PPM_TAG_SHARE_DATA, r->comm,
+                  &a->req[2 * src + 1]);
+        a->ack[src] = ACK_DATA;
+        return;
+    }
+    if (k.ready || (a->ack[src] != ACK_WAIT && a->ack[src] != ACK_DATA))
+        return; /* out of order: not from this protocol */
+    /* It received what was sent to it: the sends are complete. */
     MPI_Waitall(2, &a->req[2 * src], MPI_STATUSES_IGNORE);
     a->ack[src] = k.err ? ACK_FAIL : ACK_OK;
     if (k.err && !a->err)
@@ -301,15 +313,6 @@ int pp_mpi_unshare(pp_executor *ex, uint64_t handle)
 
 /* ---- a serving rank ----------------------------------------------------- */
 
-/* Receive and drop a SHARE_DATA message we have no room for (truncated). */
-static void drop_share_data(MPI_Comm comm, int root)
-{
-    MPI_Message m;
-    MPI_Status st;
-    MPI_Mprobe(root, PPM_TAG_SHARE_DATA, comm, &m, &st);
-    MPI_Mrecv(NULL, 0, MPI_BYTE, &m, MPI_STATUS_IGNORE); /* truncates: dropped */
-}
-
 void ppm_serve_share(MPI_Comm comm, int root, pp_executor *lex, const char *buf, size_t len)
 {
     ppm_share h;
@@ -318,10 +321,13 @@ void ppm_serve_share(MPI_Comm comm, int root, pp_executor *lex, const char *buf,
     memcpy(&h, buf, sizeof h);
     void *block = NULL;
     int err = h.size && h.size <= INT_MAX ? pp_shm_alloc(lex, h.size, &block) : -EINVAL;
-    if (err) {
-        drop_share_data(comm, root);
-    } else {
-        /* The bytes follow (non-overtaking order): straight into the arena. */
+    if (!err) {
+        /* Room taken: ask for the bytes and receive them straight into the
+         * arena. (Without room we only answer: no bytes come. Receiving a
+         * large message truncated, to drop it, makes Open MPI's vader CMA
+         * path read the whole message into the small buffer: EFAULT.) */
+        ppm_share_ack ready = {.handle = h.handle, .err = 0, .ready = 1};
+        MPI_Send(&ready, (int)sizeof ready, MPI_BYTE, root, PPM_TAG_SHARE_ACK, comm);
         if (MPI_Recv(block, (int)h.size, MPI_BYTE, root, PPM_TAG_SHARE_DATA, comm,
                      MPI_STATUS_IGNORE) != MPI_SUCCESS)
             err = -EIO;
