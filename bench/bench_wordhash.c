@@ -349,6 +349,20 @@ static void print_machine(pp_executor *ex)
     struct utsname u;
     if (uname(&u) == 0)
         printf("kernel:   %s %s %s\n", u.sysname, u.release, u.machine);
+    /* ppool-shm's fresh pages: huge pages on shared memory (pp_config.huge_pages
+     * advises them; the kernel decides). */
+    char thp[128] = "unknown";
+    FILE *tf = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
+    if (tf) {
+        if (!fgets(thp, sizeof thp, tf))
+            snprintf(thp, sizeof thp, "unknown");
+        thp[strcspn(thp, "\n")] = 0;
+        fclose(tf);
+    }
+    pp_config dc;
+    pp_config_init(&dc); /* what new_pool's pools get */
+    printf("huge pages on shared memory: shmem_enabled = %s; pp_config.huge_pages = %d\n", thp,
+           dc.huge_pages);
 #if defined(__clang__)
     const char *cc = "clang " __clang_version__;
 #elif defined(__GNUC__)

@@ -344,6 +344,22 @@ typedef struct pp_config {
      *  0..PP_RING_SHARDS_MAX; anything else is ignored) sets the default at
      *  pp_config_init. */
     int ring_shards;
+    /** Huge pages for the arena (default 1; 0 or 1, else pp_executor_create
+     *  fails with -EINVAL). With 1 the arena (payloads over the inline
+     *  size, pp_shm_alloc blocks) starts on a 2 MiB boundary in every
+     *  process of the pool and is advised MADV_HUGEPAGE there, so where the
+     *  kernel allows transparent huge pages on shared memory
+     *  (/sys/kernel/mm/transparent_hugepage/shmem_enabled set to advise,
+     *  always or within_size) fresh arena memory comes 2 MiB at a time: one
+     *  page fault instead of 512 in each process that touches it. That is
+     *  what makes large shared arrays cheap to fill, above all under a
+     *  hypervisor that traps each first touch of a 4 KiB page (docs/map.md,
+     *  "Zero copy"). Where the kernel does not allow it (shmem_enabled
+     *  never, the default of most distributions) nothing changes. The cost:
+     *  memory is committed 2 MiB at a time as the arena is touched. 0 = no
+     *  advice. PPOOL_HUGE_PAGES=0 or 1 sets the default at pp_config_init
+     *  (anything else is ignored). */
+    int huge_pages;
 } pp_config;
 
 /** The most task-ring shards (pp_config.ring_shards). */

@@ -66,6 +66,10 @@ void pp_config_init(pp_config *cfg)
         if (!*end && v >= 0 && v <= PP_RING_SHARDS_MAX)
             cfg->ring_shards = (int)v;
     }
+    cfg->huge_pages = 1;
+    const char *hp = getenv("PPOOL_HUGE_PAGES");
+    if (hp && (!strcmp(hp, "0") || !strcmp(hp, "1")))
+        cfg->huge_pages = hp[0] - '0';
 }
 
 void pp_submit_opts_init(pp_submit_opts *o)
@@ -113,6 +117,8 @@ static int config_check(pp_config *c)
     if (c->cores_per_worker < 1 || c->cores_per_worker > CPU_SETSIZE)
         return -EINVAL;
     if (c->ring_shards < 0 || c->ring_shards > PP_RING_SHARDS_MAX)
+        return -EINVAL;
+    if (c->huge_pages != 0 && c->huge_pages != 1)
         return -EINVAL;
     c->slots = next_pow2(c->slots);
     c->inline_size = c->inline_size < 64 ? 64 : (c->inline_size + 63) & ~(size_t)63;
@@ -450,6 +456,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
                       .inline_size = (uint32_t)cfg.inline_size,
                       .nworkers = (uint32_t)nworkers,
                       .nshards = (uint32_t)nshards,
+                      .huge = (uint32_t)cfg.huge_pages,
                       .arena_size = cfg.arena_size,
                       .max_arg = cfg.max_arg_size,
                       .max_result = cfg.max_result_size};

@@ -31,6 +31,11 @@
 
 #define PPI_MAGIC 0x6c6f6f7070ull /* "ppool" */
 #define PPI_ARENA_UNIT 4096u
+/* The arena's data starts at this file offset multiple and every process
+ * maps the segment at an address multiple of it, so that a transparent huge
+ * page of the memfd (2 MiB) can be mapped whole (docs/design.md, "Huge
+ * pages"). */
+#define PPI_HUGE_ALIGN ((uint64_t)2 << 20)
 
 /* ---- slot state word --------------------------------------------------
  * 64 bits: [63:32] generation | [31:16] worker index | [15:8] flags | [7:0] state
@@ -234,6 +239,7 @@ typedef struct ppi_hdr {
     uint64_t off_ring;      /* task ring shard 0; shard k at off_ring + k * ring_stride */
     uint64_t ring_stride;   /* bytes between shards (64-byte multiple) */
     uint32_t nshards;       /* task-ring shards, 1..PPI_MAX_SHARDS (shards.h) */
+    uint32_t huge;          /* 1: every process advises MADV_HUGEPAGE on the arena */
     uint64_t off_cring;
     uint64_t off_modtab;    /* ppi_modtab: modules for function tokens */
     uint64_t off_slots;
@@ -307,6 +313,7 @@ typedef struct ppi_seg_geom {
     uint32_t inline_size;   /* multiple of 64 */
     uint32_t nworkers;
     uint32_t nshards;       /* task-ring shards, 1..PPI_MAX_SHARDS */
+    uint32_t huge;          /* pp_config.huge_pages: advise huge pages on the arena */
     uint64_t arena_size;    /* bytes, multiple of PPI_ARENA_UNIT */
     uint64_t max_arg;
     uint64_t max_result;

@@ -674,3 +674,155 @@ Test(payload, shared_block_lookup_races_reregistration, PPT_FIXTURE, .timeout = 
     pp_shm_free(ex, a);
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
+
+/* ---- huge pages (pp_config.huge_pages) --------------------------------- */
+
+/* What /proc/self/smaps says of the mapping holding @p. */
+typedef struct vma_seen {
+    int32_t found, advised; /* VmFlags has "hg" (MADV_HUGEPAGE) */
+    int64_t pmd_kb;         /* ShmemPmdMapped: huge pages mapped whole */
+    uint64_t align_mod;     /* @p's address modulo 2 MiB */
+} vma_seen;
+
+static vma_seen vma_of(const void *p)
+{
+    vma_seen v = {.align_mod = (uintptr_t)p % (2 * MiB)};
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return v;
+    char line[512];
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char c;
+        if (sscanf(line, "%lx-%lx %c", &lo, &hi, &c) == 3 && strchr(line, ' ') &&
+            strchr(line, '-') < strchr(line, ' ')) {
+            if (in)
+                break; /* the next mapping */
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+            v.found |= in;
+            continue;
+        }
+        long kb;
+        if (in && sscanf(line, "ShmemPmdMapped: %ld kB", &kb) == 1)
+            v.pmd_kb = kb;
+        if (in && !strncmp(line, "VmFlags:", 8))
+            v.advised = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return v;
+}
+
+/* Task: touch the @arg[1] bytes at arena offset @arg[0] and report the
+ * worker's own mapping of them. */
+static int t_touch_and_look(pp_task *t)
+{
+    const uint64_t *a = pp_task_arg(t, NULL);
+    volatile char *p = pp_task_shm(t, a[0]);
+    if (!p)
+        return pp_task_raise(t, 1, "offset %llu not in the segment", (unsigned long long)a[0]);
+    for (uint64_t i = 0; i < a[1]; i += 4096)
+        p[i] = 1;
+    vma_seen v = vma_of((const void *)p);
+    return pp_task_set_result(t, &v, sizeof v);
+}
+
+static vma_seen worker_view(pp_executor *ex, void *block, size_t n)
+{
+    uint64_t a[2] = {pp_shm_offset(ex, block), n};
+    pp_future *f = submit_ok(ex, t_touch_and_look, a, sizeof a);
+    const vma_seen *v = NULL;
+    int rc = pp_future_result(f, PP_FOREVER, (const void **)&v, NULL);
+    cr_assert_eq(rc, 0, "task: %d %s", rc, pp_strerror(rc));
+    vma_seen out = *v;
+    pp_future_release(f);
+    return out;
+}
+
+/* Whether this kernel gives shared memory transparent huge pages when
+ * advised (shmem_enabled advise, always or within_size). */
+static bool shmem_thp_allowed(void)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
+    char buf[256] = "";
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = 0;
+        fclose(f);
+    }
+    return strstr(buf, "[advise]") || strstr(buf, "[always]") || strstr(buf, "[within_size]");
+}
+
+/* The promise of pp_config.huge_pages: a fresh pool's first pp_shm_alloc
+ * block starts on a 2 MiB boundary in the client and in a worker (whatever
+ * the start method), and the arena's mapping carries MADV_HUGEPAGE in both
+ * with 1 (the default), in neither with 0. */
+Test(payload, huge_pages_advised_in_every_process, PPT_FIXTURE, .timeout = 60)
+{
+    /* A kernel without transparent huge pages refuses the advice. */
+    int thp = access("/sys/kernel/mm/transparent_hugepage", F_OK) == 0;
+    for (int huge = 1; huge >= 0; huge--) {
+        pp_config cfg;
+        ppt_config(&cfg, 1);
+        cr_expect_eq(cfg.huge_pages, 1, "default");
+        cfg.huge_pages = huge;
+        pp_executor *ex = make_pool_cfg(&cfg);
+        void *block = NULL;
+        cr_assert_eq(pp_shm_alloc(ex, 4 * MiB, &block), 0);
+        vma_seen c = vma_of(block);
+        cr_expect(c.found, "client: no mapping holds the block");
+        cr_expect_eq(c.align_mod, 0, "client: block at %p, not on a 2 MiB boundary", block);
+        cr_expect_eq(c.advised, huge && thp, "client: hg flag %d with huge_pages %d", c.advised, huge);
+        vma_seen w = worker_view(ex, block, 4 * MiB);
+        cr_expect(w.found, "worker: no mapping holds the block");
+        cr_expect_eq(w.align_mod, 0, "worker: the block is not on a 2 MiB boundary");
+        cr_expect_eq(w.advised, huge && thp, "worker: hg flag %d with huge_pages %d", w.advised, huge);
+        pp_shm_free(ex, block);
+        cr_assert_eq(pp_executor_destroy(ex), 0);
+    }
+}
+
+/* Where the kernel allows it, the 4 MiB a worker touches come as huge
+ * pages mapped whole (in the worker, and then in the client too). */
+Test(payload, huge_pages_taken_where_the_kernel_allows, PPT_FIXTURE, .timeout = 60)
+{
+    if (!shmem_thp_allowed())
+        cr_skip_test("transparent_hugepage/shmem_enabled gives shared memory no huge pages here");
+    pp_config cfg;
+    ppt_config(&cfg, 1);
+    pp_executor *ex = make_pool_cfg(&cfg);
+    void *block = NULL;
+    cr_assert_eq(pp_shm_alloc(ex, 4 * MiB, &block), 0);
+    vma_seen w = worker_view(ex, block, 4 * MiB);
+    cr_expect_geq(w.pmd_kb, 2048, "worker: %lld kB mapped as huge pages", (long long)w.pmd_kb);
+    volatile char *p = block;
+    for (size_t i = 0; i < 4 * MiB; i += 4096)
+        (void)p[i];
+    cr_expect_geq(vma_of(block).pmd_kb, 2048, "client: no huge page mapped");
+    pp_shm_free(ex, block);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* Values other than 0 and 1 are refused; PPOOL_HUGE_PAGES sets the default. */
+Test(payload, huge_pages_config, PPT_FIXTURE, .timeout = 30)
+{
+    pp_config cfg;
+    int bad[] = {-1, 2, 1 << 30};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ppt_config(&cfg, 1);
+        cfg.huge_pages = bad[i];
+        pp_executor *ex = NULL;
+        cr_expect_eq(pp_executor_create(&ex, &cfg), -EINVAL, "huge_pages %d accepted", bad[i]);
+        cr_expect_null(ex);
+    }
+    setenv("PPOOL_HUGE_PAGES", "0", 1);
+    pp_config_init(&cfg);
+    cr_expect_eq(cfg.huge_pages, 0);
+    const char *junk[] = {"", "2", "yes", "1x", "-1"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        setenv("PPOOL_HUGE_PAGES", junk[i], 1);
+        pp_config_init(&cfg);
+        cr_expect_eq(cfg.huge_pages, 1, "PPOOL_HUGE_PAGES=\"%s\" gave %d", junk[i], cfg.huge_pages);
+    }
+    unsetenv("PPOOL_HUGE_PAGES");
+}

@@ -614,13 +614,13 @@ contains
                                 max_arg_size, max_result_size, inline_size, arena_size, &
                                 slots, on_worker_death, max_tasks_per_child, &
                                 max_rss_growth, cores_per_worker, thread_env_override, &
-                                ring_shards, initializer, initargs, ierr)
+                                ring_shards, huge_pages, initializer, initargs, ierr)
     type(pp_executor), intent(out) :: ex
     integer, intent(in), optional :: max_workers, start_method, pin, slots
     integer, intent(in), optional :: on_worker_death, max_tasks_per_child
     integer, intent(in), optional :: cores_per_worker, ring_shards
     integer, intent(in), optional :: pin_cpus(:)
-    logical, intent(in), optional :: pin_strict, thread_env_override
+    logical, intent(in), optional :: pin_strict, thread_env_override, huge_pages
     integer(int64), intent(in), optional :: max_arg_size, max_result_size, inline_size
     integer(int64), intent(in), optional :: arena_size, max_rss_growth
     procedure(pp_initializer_fn), optional :: initializer
@@ -653,6 +653,7 @@ contains
     if (present(thread_env_override)) &
       call set('thread_env_override', merge(1_int64, 0_int64, thread_env_override))
     if (present(ring_shards)) call set('ring_shards', int(ring_shards, int64))
+    if (present(huge_pages)) call set('huge_pages', merge(1_int64, 0_int64, huge_pages))
     if (rc == 0 .and. present(pin_cpus)) then
       allocate(cpus(max(size(pin_cpus), 1)))
       cpus(1:size(pin_cpus)) = int(pin_cpus, c_int)

@@ -45,7 +45,8 @@
     X(max_rss_growth, size_t)                                                 \
     X(cores_per_worker, int)                                                  \
     X(thread_env_override, int)                                               \
-    X(ring_shards, int)
+    X(ring_shards, int)                                                       \
+    X(huge_pages, int)
 
 /* A pp_config with the defaults, on the heap so its size stays the C side's
  * business. NULL when out of memory. */
