@@ -45,6 +45,7 @@
 
 #include "ppool.h"
 #include "ppool/mpi.h"
+#include "mpi_hold.h" /* tests/mpi: mc_hold_root */
 #include "sha512_portable.h"
 
 #ifndef PPOOL_SOURCE_DIR
@@ -71,36 +72,6 @@ static double now_s(void)
 static int t_noop(pp_task *t)
 {
     (void)t;
-    return 0;
-}
-
-/* Holds the root node's worker until the root sets the flag (word 0 of a
- * pp_shm_alloc block, offset in the argument; word 1 says it started
- * there): while it runs, every other task goes to the other ranks. */
-static int t_hold(pp_task *t)
-{
-    const uint64_t *off = pp_task_arg(t, NULL); /* [0] offset, [1] the root's pid */
-    /* Only on the root's node (our manager's parent is the root process):
-     * the offset means nothing elsewhere. */
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)getppid());
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')');
-    int ppid = -1;
-    if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1 || ppid != (int)off[1])
-        return 1;
-    _Atomic uint32_t *flag = pp_task_shm(t, off[0]);
-    if (!flag)
-        return 1;
-    /* release: the root reads it with acquire before measuring. */
-    atomic_store_explicit(&flag[1], 1, memory_order_release);
-    /* acquire: pairs with the root's release store. */
-    while (!atomic_load_explicit(&flag[0], memory_order_acquire))
-        usleep(200);
     return 0;
 }
 
@@ -328,40 +299,21 @@ static void run_all(const char *sys, pp_executor *ex, const opts *o, const words
     }
 }
 
-/* Hold the root node's worker with t_hold (remote only, like mpi4py, whose
- * root only drives); returns the hold's future, *blk the flag block. */
-static pp_future *hold_root(pp_executor *ex, void **blk)
+/* Hold the root node's worker (tests/mpi/mpi_hold.h: remote only, like
+ * mpi4py, whose root only drives); a failure ends the job. */
+static void hold_root(pp_executor *ex, mc_hold *h)
 {
-    if (pp_shm_alloc(ex, 64, blk) != 0)
+    if (!mc_hold_root(ex, h)) {
+        fprintf(stderr, "bench_mpi: could not hold the root's worker\n");
         MPI_Abort(MPI_COMM_WORLD, 1);
-    _Atomic uint32_t *flag = *blk;
-    atomic_init(&flag[0], 0);
-    atomic_init(&flag[1], 0);
-    uint64_t harg[2] = {pp_shm_offset(ex, *blk), (uint64_t)getpid()};
-    pp_future *hold;
-    for (;;) { /* until the hold runs on the root's node (RUNNING at the root
-                  is also a task shipped to another rank: ask the task) */
-        pp_submit(ex, t_hold, harg, sizeof harg, &hold);
-        /* acquire: pairs with t_hold's release. */
-        while (!atomic_load_explicit(&flag[1], memory_order_acquire) && !pp_future_done(hold))
-            usleep(100);
-        if (!pp_future_done(hold))
-            return hold;
-        pp_future_release(hold);
     }
 }
 
-static void release_root(pp_executor *ex, pp_future *hold, void *blk, const char *sys)
+/* Let it go; its line says whether it ran on the root (rank 0) as meant. */
+static void release_root(pp_executor *ex, mc_hold *h, const char *sys)
 {
-    _Atomic uint32_t *flag = blk;
-    /* release: pairs with t_hold's acquire. */
-    atomic_store_explicit(&flag[0], 1, memory_order_release);
-    pp_future_result(hold, PP_FOREVER, NULL, NULL);
-    pp_exception he;
-    pp_future_exception(hold, 0, &he);
-    printf("{\"system\": \"%s\", \"what\": \"hold\", \"rank\": %d}\n", sys, he.rank);
-    pp_future_release(hold);
-    pp_shm_free(ex, blk);
+    bool ok = mc_release_root(ex, h);
+    printf("{\"system\": \"%s\", \"what\": \"hold\", \"rank\": %d}\n", sys, ok ? 0 : -1);
 }
 
 static pp_executor *mpi_create(const opts *o, unsigned credits)
@@ -400,10 +352,10 @@ static int mpi_main(int argc, char **argv, const opts *o)
     make_words(&w, o->words);
     char *hex = malloc((size_t)w.n * 128);
     noop_rate(ex, 256, 1); /* warm */
-    void *blk;
-    pp_future *hold = hold_root(ex, &blk);
+    mc_hold hold;
+    hold_root(ex, &hold);
     run_all("ppool-mpi", ex, o, &w, hex, true);
-    release_root(ex, hold, blk, "ppool-mpi");
+    release_root(ex, &hold, "ppool-mpi");
     run_all("ppool-mpi+root", ex, o, &w, hex, true);
     for (int q = 0; q < size; q++) {
         pp_mpi_rank_info ri;
@@ -416,9 +368,9 @@ static int mpi_main(int argc, char **argv, const opts *o)
     if (o->tuned) { /* remote only again, with fixed credits */
         ex = mpi_create(o, o->tuned);
         noop_rate(ex, 256, 1);
-        hold = hold_root(ex, &blk);
+        hold_root(ex, &hold);
         run_all("ppool-mpi-tuned", ex, o, &w, hex, true);
-        release_root(ex, hold, blk, "ppool-mpi-tuned");
+        release_root(ex, &hold, "ppool-mpi-tuned");
         pp_executor_destroy(ex);
     }
     /* One node, as many workers as ranks. */

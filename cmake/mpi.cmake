@@ -93,6 +93,7 @@ if(PPOOL_HAVE_MPI AND PPOOL_BENCH)
   target_link_libraries(bench_mpi PRIVATE ppool_mpi)
   target_compile_definitions(bench_mpi PRIVATE _GNU_SOURCE PPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   target_compile_options(bench_mpi PRIVATE ${PP_WARN})
+  target_include_directories(bench_mpi PRIVATE ${PROJECT_SOURCE_DIR}/tests/mpi)
 endif()
 
 # Under ASan the mpi tests run without LeakSanitizer: Open MPI's components
@@ -120,7 +121,7 @@ if(PPOOL_TESTS)
       set(mode "")
       if(name STREQUAL "test_mpi_mpmd")
         set(mode mpmd)        # rank 2 runs peer_mpi_other
-      elseif(name STREQUAL "test_mpi_rankloss")
+      elseif(name MATCHES "^test_mpi_(rankloss|datastall)$")
         set(mode recovery)    # mpirun --enable-recovery
       elseif(name STREQUAL "test_mpi_rootloss")
         set(mode rootloss)    # the same; the root dies

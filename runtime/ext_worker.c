@@ -210,6 +210,20 @@ void *pp_ext_result_space(pp_executor *ex, const pp_ext_item *it, size_t size, i
     return seg->base + sl->res_off;
 }
 
+bool pp_ext_result_is_inline(pp_executor *ex, const pp_ext_item *it, const void *p)
+{
+    return p == ppi_slot_res_inline(&ex->seg, ppi_slot_at(&ex->seg, it->idx));
+}
+
+void pp_ext_result_abandon(pp_executor *ex, const pp_ext_item *it)
+{
+    ppi_slot *sl = ppi_slot_at(&ex->seg, it->idx);
+    /* Only the comm thread acting as the slot's worker writes res_off now
+     * (RUNNING(xid)); a broken-pool sweep or reclaim reads it later and
+     * then finds no block to free. */
+    sl->res_off = 0;
+}
+
 /* The outcome fields, written while the slot is RUNNING/KILLING(xid). */
 static void write_outcome(ppi_seg *seg, ppi_slot *sl, int err, int code, int pid, int rank,
                           const char *msg, size_t msg_len, size_t res_size)

@@ -134,6 +134,16 @@ PP_API int pp_ext_state(pp_executor *ex, uint32_t xid, const pp_ext_item *it, ui
  * or no arena room (-ENOMEM), in *err. Then pp_ext_publish. */
 PP_API void *pp_ext_result_space(pp_executor *ex, const pp_ext_item *it, size_t size, int *err);
 
+/* Whether @p (from pp_ext_result_space) is the slot's inline result area
+ * (else an arena block). */
+PP_API bool pp_ext_result_is_inline(pp_executor *ex, const pp_ext_item *it, const void *p);
+
+/* Take the item's arena result block out of its slot without freeing it:
+ * for a block another agent (MPI) may still write after we gave up on it.
+ * The block stays allocated for the pool's life (a bounded leak, one per
+ * such failure); the slot's next use gets fresh space. */
+PP_API void pp_ext_result_abandon(pp_executor *ex, const pp_ext_item *it);
+
 /* Publish the item's outcome: err 0 = success with the @res_size bytes
  * written into pp_ext_result_space (res_size 0: none); else err/code/pid and
  * @msg (@msg_len bytes, clipped to PP_MESSAGE_MAX). @rank is what

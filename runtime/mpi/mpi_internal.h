@@ -242,7 +242,26 @@ typedef struct ppm_flight {
     int creq_on;         /* creq is a pending send of cpkt */
     MPI_Request creq;
     void *cpkt;          /* ppm_mchunk + the chunk's bytes being sent */
+    /* Its result's RES_DATA being received (rpending), without blocking
+     * the comm thread: straight into rdst (the slot's arena block), or into
+     * rbounce (heap) when rdst is the slot's inline area. Published when
+     * it completes (poll_data, mpi_root.c). */
+    int rpending;
+    MPI_Request rreq;
+    void *rdst, *rbounce;
+    uint64_t rsize, rposted_ns;
+    int32_t rcode, rpid;
 } ppm_flight;
+
+/* A data message received only to be dropped (no room for it, or its rank
+ * was declared lost): the next one from the same rank must not match in
+ * its place (MPI's order per pair), so it is received, not skipped. */
+typedef struct ppm_drop {
+    MPI_Request req;
+    void *buf;
+    int src;
+    uint64_t posted_ns;
+} ppm_drop;
 
 typedef struct ppm_rank {
     _Atomic int alive;   /* written by the comm thread only (plain accesses
@@ -274,6 +293,10 @@ typedef struct ppm_rank {
     uint32_t nlanes;     /* lanes open (comm thread) */
     ppm_flight **lane;   /* [lane_cap]: the flight of each open lane, or NULL */
     uint64_t heard_ns;   /* last message from it */
+    unsigned npending;   /* flights with rpending */
+    uint64_t data_ns;    /* when a data message from it last completed (or 0) */
+    bool stalled;        /* a data message it announced made no progress for
+                            node_timeout: lost at the next check_losses */
 } ppm_rank;
 
 typedef struct ppm_root {
@@ -298,6 +321,8 @@ typedef struct ppm_root {
                                   do not sleep on the ring (it is not empty) */
     ppm_shares shares;         /* pp_mpi_share (mpi_share.c) */
     uint32_t lanes;            /* map lanes: every other rank's lane_cap */
+    ppm_drop *drops;           /* data being received to be dropped (comm thread) */
+    unsigned ndrops, drops_cap;
 } ppm_root;
 
 /* Adaptive credits (cfg.credits 0): a rank of w workers may hold w plus

@@ -377,19 +377,186 @@ static const char *result_space_msg(int err)
                              : "no room in the arena for the result";
 }
 
-/* Receive and drop a DATA message we have no room for. */
+/* ---- result data, received without blocking ------------------------------
+ * A RES record whose result does not travel inline announces one RES_DATA
+ * message from the same rank. The comm thread posts its receive and goes
+ * on (poll_data completes it): blocking there would stop the heartbeats
+ * and every other rank's traffic for as long as the data takes (a serving
+ * rank blocked sending to us meanwhile is ended by its watchdog), and for
+ * ever if the rank died between the two messages (over TCP a receive from
+ * a dead peer never returns; a message never sent never comes). A rank
+ * whose announced data made no progress for node_timeout is stalled:
+ * check_losses declares it lost (its flights fail PP_ENODE or are retried).
+ * A receive given up on is cancelled; if MPI may still write its buffer
+ * (the transfer had begun), the buffer is left to MPI for ever: an arena
+ * block is taken out of its slot (pp_ext_result_abandon), a heap buffer is
+ * not freed. Same price as the serving rank's watchdog: one message must
+ * progress within node_timeout. */
+
+/* Give up a posted receive; true if MPI no longer holds its buffer. */
+static bool recv_give_up(MPI_Request *req)
+{
+    MPI_Cancel(req);
+    /* A receive not yet matched is cancelled at once; one whose transfer
+     * began completes, or stays MPI's. */
+    for (int i = 0; i < 10; i++) {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || done)
+            return true;
+        ppm_sleep_ns(1000000);
+    }
+    MPI_Request_free(req);
+    return false;
+}
+
+/* Receive (and then drop) the next DATA message @src sends with @tag. */
 static void drop_data(ppm_root *r, int src, int tag, uint64_t size)
 {
-    void *junk = malloc(size ? size : 1);
-    if (junk)
-        MPI_Recv(junk, (int)size, MPI_BYTE, src, tag, r->comm, MPI_STATUS_IGNORE);
-    else {
-        MPI_Message m;
-        MPI_Status st;
-        MPI_Mprobe(src, tag, r->comm, &m, &st);
-        MPI_Mrecv(NULL, 0, MPI_BYTE, &m, MPI_STATUS_IGNORE); /* truncates: dropped */
+    ppm_rank *rk = &r->ranks[src];
+    void *buf = malloc(size ? size : 1);
+    if (r->ndrops == r->drops_cap) {
+        unsigned cap = r->drops_cap ? 2 * r->drops_cap : 8;
+        ppm_drop *d = realloc(r->drops, cap * sizeof *d);
+        if (d) {
+            r->drops = d;
+            r->drops_cap = cap;
+        }
     }
-    free(junk);
+    if (!buf || r->ndrops == r->drops_cap ||
+        MPI_Irecv(buf, (int)size, MPI_BYTE, src, tag, r->comm, &r->drops[r->ndrops].req) !=
+            MPI_SUCCESS) {
+        /* Without it that rank's next data would be taken for this one. */
+        free(buf);
+        if (rk->alive)
+            rk->stalled = true;
+        return;
+    }
+    r->drops[r->ndrops].buf = buf;
+    r->drops[r->ndrops].src = src;
+    r->drops[r->ndrops].posted_ns = ppi_now_ns();
+    r->ndrops++;
+}
+
+/* Whether a data receive from @rk posted at @posted is overdue: no data
+ * from it completed for node_timeout since. */
+static bool data_overdue(const ppm_root *r, const ppm_rank *rk, uint64_t posted, uint64_t now)
+{
+    uint64_t since = rk->data_ns > posted ? rk->data_ns : posted;
+    /* @now may be older than @posted (the loop's clock, read before the
+     * messages that posted it). */
+    return now > since && now - since >= ppi_s_to_ns(r->cfg.node_timeout);
+}
+
+/* Flight @f's pending data receive is given up (its rank is lost). */
+static void data_abandon(ppm_root *r, ppm_rank *rk, ppm_flight *f)
+{
+    if (!f->rpending)
+        return;
+    if (recv_give_up(&f->rreq))
+        free(f->rbounce);
+    else if (!f->rbounce)
+        pp_ext_result_abandon(r->ex, &f->it); /* MPI may still write the block */
+    f->rbounce = NULL;
+    f->rpending = 0;
+    rk->npending--;
+}
+
+/* Post the receive of flight @f's RES_DATA (@h's result, @size bytes) into
+ * @dst. Returns 0, or -ENOMEM (no bounce buffer: the data is dropped). */
+static int data_post(ppm_root *r, int src, ppm_flight *f, const ppm_res *h, void *dst,
+                     uint64_t size)
+{
+    ppm_rank *rk = &r->ranks[src];
+    void *buf = dst;
+    f->rbounce = NULL;
+    if (pp_ext_result_is_inline(r->ex, &f->it, dst)) {
+        /* The inline area is reused by the slot's next task: MPI never
+         * gets it, so a given-up receive cannot write it late. */
+        f->rbounce = malloc(size);
+        if (!f->rbounce) {
+            drop_data(r, src, PPM_TAG_RES_DATA, size);
+            return -ENOMEM;
+        }
+        buf = f->rbounce;
+    }
+    int rc = MPI_Irecv(buf, (int)size, MPI_BYTE, src, PPM_TAG_RES_DATA, r->comm, &f->rreq);
+    if (rc != MPI_SUCCESS) {
+        ppm_ulfm_note_failures(r, rc);
+        free(f->rbounce);
+        f->rbounce = NULL;
+        rk->stalled = true;
+        return 0; /* the flight fails with the rank's loss */
+    }
+    f->rpending = 1;
+    f->rdst = dst;
+    f->rsize = size;
+    f->rposted_ns = ppi_now_ns();
+    f->rcode = h->code;
+    f->rpid = h->pid;
+    rk->npending++;
+    return 0;
+}
+
+/* Complete the data receives that are done (publish their outcomes) and
+ * the drops; mark ranks whose data stopped coming as stalled. Returns true
+ * if any moved. */
+static bool poll_data(ppm_root *r, uint64_t now)
+{
+    bool any = false;
+    for (int q = 0; q < r->size; q++) {
+        ppm_rank *rk = &r->ranks[q];
+        for (unsigned i = 0; rk->npending && i < rk->credits; i++) {
+            ppm_flight *f = &rk->fl[i];
+            if (!f->used || !f->rpending)
+                continue;
+            int done = 0;
+            int rc = MPI_Test(&f->rreq, &done, MPI_STATUS_IGNORE);
+            if (rc != MPI_SUCCESS) {
+                ppm_ulfm_note_failures(r, rc);
+                rk->stalled = true;
+                continue;
+            }
+            if (!done) {
+                if (data_overdue(r, rk, f->rposted_ns, now))
+                    rk->stalled = true;
+                continue;
+            }
+            any = true;
+            rk->data_ns = now;
+            f->rpending = 0;
+            rk->npending--;
+            if (f->rbounce) {
+                memcpy(f->rdst, f->rbounce, f->rsize);
+                free(f->rbounce);
+                f->rbounce = NULL;
+            }
+            ppm_flight_count(rk, f, 0);
+            pp_ext_publish(r->ex, (uint32_t)q, &f->it, 0, f->rcode, f->rpid, q, "", 0, f->rsize);
+            ppm_flight_end(r, rk, f, 0);
+        }
+    }
+    for (unsigned k = 0; k < r->ndrops;) {
+        ppm_drop *d = &r->drops[k];
+        ppm_rank *rk = &r->ranks[d->src];
+        int done = 0;
+        if (MPI_Test(&d->req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done) {
+            if (!data_overdue(r, rk, d->posted_ns, now)) {
+                k++;
+                continue;
+            }
+            if (rk->alive)
+                rk->stalled = true;
+            done = recv_give_up(&d->req);
+        } else {
+            rk->data_ns = now;
+            done = 1;
+        }
+        if (done)
+            free(d->buf); /* else MPI may still write it: left to MPI */
+        *d = r->drops[--r->ndrops];
+        any = true;
+    }
+    return any;
 }
 
 /* One outcome record from @src (header @h, then its message and inline
@@ -402,6 +569,8 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
     ppm_rank *rk = &r->ranks[src];
     ppm_flight *f = flight_find(rk, h->id);
     bool has_data = !h->err && h->res_size && !h->inline_res;
+    if (rk->stalled)
+        return; /* its data stopped coming: lost at check_losses; nothing more is read */
     if (!f || f->map || !rk->alive) {
         if (has_data)
             drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
@@ -422,11 +591,17 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
             ppm_flight_end(r, rk, f, serr);
             return;
         }
-        if (has_data) /* straight into the slot or the arena block */
-            MPI_Recv(dst, (int)h->res_size, MPI_BYTE, src, PPM_TAG_RES_DATA, r->comm,
-                     MPI_STATUS_IGNORE);
-        else
-            memcpy(dst, res, h->res_size);
+        if (has_data) { /* straight into the arena block; published by poll_data */
+            int prc = data_post(r, src, f, h, dst, h->res_size);
+            if (!prc)
+                return;
+            const char *m = "out of memory receiving the result";
+            ppm_flight_count(rk, f, prc);
+            pp_ext_publish(r->ex, (uint32_t)src, &f->it, prc, 0, h->pid, src, m, strlen(m), 0);
+            ppm_flight_end(r, rk, f, prc);
+            return;
+        }
+        memcpy(dst, res, h->res_size);
     }
     ppm_flight_count(rk, f, err);
     pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h->code, h->pid, src, msg, h->msg_len,
@@ -532,7 +707,7 @@ static void check_losses(ppm_root *r, uint64_t now)
     uint64_t limit = ppi_s_to_ns(r->cfg.node_timeout);
     for (int q = 0; q < r->size; q++) {
         ppm_rank *rk = &r->ranks[q];
-        if (q == r->me || !rk->alive || now - rk->heard_ns < limit)
+        if (q == r->me || !rk->alive || (!rk->stalled && now - rk->heard_ns < limit))
             continue;
         rk->alive = 0;
         /* release: destroy reads it after joining us anyway; stats relaxed. */
@@ -540,6 +715,9 @@ static void check_losses(ppm_root *r, uint64_t now)
         char msg[96];
         if (rk->heard_ns == 0) /* ppm_ulfm_note_failures */
             snprintf(msg, sizeof msg, "rank %d lost: MPI reports it failed (ULFM)", q);
+        else if (rk->stalled)
+            snprintf(msg, sizeof msg, "rank %d lost: a result it announced did not come in %.1f s",
+                     q, r->cfg.node_timeout);
         else
             snprintf(msg, sizeof msg, "rank %d lost: silent for %.1f s", q, r->cfg.node_timeout);
         for (unsigned i = 0; i < rk->credits; i++) {
@@ -550,6 +728,7 @@ static void check_losses(ppm_root *r, uint64_t now)
                 ppm_map_lane_lost(r, q, f, msg);
                 continue;
             }
+            data_abandon(r, rk, f);
             flight_sends_done(f, true);
             if (!flight_retry(r, q, f))
                 flight_fail(r, q, f, PP_ENODE, msg);
@@ -591,6 +770,7 @@ static void *comm_thread(void *arg)
     for (;;) {
         uint64_t now = ppi_now_ns();
         bool progress = poll_messages(r, now);
+        progress |= poll_data(r, now);
         /* acquire: pairs with destroy's release (everything drained before). */
         if (atomic_load_explicit(&r->quit, memory_order_acquire))
             break;
@@ -676,6 +856,10 @@ static void root_destroy(void *ctx)
         free(r->ranks[q].lane);
     }
     free(r->ranks);
+    for (unsigned k = 0; k < r->ndrops; k++)
+        if (recv_give_up(&r->drops[k].req))
+            free(r->drops[k].buf);
+    free(r->drops);
     ppm_share_fini(r);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cv);

@@ -155,15 +155,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &me);
     if (me == 1)
         cfg.node.max_workers = 2; /* one parks a task, one runs a map chunk */
-    pp_executor *ex = NULL;
-    int rc = pp_mpi_executor_create(&ex, &cfg);
-    if (rc == PP_MPI_SERVED) {
-        fflush(NULL);
-        _exit(0);
-    }
-    CHECK_EQ(rc, 0);
-    if (rc)
-        _exit(1);
+    pp_executor *ex = mc_create_recovery(&cfg);
     char trigger[64], release[64];
     snprintf(trigger, sizeof trigger, "/tmp/ppool_rankloss_%d", (int)getpid());
     snprintf(release, sizeof release, "/tmp/ppool_rankloss_%d_release", (int)getpid());
