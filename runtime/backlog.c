@@ -61,7 +61,10 @@ bool ppi_backlog_empty(pp_executor *ex)
 int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size)
 {
     if (arg_size) {
-        f->arg = malloc(arg_size);
+        /* A small argument waits in the future itself (its result area is
+         * free until the outcome): one allocation, and one heap page touched,
+         * less per backlogged task. */
+        f->arg = arg_size <= sizeof f->small ? (void *)f->small : malloc(arg_size);
         if (!f->arg)
             return -ENOMEM;
         memcpy(f->arg, arg, arg_size);
@@ -72,8 +75,7 @@ int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_s
     int rc = ppi_service_start_locked(ex);
     if (rc) {
         pthread_mutex_unlock(&ex->lock);
-        free(f->arg);
-        f->arg = NULL;
+        ppi_future_drop_arg(f);
         pp_future_release(f);
         return rc;
     }
@@ -276,8 +278,7 @@ static int feed(pp_executor *ex, bool *no_room)
             bind_failed(ex, f);
             return moved;
         }
-        free(f->arg);
-        f->arg = NULL;
+        ppi_future_drop_arg(f);
         /* seq_cst: pairs with pp_shutdown's store of cancel_req (see there). */
         atomic_thread_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdlib.h>
 #include <urcu/list.h> /* intrusive O(1) lists, client-private memory only */
 
 #include "ppool.h"
@@ -62,7 +63,9 @@ struct pp_future {
     struct cds_list_head cbs;  /* ppi_cb.node, registration order */
     int cb_fired;              /* 1 once they ran (later ones run at once) */
     _Atomic uint32_t want_notify; /* 1: bind with PPI_F_NOTIFY */
-    alignas(16) unsigned char small[64]; /* small results live here */
+    alignas(16) unsigned char small[64]; /* small results live here; before
+                                          * that, a backlogged argument that
+                                          * fits (f->arg == small) */
 };
 
 typedef struct ppi_cb {
@@ -180,6 +183,14 @@ void ppi_executor_unref(pp_executor *ex);
 pp_future *ppi_future_new(pp_executor *ex);
 void ppi_future_finish(pp_future *f, int err, const char *msg);
 uint32_t ppi_future_complete(pp_future *f, int err, const char *msg);
+/* Free @f's backlogged argument copy (unless it lives in f->small) and
+ * clear it. Whoever owns the backlog entry. */
+static inline void ppi_future_drop_arg(pp_future *f)
+{
+    if (f->arg != (void *)f->small)
+        free(f->arg);
+    f->arg = NULL;
+}
 void ppi_future_completed(pp_future *f, uint32_t was);
 bool ppi_detach_locked(pp_executor *ex, pp_future *f);
 bool ppi_cancel_bound(pp_executor *ex, uint32_t idx);

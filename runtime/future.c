@@ -45,7 +45,7 @@ static void future_free(pp_future *f)
         ppi_arena_free(&ex->seg, f->res_arena);
     free(f->res_heap);
     free(f->msg);
-    free(f->arg);
+    ppi_future_drop_arg(f);
     free(f);
     ppi_executor_unref(ex);
 }
@@ -63,8 +63,7 @@ uint32_t ppi_future_complete(pp_future *f, int err, const char *msg)
 {
     f->err = err;
     f->msg = msg ? strdup(msg) : NULL;
-    free(f->arg);
-    f->arg = NULL;
+    ppi_future_drop_arg(f);
     /* release: the outcome above before DONE. */
     return atomic_exchange_explicit(&f->cstate, PPI_F_DONE, memory_order_release);
 }
