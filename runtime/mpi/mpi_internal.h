@@ -372,6 +372,10 @@ int ppm_root_start(ppm_root *r);
 void ppm_flight_begin(ppm_root *r, ppm_rank *rk, ppm_flight *f);
 void ppm_flight_count(ppm_rank *rk, ppm_flight *f, int err);
 void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err);
+/* All three for flight @f of rank @q: count, publish the outcome (err,
+ * code, pid, message, res_size bytes already in its result space), end. */
+void ppm_flight_outcome(ppm_root *r, int q, ppm_flight *f, int err, int code, int pid,
+                        const char *msg, size_t msg_len, size_t res_size);
 /* Adaptive credits: a flight of @rk sent at @sent_ns was answered at @now
  * (@held_us / @run_us as the rank reported). Comm thread only. */
 void ppm_credits_learn(ppm_rank *rk, uint64_t sent_ns, uint64_t now, uint32_t held_us,

@@ -95,9 +95,7 @@ void ppm_map_lane_open(ppm_root *r, int q, ppm_flight *f)
         char msg[96];
         int n = snprintf(msg, sizeof msg, "map runner: cannot open a lane on rank %d: %s", q,
                          pp_strerror(err));
-        ppm_flight_count(rk, f, err);
-        pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, n < 0 ? 0 : (size_t)n, 0);
-        ppm_flight_end(r, rk, f, err);
+        ppm_flight_outcome(r, q, f, err, 0, 0, msg, n < 0 ? 0 : (size_t)n, 0);
     }
 }
 

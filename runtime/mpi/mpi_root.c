@@ -138,12 +138,18 @@ void ppm_flight_end(ppm_root *r, ppm_rank *rk, ppm_flight *f, int err)
     flying_drop(r);
 }
 
+void ppm_flight_outcome(ppm_root *r, int q, ppm_flight *f, int err, int code, int pid,
+                        const char *msg, size_t msg_len, size_t res_size)
+{
+    ppm_flight_count(&r->ranks[q], f, err);
+    pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, code, pid, q, msg, msg_len, res_size);
+    ppm_flight_end(r, &r->ranks[q], f, err);
+}
+
 /* Fail a flight at the root (the rank never answers for it). */
 static void flight_fail(ppm_root *r, int q, ppm_flight *f, int err, const char *msg)
 {
-    ppm_flight_count(&r->ranks[q], f, err);
-    pp_ext_publish(r->ex, (uint32_t)q, &f->it, err, 0, 0, q, msg, strlen(msg), 0);
-    ppm_flight_end(r, &r->ranks[q], f, err);
+    ppm_flight_outcome(r, q, f, err, 0, 0, msg, strlen(msg), 0);
 }
 
 /* A flight of lost rank @q: back on the pool's ring if its task may run
@@ -530,9 +536,7 @@ static bool poll_data(ppm_root *r, uint64_t now)
                 free(f->rbounce);
                 f->rbounce = NULL;
             }
-            ppm_flight_count(rk, f, 0);
-            pp_ext_publish(r->ex, (uint32_t)q, &f->it, 0, f->rcode, f->rpid, q, "", 0, f->rsize);
-            ppm_flight_end(r, rk, f, 0);
+            ppm_flight_outcome(r, q, f, 0, f->rcode, f->rpid, "", 0, f->rsize);
         }
     }
     for (unsigned k = 0; k < r->ndrops;) {
@@ -586,9 +590,7 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
             if (has_data)
                 drop_data(r, src, PPM_TAG_RES_DATA, h->res_size);
             const char *m = result_space_msg(serr);
-            ppm_flight_count(rk, f, serr);
-            pp_ext_publish(r->ex, (uint32_t)src, &f->it, serr, 0, h->pid, src, m, strlen(m), 0);
-            ppm_flight_end(r, rk, f, serr);
+            ppm_flight_outcome(r, src, f, serr, 0, h->pid, m, strlen(m), 0);
             return;
         }
         if (has_data) { /* straight into the arena block; published by poll_data */
@@ -596,17 +598,12 @@ static void take_result(ppm_root *r, int src, const ppm_res *h, const char *body
             if (!prc)
                 return;
             const char *m = "out of memory receiving the result";
-            ppm_flight_count(rk, f, prc);
-            pp_ext_publish(r->ex, (uint32_t)src, &f->it, prc, 0, h->pid, src, m, strlen(m), 0);
-            ppm_flight_end(r, rk, f, prc);
+            ppm_flight_outcome(r, src, f, prc, 0, h->pid, m, strlen(m), 0);
             return;
         }
         memcpy(dst, res, h->res_size);
     }
-    ppm_flight_count(rk, f, err);
-    pp_ext_publish(r->ex, (uint32_t)src, &f->it, err, h->code, h->pid, src, msg, h->msg_len,
-                   err ? 0 : h->res_size);
-    ppm_flight_end(r, rk, f, err);
+    ppm_flight_outcome(r, src, f, err, h->code, h->pid, msg, h->msg_len, err ? 0 : h->res_size);
 }
 
 /* RES from @src: its records in order (a truncated record ends it). */
