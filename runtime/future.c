@@ -19,12 +19,19 @@
 
 #include "client.h"
 #include "process.h"
+#include "slab.h"
 #include "tunables.h"
+
+/* Futures come from 2 MiB huge-page chunks, not malloc: a million
+ * outstanding futures are 240 MB, and fresh 4 KiB heap pages cost the
+ * submit loop a fault each (slab.h, docs/design.md "Future memory"). */
+ppi_slab ppi_future_slab = PPI_SLAB_INIT(sizeof(pp_future));
+_Static_assert(_Alignof(pp_future) <= 16, "the slab aligns objects to 16 bytes");
 
 
 pp_future *ppi_future_new(pp_executor *ex)
 {
-    pp_future *f = malloc(sizeof *f);
+    pp_future *f = ppi_slab_alloc(&ppi_future_slab);
     if (!f)
         return NULL;
     memset(f, 0, offsetof(pp_future, small));
@@ -46,7 +53,7 @@ static void future_free(pp_future *f)
     free(f->res_heap);
     free(f->msg);
     ppi_future_drop_arg(f);
-    free(f);
+    ppi_slab_free(&ppi_future_slab, f);
     ppi_executor_unref(ex);
 }
 

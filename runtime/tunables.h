@@ -77,6 +77,14 @@
  * progress notice (a lost wake-up costs at most this). */
 #define PPI_SHUTDOWN_NAP_NS 50000000ull
 
+/* ---- client: future memory (slab.c) ------------------------------------ */
+
+/* Empty 2 MiB chunks each slab keeps mapped for the next burst instead of
+ * unmapping them: 4 (8 MiB, ~35,000 futures) spares a pool that keeps a
+ * steady few thousand futures in flight any fresh page, while a burst of a
+ * million gives its 240 MB back when it is released. */
+#define PPI_SLAB_SPARE_CHUNKS 4u
+
 /* ---- client: pool start ------------------------------------------------- */
 
 /* Give up: pp_executor_create waits at most this long for every worker to
