@@ -315,6 +315,7 @@ static int future_wait(pp_future *f, uint64_t deadline)
 {
     pp_executor *ex = f->ex;
     uint64_t spin_until = 0;
+    unsigned spins = 0;
     for (;;) {
         /* acquire: pairs with the release stores of cstate. */
         uint32_t c = atomic_load_explicit(&f->cstate, memory_order_acquire);
@@ -355,12 +356,20 @@ static int future_wait(pp_future *f, uint64_t deadline)
         }
         if (ppi_st_terminal(st) || st == PPI_S_CANCELLED)
             return 0;
+        /* Spin: the slot word after every pause (one pause is ~20 ns on
+         * recent AMD cores: re-reading only after 64 of them added ~0.6 µs
+         * to the average round trip), the clock only every
+         * PPI_SPIN_CLOCK_EVERY passes (a clock read costs about two pauses).
+         * The first pass reads it, so a deadline already past never spins. */
+        if (spins++ % PPI_SPIN_CLOCK_EVERY) {
+            ppi_cpu_relax();
+            continue;
+        }
         uint64_t now = ppi_now_ns();
         if (!spin_until)
             spin_until = now + PPI_FUTURE_SPIN_NS;
         if (now < spin_until && now < deadline) {
-            for (int i = 0; i < 64; i++)
-                ppi_cpu_relax();
+            ppi_cpu_relax();
             continue;
         }
         uint64_t left = ppi_remaining(deadline, PPI_FUTURE_NAP_NS);
