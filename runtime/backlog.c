@@ -5,7 +5,9 @@
  * pp_submit never blocks: when no slot is free it copies the call into a
  * backlog entry (the future itself, holding its argument) and returns. The
  * executor's service thread (service_thread.c), started on first need, moves
- * entries into slots in FIFO order as slots free up (ppi_backlog_feed_round).
+ * entries into slots in FIFO order as slots free up (ppi_backlog_feed_round),
+ * and so does any client thread that frees a slot meanwhile: it binds the
+ * head into that slot at once (ppi_backlog_help, from ppi_release_slot).
  * While the backlog is non-empty it also "harvests": finished slots whose
  * futures the user still holds are detached (their outcome copied into the
  * future) so that a user holding many futures never starves the backlog.
@@ -21,7 +23,11 @@
  * shutdown).
  *
  * Locking: every function here takes ex->lock itself unless it says "caller
- * holds ex->lock"; none is called with a slot lock held.
+ * holds ex->lock" (ppi_backlog_help only tries it); none is called with a
+ * slot lock held. An entry leaves the list either under ex->lock together
+ * with its bind (helpers, and the service thread's feed): pp_shutdown and
+ * the service thread decide under ex->lock that the backlog is empty and
+ * stop may be sent, so no entry is ever between the list and the ring.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,12 +36,31 @@
 
 #include "client.h"
 #include "process.h"
+#include "shards.h"
 #include "tunables.h"
 
 /* The lists are walked node by node (cds_list_for_each), never with the
  * *_entry iterators: those form a pp_future pointer from the list head
  * itself at the end of the walk, a misaligned object access (undefined
  * behaviour that UBSan reports: pp_future is 16-byte aligned). */
+
+/* ex->lock is held for a few hundred nanoseconds at a time (a list append,
+ * or a take and a bind), by a submitting thread and by the threads that
+ * feed the backlog. An adaptive mutex spins briefly before it sleeps, so
+ * such a collision costs no FUTEX_WAIT/FUTEX_WAKE pair (two system calls,
+ * microseconds each under a hypervisor); a holder preempted for longer
+ * still puts its waiters to sleep. */
+void ppi_backlog_lock_init(pthread_mutex_t *lock)
+{
+    pthread_mutexattr_t at;
+    if (pthread_mutexattr_init(&at) != 0) {
+        pthread_mutex_init(lock, NULL);
+        return;
+    }
+    bool adaptive = pthread_mutexattr_settype(&at, PTHREAD_MUTEX_ADAPTIVE_NP) == 0;
+    pthread_mutex_init(lock, adaptive ? &at : NULL);
+    pthread_mutexattr_destroy(&at);
+}
 
 /* Unlink @f from the backlog. Caller holds ex->lock; @f is on it. */
 static void backlog_unlink(pp_executor *ex, pp_future *f)
@@ -200,6 +225,25 @@ static pp_future *backlog_take(pp_executor *ex, bool *no_room)
     return NULL;
 }
 
+/* Unlink and return the backlog's head if it can be bound now (inline
+ * argument, or an arena block reserved for it here), else NULL: O(1), for
+ * ppi_backlog_help, which leaves passing over entries that wait for room to
+ * the service thread. Caller holds ex->lock. */
+static pp_future *backlog_take_head(pp_executor *ex)
+{
+    if (cds_list_empty(&ex->backlog))
+        return NULL;
+    pp_future *f = cds_list_entry(ex->backlog.next, pp_future, bl_node);
+    if (f->arg_size > ex->seg.inline_size) {
+        uint64_t off = ppi_arena_alloc(&ex->seg, f->arg_size);
+        if (!off)
+            return NULL;
+        f->arg_off = off;
+    }
+    backlog_unlink(ex, f);
+    return f;
+}
+
 /* True when no task is queued, running or cancelled-but-unreclaimed: nothing
  * in the pool will finish and free arena room by itself. */
 static bool pool_quiet(pp_executor *ex)
@@ -267,14 +311,20 @@ static int feed(pp_executor *ex, bool *no_room)
         uint32_t idx;
         if (ppi_acquire_slot(ex, &idx) != 0)
             return moved;
+        /* Take and bind under one hold of ex->lock: pp_shutdown decides under
+         * it that an empty backlog lets it send stop, so an entry must never
+         * be off the list without its ring entry pushed (workers that found
+         * the ring empty with stop set are gone). */
         pthread_mutex_lock(&ex->lock);
         pp_future *f = backlog_take(ex, no_room);
-        pthread_mutex_unlock(&ex->lock);
         if (!f) {
+            pthread_mutex_unlock(&ex->lock);
             ppi_free_ring_push(ex, idx);
             return moved;
         }
-        if (ppi_bind(ex, f, idx, f->arg, f->arg_size) != 0) {
+        int rc = ppi_bind(ex, f, idx, f->arg, f->arg_size);
+        pthread_mutex_unlock(&ex->lock);
+        if (rc != 0) {
             bind_failed(ex, f);
             return moved;
         }
@@ -286,6 +336,56 @@ static int feed(pp_executor *ex, bool *no_room)
         pp_future_release(f); /* the backlog's reference */
         moved++;
     }
+}
+
+/*
+ * ppi_backlog_help - bind the backlog's head into the FREE
+ * slot @idx, which the calling client thread owns (ppi_release_slot, right
+ * after it freed it). Returns true when @idx was consumed (bound, or pushed
+ * to the free ring by a bind that failed), false when it is still the
+ * caller's: ex->lock is busy, the backlog is empty, its head waits for arena
+ * room (passing it over is the service thread's scan), or a shutdown is
+ * cancelling. O(1) under the lock. With @notify false the workers are not
+ * notified (ppi_bind_ex): the caller owes a notify of work_ec.
+ *
+ * Locking: trylock of ex->lock, never a wait (the caller may hold it, or be
+ * a user thread that must not block behind a submitter); the take and the
+ * bind both happen under it, so the service thread's decision to send stop
+ * (made under ex->lock when the backlog is empty) never sees an entry that
+ * left the backlog but is not yet in the task ring. Lock order ex->lock >
+ * slot lock (client.h), as ppi_bind takes the slot lock.
+ *
+ * Barriers: after the bind, a seq_cst fence and a load of cancel_req, as in
+ * feed(): pairs with pp_shutdown's store, so either its sweep sees the
+ * QUEUED slot or we cancel it here.
+ */
+bool ppi_backlog_help(pp_executor *ex, uint32_t idx, bool notify)
+{
+    /* relaxed: a hint; the fence after the bind is the real check. */
+    if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
+        return false;
+    if (pthread_mutex_trylock(&ex->lock) != 0)
+        return false;
+    pp_future *f = backlog_take_head(ex);
+    if (!f) {
+        pthread_mutex_unlock(&ex->lock);
+        return false;
+    }
+    if (ppi_bind_ex(ex, f, idx, f->arg, f->arg_size, notify) != 0) {
+        /* Cannot happen (backlog_take reserved the block); the bind gave
+         * @idx back to the free ring. Keep the entry at the head. */
+        backlog_push_front(ex, f);
+        pthread_mutex_unlock(&ex->lock);
+        return true;
+    }
+    pthread_mutex_unlock(&ex->lock);
+    ppi_future_drop_arg(f);
+    /* seq_cst: pairs with pp_shutdown's store of cancel_req (see feed). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
+        ppi_cancel_bound(ex, idx);
+    pp_future_release(f); /* the backlog's reference */
+    return true;
 }
 
 /* Short timed nap while the backlog waits for slots (see
@@ -323,7 +423,7 @@ ppi_feed_result ppi_backlog_feed_round(pp_executor *ex, int *starved, bool shut)
         }
         return PPI_FEED_WAIT_DONE;
     }
-    if (++*starved >= PPI_BACKLOG_STARVED_NAPS) {
+    if (++*starved >= PPI_BACKLOG_STARVED_NAPS || !ppi_tasks_nonempty(&ex->seg, 0)) {
         ppi_harvest(ex);
         *starved = feed(ex, &no_room) > 0 ? 0 : PPI_BACKLOG_STARVED_NAPS / 2;
     }

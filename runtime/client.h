@@ -157,7 +157,10 @@ extern _Thread_local uint64_t ppi_adopt_off;
 int ppi_acquire_slot(pp_executor *ex, uint32_t *idx);
 void ppi_reclaim_slots(pp_executor *ex);
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size);
+int ppi_bind_ex(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size,
+                bool notify);
 void ppi_release_slot(pp_executor *ex, uint32_t idx);
+bool ppi_release_slot_quiet(pp_executor *ex, uint32_t idx);
 void ppi_free_ring_push(pp_executor *ex, uint32_t idx);
 
 /* executor.c */
@@ -202,10 +205,15 @@ void ppi_drain_completions(pp_executor *ex);
 void ppi_free_slot_word(pp_executor *ex, uint32_t idx, uint32_t gen);
 
 /* backlog.c: submissions waiting client-side for a slot or arena room. */
+/* ex->lock is an adaptive mutex (a short spin before sleeping). */
+void ppi_backlog_lock_init(pthread_mutex_t *lock);
 int ppi_backlog_add(pp_executor *ex, pp_future *f, const void *arg, size_t arg_size);
 bool ppi_backlog_cancel(pp_executor *ex, pp_future *f);
 void ppi_backlog_cancel_all(pp_executor *ex, int err, const char *msg);
 void ppi_backlog_fail_broken(pp_executor *ex);
+/* Bind the backlog's head into the FREE slot @idx the caller owns; true if
+ * @idx was consumed (ppi_release_slot's helping path). Trylocks ex->lock. */
+bool ppi_backlog_help(pp_executor *ex, uint32_t idx, bool notify);
 /* true when nothing waits in the backlog. Caller holds ex->lock (or reads a
  * hint). */
 bool ppi_backlog_empty(pp_executor *ex);

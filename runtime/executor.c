@@ -446,7 +446,7 @@ int pp_executor_create(pp_executor **out, const pp_config *cfg_in)
     atomic_init(&ex->refs, 1);
     ppi_self_pid_init();
     ex->owner_pid = getpid();
-    pthread_mutex_init(&ex->lock, NULL);
+    ppi_backlog_lock_init(&ex->lock);
     pthread_mutex_init(&ex->reap_lock, NULL);
     pthread_mutex_init(&ex->resize_lock, NULL);
     pthread_mutex_init(&ex->cb_lock, NULL);

@@ -220,10 +220,13 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
     return done;
 }
 
-/* The service thread frees finished slots whose futures are still held. */
+/* The service thread frees finished slots whose futures are still held,
+ * binding backlog entries into them as it goes; the workers are notified
+ * once per PPI_HARVEST_NOTIFY_EVERY such binds, not per bind. */
 void ppi_harvest(pp_executor *ex)
 {
     ppi_seg *s = &ex->seg;
+    uint32_t unnotified = 0;
     for (uint32_t i = 0; i < s->nslots; i++) {
         /* relaxed: a hint; ppi_detach_locked re-reads with acquire. */
         uint64_t w = atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed);
@@ -233,9 +236,14 @@ void ppi_harvest(pp_executor *ex)
         pp_future *f = ex->slot_owner[i];
         bool freed = f && ppi_detach_locked(ex, f);
         ppi_slot_unlock(ex, i);
-        if (freed)
-            ppi_release_slot(ex, i);
+        if (freed && ppi_release_slot_quiet(ex, i) &&
+            ++unnotified == PPI_HARVEST_NOTIFY_EVERY) {
+            ppi_ec_notify(&s->hdr->work_ec, INT_MAX);
+            unnotified = 0;
+        }
     }
+    if (unnotified)
+        ppi_ec_notify(&s->hdr->work_ec, INT_MAX);
 }
 
 /* If the pool broke, fail @f's slot ourselves when nobody else will. */

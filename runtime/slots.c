@@ -77,11 +77,50 @@ void ppi_free_ring_push(pp_executor *ex, uint32_t idx)
         ;
 }
 
+/* True while the calling thread is inside ppi_backlog_help: the backlog's
+ * reference it drops there may free another slot, which then goes to the
+ * free ring rather than into a nested help (bounded stack). Thread-local:
+ * written and read by its own thread only. */
+static _Thread_local bool helping_backlog;
+
+/*
+ * ppi_release_slot - give back the FREE slot @idx we own. While a backlog
+ * exists, the releasing thread binds the backlog's head into it at once
+ * (ppi_backlog_help): the slot is warm in this thread's cache, the workers'
+ * queue stays full (no worker falls asleep and needs a FUTEX_WAKE per bind),
+ * and on a box with few CPUs the service thread no longer stands between a
+ * freed slot and the next task. Otherwise, or when the backlog lock is busy,
+ * the slot goes to the free ring, which the service thread polls on short
+ * timed naps while a backlog exists (no wake-up needed). Any client thread,
+ * holding no slot lock; it may hold ex->lock (then help's trylock fails).
+ */
+static bool release_slot(pp_executor *ex, uint32_t idx, bool notify)
+{
+    /* relaxed: a hint; ppi_backlog_help re-checks under ex->lock. */
+    if (!helping_backlog && atomic_load_explicit(&ex->bl_count, memory_order_relaxed) != 0) {
+        helping_backlog = true;
+        bool bound = ppi_backlog_help(ex, idx, notify);
+        helping_backlog = false;
+        if (bound)
+            return true;
+    }
+    ppi_free_ring_push(ex, idx);
+    return false;
+}
+
 void ppi_release_slot(pp_executor *ex, uint32_t idx)
 {
-    /* The service thread polls the free ring on short timed naps while a backlog
-     * exists, so freeing a slot costs no wake-up. */
-    ppi_free_ring_push(ex, idx);
+    release_slot(ex, idx, true);
+}
+
+/* ppi_release_slot for a caller that frees many slots in a row (the service
+ * thread's harvest): a task bound into @idx is queued without notifying the
+ * workers; returns true then, and the caller owes one ppi_ec_notify of
+ * work_ec before it sleeps or returns. A wake per bind costs a FUTEX_WAKE
+ * system call each while woken workers wait for a CPU. */
+bool ppi_release_slot_quiet(pp_executor *ex, uint32_t idx)
+{
+    return release_slot(ex, idx, false);
 }
 
 /*
@@ -92,6 +131,16 @@ void ppi_release_slot(pp_executor *ex, uint32_t idx)
 _Thread_local uint64_t ppi_adopt_off;
 
 int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size)
+{
+    return ppi_bind_ex(ex, f, idx, arg, arg_size, true);
+}
+
+/* ppi_bind, but with @notify false the workers' eventcount is not notified:
+ * the caller binds several and calls ppi_ec_notify(&hdr->work_ec, ...) once
+ * after the last (before it sleeps or returns), which keeps the Dekker pair
+ * (every push is followed by a fence and a load of the waiters). */
+int ppi_bind_ex(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_t arg_size,
+                bool notify)
 {
     ppi_seg *s = &ex->seg;
     ppi_slot *sl = ppi_slot_at(s, idx);
@@ -116,7 +165,8 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     }
     sl->fn = f->fn_token;
     sl->timeout_ns = f->timeout_ns;
-    sl->kill_grace_ns = f->grace_ns;
+    /* relaxed: we own the FREE slot; QUEUED's release store publishes it. */
+    atomic_store_explicit(&sl->kill_grace_ns, f->grace_ns, memory_order_relaxed);
     sl->retries = f->retries;
     sl->kill_reason = PPI_KILL_NONE;
     sl->started_ns = 0;
@@ -157,7 +207,8 @@ int ppi_bind(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, size_
     while (!ppi_tasks_push_wait(s, ppi_entry(idx, gen), PPI_RING_PUSH_RETRY_NS))
         if (ppi_pool_check(ex) != 0)
             break;
-    ppi_ec_notify(&s->hdr->work_ec, 1);
+    if (notify)
+        ppi_ec_notify(&s->hdr->work_ec, 1);
     if (was == PPI_F_BACKLOG_WAITED)
         ppi_futex_wake(&f->cstate, INT_MAX, false);
     return 0;

@@ -78,8 +78,16 @@
  * of queued tasks lasts far longer, and nobody pays a wake-up per task. */
 #define PPI_BACKLOG_REFILL_NS 100000ull
 /* After this many refill naps without a free slot, harvest finished slots
- * whose futures the user still holds (an O(slots) scan, so not every nap). */
+ * whose futures the user still holds (an O(slots) scan, so not every nap).
+ * Sooner when the task ring is empty: then every slot but the running ones
+ * is finished and held, so the scan always pays, and the workers would
+ * otherwise idle until the count runs out. */
 #define PPI_BACKLOG_STARVED_NAPS 20
+/* The harvest binds backlog entries into the slots it frees and notifies the
+ * workers once per this many binds (and after the last): one FUTEX_WAKE per
+ * bind, while woken workers wait for a CPU, cost the service thread more
+ * than the binds themselves on 2 CPUs (a system call per task, perf). */
+#define PPI_HARVEST_NOTIFY_EVERY 32u
 /* pp_shutdown(wait) sleeps at most this long for the service thread's
  * progress notice (a lost wake-up costs at most this). */
 #define PPI_SHUTDOWN_NAP_NS 50000000ull

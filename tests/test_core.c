@@ -422,6 +422,110 @@ Test(core, backlog_wait_last_first_all_held, PPT_FIXTURE, .timeout = 120)
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
 
+/*
+ * Threads that release finished futures while a backlog exists bind the
+ * backlog's head into the slot they free (ppi_backlog_help), besides the
+ * service thread. Race that against pp_shutdown(wait): it must wait for every
+ * entry such a thread took off the backlog (stop is sent only once the
+ * backlog is empty, and a helper's take and bind are one step under the
+ * backlog lock), and with cancel_futures every future ends exactly once,
+ * run or cancelled, none lost, none run after being reported cancelled.
+ */
+enum { HELP_THREADS = 4, HELP_PER_THREAD = 3000 };
+
+typedef struct {
+    pp_executor *ex;
+    pthread_barrier_t *submitted;
+    uint32_t first;
+    int ok, cancelled, wrong;
+} help_client;
+
+static void *help_client_main(void *arg)
+{
+    help_client *c = arg;
+    pp_future **fs = calloc(HELP_PER_THREAD, sizeof *fs);
+    for (uint32_t i = 0; fs && i < HELP_PER_THREAD; i++) {
+        uint32_t x = c->first + i;
+        if (pp_submit(c->ex, ppt_task_hash64, &x, sizeof x, &fs[i]) != 0)
+            c->wrong++;
+    }
+    pthread_barrier_wait(c->submitted);
+    /* Collect in order and release each at once: every release frees a slot
+     * while the backlog is deep, so this thread feeds it. */
+    for (uint32_t i = 0; fs && i < HELP_PER_THREAD; i++) {
+        if (!fs[i])
+            continue;
+        const void *d = NULL;
+        size_t n = 0;
+        int rc = pp_future_result(fs[i], 60.0, &d, &n);
+        uint32_t x = c->first + i;
+        uint64_t got = 0;
+        if (rc == 0 && n == sizeof got)
+            memcpy(&got, d, sizeof got);
+        if (rc == 0 && n == sizeof got && got == ppt_fnv1a64(&x, sizeof x))
+            c->ok++;
+        else if (rc == -ECANCELED)
+            c->cancelled++;
+        else
+            c->wrong++;
+        pp_future_release(fs[i]);
+    }
+    free(fs);
+    return NULL;
+}
+
+static void releasing_threads_race_shutdown(bool cancel_futures)
+{
+    pp_config cfg;
+    ppt_config(&cfg, small_pool_size());
+    cfg.slots = 8;
+    pp_executor *ex = make_pool_cfg(&cfg);
+    pthread_barrier_t submitted;
+    pthread_barrier_init(&submitted, NULL, HELP_THREADS + 1);
+    help_client c[HELP_THREADS];
+    pthread_t th[HELP_THREADS];
+    for (int t = 0; t < HELP_THREADS; t++) {
+        c[t] = (help_client){.ex = ex, .submitted = &submitted,
+                             .first = (uint32_t)t * HELP_PER_THREAD};
+        cr_assert_eq(pthread_create(&th[t], NULL, help_client_main, &c[t]), 0);
+    }
+    pthread_barrier_wait(&submitted);
+    /* Every submission is in (most in the backlog); the threads now release. */
+    cr_assert_eq(pp_shutdown(ex, true, cancel_futures), 0);
+    pp_stats st;
+    cr_assert_geq(pp_executor_stats(ex, &st, NULL, 0), 0);
+    cr_expect_eq(st.backlog, 0, "backlog %llu after shutdown(wait)", (unsigned long long)st.backlog);
+    cr_expect_eq(st.completed + st.cancelled, (uint64_t)HELP_THREADS * HELP_PER_THREAD,
+                 "completed %llu + cancelled %llu after shutdown(wait)",
+                 (unsigned long long)st.completed, (unsigned long long)st.cancelled);
+    int ok = 0, cancelled = 0, wrong = 0;
+    for (int t = 0; t < HELP_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        ok += c[t].ok;
+        cancelled += c[t].cancelled;
+        wrong += c[t].wrong;
+    }
+    pthread_barrier_destroy(&submitted);
+    cr_expect_eq(wrong, 0, "%d futures failed or returned a wrong result", wrong);
+    cr_expect_eq(ok + cancelled, HELP_THREADS * HELP_PER_THREAD, "%d ok + %d cancelled", ok,
+                 cancelled);
+    cr_expect_eq((uint64_t)ok, st.completed);
+    cr_expect_eq((uint64_t)cancelled, st.cancelled);
+    if (!cancel_futures)
+        cr_expect_eq(cancelled, 0);
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+Test(core, backlog_fed_by_releasing_threads_while_shutdown_waits, PPT_FIXTURE, .timeout = 120)
+{
+    releasing_threads_race_shutdown(false);
+}
+
+Test(core, backlog_fed_by_releasing_threads_while_shutdown_cancels, PPT_FIXTURE, .timeout = 120)
+{
+    releasing_threads_race_shutdown(true);
+}
+
 /* The same with the default slot count (all held, wait on the last). */
 Test(core, default_slots_wait_last_first_all_held, PPT_FIXTURE, .timeout = 120)
 {
