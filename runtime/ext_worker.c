@@ -168,7 +168,8 @@ int pp_ext_take(pp_executor *ex, uint32_t xid, pp_ext_item *it, bool runner_ok,
     it->arg = sl->arg_off ? (const void *)(seg->base + sl->arg_off)
                           : (const void *)ppi_slot_arg_inline(seg, sl);
     it->timeout_ns = sl->timeout_ns;
-    it->grace_ns = sl->kill_grace_ns;
+    /* relaxed: a default; pp_ext_state re-reads it after KILLING (acquire). */
+    it->grace_ns = atomic_load_explicit(&sl->kill_grace_ns, memory_order_relaxed);
     it->map_runner = sl->fn == ex->ext_runner_token;
     sl->started_ns = ppi_now_ns(); /* RUNNING(us): ours to write */
     return 1;
@@ -183,7 +184,8 @@ int pp_ext_state(pp_executor *ex, uint32_t xid, const pp_ext_item *it, uint64_t 
         return 0;
     if (ppi_st_state(w) == PPI_S_KILLING) {
         if (grace_ns)
-            *grace_ns = sl->kill_grace_ns;
+            /* relaxed: ordered by the acquire load of KILLING above. */
+            *grace_ns = atomic_load_explicit(&sl->kill_grace_ns, memory_order_relaxed);
         return 2;
     }
     return ppi_st_state(w) == PPI_S_RUNNING ? 1 : 0;

@@ -526,7 +526,8 @@ int pp_future_kill(pp_future *f, double grace)
         uint64_t w = atomic_load_explicit(&sl->state, memory_order_relaxed);
         while (ppi_st_gen(w) == f->gen && ppi_st_state(w) == PPI_S_RUNNING &&
                ppi_st_worker(w) < PPI_SWEEPER) {
-            sl->kill_grace_ns = ppi_s_to_ns(grace);
+            /* relaxed: published by the release CAS below. */
+            atomic_store_explicit(&sl->kill_grace_ns, ppi_s_to_ns(grace), memory_order_relaxed);
             sl->kill_reason = PPI_KILL_REQUEST;
             uint64_t nw = (w & ~(uint64_t)0xff) | PPI_S_KILLING;
             /* release: grace and reason before KILLING (the manager acquires). */

@@ -513,7 +513,9 @@ static uint64_t enforce_kills(mgr *m)
             continue;
         if (m->term_entry[i] != cur) {
             m->term_entry[i] = cur;
-            m->kill_at[i] = ppi_add_sat(now, sl->kill_grace_ns); /* grace may be "forever" */
+            /* relaxed: ordered by the acquire that read KILLING. */
+            uint64_t grace = atomic_load_explicit(&sl->kill_grace_ns, memory_order_relaxed);
+            m->kill_at[i] = ppi_add_sat(now, grace); /* grace may be "forever" */
             kill(m->pids[i], SIGTERM); /* our unreaped child: its pid is not reused */
         } else if (m->kill_at[i] && now >= m->kill_at[i]) {
             kill(m->pids[i], SIGKILL);

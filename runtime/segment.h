@@ -116,7 +116,11 @@ typedef struct ppi_slot {
     uint32_t msg_len;
     /* Set by the client at submit (owned with the slot while FREE). */
     uint64_t timeout_ns;     /* run-time limit from start, 0 = none */
-    uint64_t kill_grace_ns;  /* SIGTERM -> SIGKILL delay for timeout/kill */
+    /* SIGTERM -> SIGKILL delay for timeout/kill. Atomic (relaxed): besides
+     * the binder, pp_future_kill rewrites it while the task runs, and an
+     * external worker thread of this process reads it right after its claim
+     * (either value is fine there: it re-reads once it sees KILLING). */
+    _Atomic uint64_t kill_grace_ns;
     /* Written by the worker right after its claim CAS. */
     uint64_t started_ns;     /* CLOCK_MONOTONIC (system-wide) */
     /* Written by the killer before its RUNNING -> KILLING CAS. */
