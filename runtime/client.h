@@ -197,7 +197,7 @@ static inline void ppi_future_drop_arg(pp_future *f)
 void ppi_future_completed(pp_future *f, uint32_t was);
 bool ppi_detach_locked(pp_executor *ex, pp_future *f);
 bool ppi_cancel_bound(pp_executor *ex, uint32_t idx);
-void ppi_harvest(pp_executor *ex);
+uint32_t ppi_harvest(pp_executor *ex);
 
 /* callback.c */
 void ppi_fire_callbacks(pp_future *f);

@@ -222,11 +222,12 @@ bool ppi_cancel_bound(pp_executor *ex, uint32_t idx)
 
 /* The service thread frees finished slots whose futures are still held,
  * binding backlog entries into them as it goes; the workers are notified
- * once per PPI_HARVEST_NOTIFY_EVERY such binds, not per bind. */
-void ppi_harvest(pp_executor *ex)
+ * once per PPI_HARVEST_NOTIFY_EVERY such binds, not per bind. Returns how
+ * many slots it freed. */
+uint32_t ppi_harvest(pp_executor *ex)
 {
     ppi_seg *s = &ex->seg;
-    uint32_t unnotified = 0;
+    uint32_t unnotified = 0, freed_count = 0;
     for (uint32_t i = 0; i < s->nslots; i++) {
         /* relaxed: a hint; ppi_detach_locked re-reads with acquire. */
         uint64_t w = atomic_load_explicit(&ppi_slot_at(s, i)->state, memory_order_relaxed);
@@ -236,6 +237,7 @@ void ppi_harvest(pp_executor *ex)
         pp_future *f = ex->slot_owner[i];
         bool freed = f && ppi_detach_locked(ex, f);
         ppi_slot_unlock(ex, i);
+        freed_count += freed;
         if (freed && ppi_release_slot_quiet(ex, i) &&
             ++unnotified == PPI_HARVEST_NOTIFY_EVERY) {
             ppi_ec_notify(&s->hdr->work_ec, INT_MAX);
@@ -244,6 +246,7 @@ void ppi_harvest(pp_executor *ex)
     }
     if (unnotified)
         ppi_ec_notify(&s->hdr->work_ec, INT_MAX);
+    return freed_count;
 }
 
 /* If the pool broke, fail @f's slot ourselves when nobody else will. */

@@ -79,9 +79,9 @@
 #define PPI_BACKLOG_REFILL_NS 100000ull
 /* After this many refill naps without a free slot, harvest finished slots
  * whose futures the user still holds (an O(slots) scan, so not every nap).
- * Sooner when the task ring is empty: then every slot but the running ones
- * is finished and held, so the scan always pays, and the workers would
- * otherwise idle until the count runs out. */
+ * Sooner when the task ring is empty and the last harvest freed something:
+ * then every slot but the running ones is finished and held, so the scan
+ * pays, and the workers would otherwise idle until the count runs out. */
 #define PPI_BACKLOG_STARVED_NAPS 20
 /* The harvest binds backlog entries into the slots it frees and notifies the
  * workers once per this many binds (and after the last): one FUTEX_WAKE per
