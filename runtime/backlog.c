@@ -301,6 +301,21 @@ static void bind_failed(pp_executor *ex, pp_future *f)
     }
 }
 
+/* Backlog entry @f was just bound into slot @idx (ex->lock released): free
+ * its argument copy, cancel it if a pp_shutdown(cancel_futures) swept the
+ * slots meanwhile, and drop the backlog's reference. seq_cst fence: pairs
+ * with pp_shutdown's store of cancel_req (see there), so either its sweep
+ * saw the QUEUED slot or we see cancel_req here. */
+static void after_backlog_bind(pp_executor *ex, pp_future *f, uint32_t idx)
+{
+    ppi_future_drop_arg(f);
+    atomic_thread_fence(memory_order_seq_cst);
+    /* relaxed: ordered by the fence above. */
+    if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
+        ppi_cancel_bound(ex, idx);
+    pp_future_release(f); /* the backlog's reference */
+}
+
 /* Move backlog entries into slots while slots are free. Returns how many.
  * Sets *no_room when an entry waits for arena room rather than a slot. */
 static int feed(pp_executor *ex, bool *no_room)
@@ -328,12 +343,7 @@ static int feed(pp_executor *ex, bool *no_room)
             bind_failed(ex, f);
             return moved;
         }
-        ppi_future_drop_arg(f);
-        /* seq_cst: pairs with pp_shutdown's store of cancel_req (see there). */
-        atomic_thread_fence(memory_order_seq_cst);
-        if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
-            ppi_cancel_bound(ex, idx);
-        pp_future_release(f); /* the backlog's reference */
+        after_backlog_bind(ex, f, idx);
         moved++;
     }
 }
@@ -379,12 +389,7 @@ bool ppi_backlog_help(pp_executor *ex, uint32_t idx, bool notify)
         return true;
     }
     pthread_mutex_unlock(&ex->lock);
-    ppi_future_drop_arg(f);
-    /* seq_cst: pairs with pp_shutdown's store of cancel_req (see feed). */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&ex->cancel_req, memory_order_relaxed))
-        ppi_cancel_bound(ex, idx);
-    pp_future_release(f); /* the backlog's reference */
+    after_backlog_bind(ex, f, idx);
     return true;
 }
 
