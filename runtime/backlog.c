@@ -429,12 +429,14 @@ ppi_feed_result ppi_backlog_feed_round(pp_executor *ex, int *starved, bool shut)
         return PPI_FEED_WAIT_DONE;
     }
     /* Harvest after PPI_BACKLOG_STARVED_NAPS fruitless naps, or at once when
-     * the task ring is empty and the last harvest paid (then every slot but
-     * the running ones is finished and held); a harvest that freed nothing
-     * leaves *starved at half, so an empty ring with nothing to harvest (all
-     * slots running) costs one scan per half of the count, not one per nap. */
+     * the task ring has run below a quarter of the slots and the last harvest
+     * paid (then most slots are finished and held): before the workers run
+     * dry, not a nap after. A harvest that freed nothing leaves *starved at
+     * half, so a shallow ring with nothing to harvest (all slots running)
+     * costs one scan per half of the count, not one per nap. */
     if (++*starved >= PPI_BACKLOG_STARVED_NAPS ||
-        (*starved <= PPI_BACKLOG_STARVED_NAPS / 2 && !ppi_tasks_nonempty(&ex->seg, 0))) {
+        (*starved <= PPI_BACKLOG_STARVED_NAPS / 2 &&
+         ppi_tasks_depth(&ex->seg) < ex->seg.nslots / PPI_HARVEST_LOW_WATER_DIV)) {
         uint32_t freed = ppi_harvest(ex);
         int moved = feed(ex, &no_room);
         *starved = freed > 0 || moved > 0 ? 0 : PPI_BACKLOG_STARVED_NAPS / 2;

@@ -70,6 +70,16 @@ bool ppi_ring_nonempty(ppi_ring *r)
     return seq == pos + 1;
 }
 
+uint64_t ppi_ring_depth(ppi_ring *r)
+{
+    /* relaxed: a hint. deq first: enq only grows and deq never passes it,
+     * so an enq read after deq is at least that deq (no negative depth). */
+    uint64_t deq = atomic_load_explicit(&r->deq, memory_order_relaxed);
+    /* relaxed: a hint, as above. */
+    uint64_t enq = atomic_load_explicit(&r->enq, memory_order_relaxed);
+    return enq - deq;
+}
+
 bool ppi_ring_push_wait(ppi_ring *r, uint64_t v, uint64_t max_ns)
 {
     uint64_t give_up = 0;

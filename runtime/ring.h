@@ -104,5 +104,9 @@ extern void (*ppi_ring_test_hook)(void);
 
 /* true if a pop would likely find a value now (a hint, for spinning). */
 bool ppi_ring_nonempty(ppi_ring *r);
+/* About how many values the ring holds (taken tickets, including cells a
+ * producer has not published yet): a hint, never larger than the truth plus
+ * the pushes in flight. Reads only. */
+uint64_t ppi_ring_depth(ppi_ring *r);
 
 #endif

@@ -42,6 +42,14 @@ bool ppi_tasks_nonempty(const ppi_seg *seg, uint32_t home)
     return false;
 }
 
+uint64_t ppi_tasks_depth(const ppi_seg *seg)
+{
+    uint64_t depth = 0;
+    for (uint32_t k = 0; k < seg->nshards; k++)
+        depth += ppi_ring_depth(ppi_shard_ring(seg, k));
+    return depth;
+}
+
 bool ppi_tasks_recover(ppi_seg *seg, uint64_t claim, _Atomic uint64_t *const *others,
                        int nothers, uint64_t wait_ns, uint64_t *v)
 {

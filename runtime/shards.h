@@ -72,6 +72,10 @@ bool ppi_tasks_pop_rec(ppi_seg *seg, uint32_t home, uint64_t *e, _Atomic uint64_
  * home shard first). */
 bool ppi_tasks_nonempty(const ppi_seg *seg, uint32_t home);
 
+/* About how many tasks wait in all shards together (ppi_ring_depth of each;
+ * a hint: reads only). */
+uint64_t ppi_tasks_depth(const ppi_seg *seg);
+
 /*
  * ppi_tasks_recover - ppi_ring_recover on the shard that @claim's ticket
  * belongs to (the dead consumer's trail); see ring.h. Returns true when an
