@@ -79,15 +79,17 @@
 #define PPI_BACKLOG_REFILL_NS 100000ull
 /* After this many refill naps without a free slot, harvest finished slots
  * whose futures the user still holds (an O(slots) scan, so not every nap).
- * Sooner when the task ring is empty and the last harvest freed something:
- * then every slot but the running ones is finished and held, so the scan
- * pays, and the workers would otherwise idle until the count runs out. */
+ * Sooner when the task ring runs low (PPI_HARVEST_LOW_WATER_DIV) and the
+ * last harvest freed something: then most slots are finished and held, so
+ * the scan pays, and the workers would otherwise idle until the count runs
+ * out. */
 #define PPI_BACKLOG_STARVED_NAPS 20
 /* ... and the early harvest starts once fewer than slots / this many tasks
  * are queued: at 4 M tasks/s a quarter of 4,096 slots lasts 250 µs, more
  * than two refill naps, so the workers never run dry while the service
  * thread sleeps (harvesting only on an empty ring left them idle for up to a
- * nap and a wake-up every 4,096 tasks: 1.5 M tasks/s instead of 2.6-3.9 M). */
+ * nap and a wake-up every 4,096 tasks: bench_core 1.8 M tasks/s instead of
+ * 2.7-3.0 M, alternating in one run). */
 #define PPI_HARVEST_LOW_WATER_DIV 4u
 /* The harvest binds backlog entries into the slots it frees and notifies the
  * workers once per this many binds (and after the last): one FUTEX_WAKE per
