@@ -15,13 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "copy.h"
 #include "fnmap.h"
 #include "map_internal.h"
 #include "sync.h"
 
-#if defined(__x86_64__) && defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 pp_map_input pp_map_array(const void *base, size_t count, size_t item_size)
 {
@@ -568,32 +566,16 @@ int pp_map_end(pp_map_iter *m)
     return 0;
 }
 
-/* memcpy for large result runs: streaming stores on x86-64, so that the
- * caller's array is written without being read into the cache first (the
- * copy is the client's main cost in an all-at-once map; this halves it). */
+/* memcpy for large result runs: streaming stores (copy.h) from 64 KiB on,
+ * so that the caller's array is written without being read into the cache
+ * first (the copy is the client's main cost in an all-at-once map; this
+ * halves it). */
 static void copy_big(char *dst, const char *src, size_t n)
 {
-#if defined(__x86_64__) && defined(__SSE2__)
-    if (n >= ((size_t)64 << 10)) {
-        size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
-        memcpy(dst, src, head);
-        dst += head;
-        src += head;
-        n -= head;
-        for (; n >= 64; n -= 64, dst += 64, src += 64) {
-            __m128i a = _mm_loadu_si128((const __m128i *)src);
-            __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
-            __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
-            __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
-            _mm_stream_si128((__m128i *)dst, a);
-            _mm_stream_si128((__m128i *)(dst + 16), b);
-            _mm_stream_si128((__m128i *)(dst + 32), c);
-            _mm_stream_si128((__m128i *)(dst + 48), d);
-        }
-        _mm_sfence(); /* streaming stores are weakly ordered */
-    }
-#endif
-    memcpy(dst, src, n);
+    if (n >= ((size_t)64 << 10))
+        ppi_copy_stream(dst, src, n);
+    else
+        memcpy(dst, src, n);
 }
 
 /* Copy the results of @n items, starting with the first item of chunk @c,

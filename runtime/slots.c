@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "copy.h"
 #include "process.h"
 #include "tunables.h"
 
@@ -158,8 +159,8 @@ int ppi_bind_ex(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, si
         }
         if (adopt)
             ppi_adopt_off = 0; /* taken: the caller no longer owns it */
-        else
-            memcpy(s->base + arg_off, arg, arg_size);
+        else /* streaming when large: a worker on another core reads it */
+            ppi_copy_payload(s->base + arg_off, arg, arg_size);
     } else if (arg_size) {
         memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);
     }

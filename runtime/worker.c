@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "fnmap.h"
 #include "ppool.h"
 #include "process.h"
@@ -87,8 +88,8 @@ int pp_task_set_result(pp_task *t, const void *data, size_t size)
     void *dst = pp_task_result(t, size);
     if (!dst)
         return t->res_err;
-    if (size)
-        memcpy(dst, data, size);
+    if (size) /* streaming when large: the client reads it on another core */
+        ppi_copy_payload(dst, data, size);
     return 0;
 }
 

@@ -1,9 +1,11 @@
 /*
  * test_payload.c — argument and result bytes: inline and arena sizes at every
  * boundary, the configured limits, arena exhaustion, many medium payloads
- * from several threads.
+ * from several threads, large payloads copied both ways (plain, streaming).
  */
+#include "copy.h"
 #include "pp_testutil.h"
+#include "tunables.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -361,6 +363,136 @@ Test(payload, many_medium_payloads_two_threads, PPT_FIXTURE, .timeout = 120)
                      ctx[k].result_err, ctx[k].first_rc, pp_strerror(ctx[k].first_rc));
         cr_expect_eq(ctx[k].value_err, 0, "thread %d: %ld wrong results", k, ctx[k].value_err);
     }
+    cr_assert_eq(pp_executor_destroy(ex), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Large payloads are copied plainly or with streaming stores, whichever the */
+/* process measured cheaper (runtime/copy.h): both ways keep every byte.     */
+/* ------------------------------------------------------------------------ */
+
+/* ppi_copy_stream at every destination and source alignment mod 16, lengths
+ * around the 16-byte head and the 64-byte body: exact bytes, nothing written
+ * outside the destination. */
+Test(payload, stream_copy_every_alignment_and_length, .timeout = 30)
+{
+    const size_t lens[] = {0, 1, 15, 16, 17, 63, 64, 65, 79, 127, 128, 129, 4096 + 13};
+    enum { GUARD = 64, MAXLEN = 4096 + 13 + 32 };
+    unsigned char *src = malloc(MAXLEN), *dst = malloc(MAXLEN + 2 * GUARD);
+    cr_assert(src && dst);
+    ppt_fill_seeded(src, MAXLEN, 7);
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+        for (size_t da = 0; da < 16; da++)
+            for (size_t sa = 0; sa < 16; sa++) {
+                size_t n = lens[li];
+                memset(dst, 0xEE, MAXLEN + 2 * GUARD);
+                ppi_copy_stream(dst + GUARD + da, src + sa, n);
+                cr_assert(memcmp(dst + GUARD + da, src + sa, n) == 0,
+                          "len %zu, dst %% 16 = %zu, src %% 16 = %zu: bytes differ", n, da, sa);
+                for (size_t i = 0; i < MAXLEN + 2 * GUARD; i++)
+                    if (i < GUARD + da || i >= GUARD + da + n)
+                        cr_assert_eq(dst[i], 0xEE, "len %zu, dst+%zu, src+%zu: byte %zu outside written",
+                                     n, da, sa, i);
+            }
+    free(src);
+    free(dst);
+}
+
+/* ppi_copy_payload: below PPI_STREAM_COPY_MIN nothing is counted; from there
+ * a new size class is copied once each way (plain, then streaming, where the
+ * CPU has streaming stores), then mostly the cheaper way with a probe of the
+ * other every PPI_STREAM_PROBE_EVERY copies. Every copy is exact. */
+Test(payload, payload_copy_tries_both_ways_and_keeps_bytes, .timeout = 60)
+{
+    const size_t sizes[] = {PPI_STREAM_COPY_MIN - 1, PPI_STREAM_COPY_MIN, PPI_STREAM_COPY_MIN + 3,
+                            2 * PPI_STREAM_COPY_MIN + 17, 5 * PPI_STREAM_COPY_MIN + 1};
+    size_t max = 5 * PPI_STREAM_COPY_MIN + 1 + 16;
+    unsigned char *src = malloc(max), *dst = malloc(max);
+    cr_assert(src && dst);
+    uint64_t plain0, stream0;
+    ppi_copy_payload_counts(&plain0, &stream0);
+    cr_assert_eq(plain0 + stream0, 0);
+    ppi_copy_payload(dst, src, sizes[0]);
+    uint64_t plain, stream;
+    ppi_copy_payload_counts(&plain, &stream);
+    cr_assert_eq(plain + stream, 0, "a copy below the minimum was measured");
+    const int rounds = 3 * (int)PPI_STREAM_PROBE_EVERY;
+    uint64_t large = 0;
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i], off = (size_t)r % 16;
+            ppt_fill_seeded(src, n + off, (uint64_t)(r * 10 + (int)i));
+            memset(dst, 0, n + off);
+            ppi_copy_payload(dst + off, src + off, n);
+            cr_assert(memcmp(dst + off, src + off, n) == 0, "round %d, %zu bytes: differ", r, n);
+            large += n >= PPI_STREAM_COPY_MIN;
+        }
+    ppi_copy_payload_counts(&plain, &stream);
+    cr_assert_eq(plain + stream, large, "%llu plain + %llu streaming copies, %llu large ones",
+                 (unsigned long long)plain, (unsigned long long)stream, (unsigned long long)large);
+    cr_assert_geq(plain, 1, "never copied plainly");
+#if defined(__x86_64__)
+    /* Whichever way is cheaper, the other still gets its probes. Three size
+     * classes (1 MiB and 1 MiB + 3; 2 MiB + 17; 5 MiB + 1) with k copies
+     * each: the first is plain, the second streaming, and one in
+     * PPI_STREAM_PROBE_EVERY of the other k - 2 goes the dearer way. */
+    const uint64_t k[3] = {2 * (uint64_t)rounds, (uint64_t)rounds, (uint64_t)rounds};
+    uint64_t min_minor = 0;
+    for (int c = 0; c < 3; c++)
+        min_minor += 1 + (k[c] - 2) / PPI_STREAM_PROBE_EVERY;
+    cr_assert_geq(plain < stream ? plain : stream, min_minor,
+                  "the dearer way copied %llu times, expected at least %llu probes",
+                  (unsigned long long)(plain < stream ? plain : stream),
+                  (unsigned long long)min_minor);
+#endif
+    free(src);
+    free(dst);
+}
+
+/* Returns this worker's (plain, streaming) large-copy counts. */
+static int copy_counts_task(pp_task *t)
+{
+    uint64_t c[2];
+    ppi_copy_payload_counts(&c[0], &c[1]);
+    return pp_task_set_result(t, c, sizeof c);
+}
+
+/* Through a pool: arguments (copied by the client) and echoed results
+ * (copied by the worker with pp_task_set_result) around the streaming
+ * minimum, often enough that both processes use both ways: every byte
+ * arrives, in both directions. */
+Test(payload, large_payloads_both_copy_ways_in_client_and_worker, PPT_FIXTURE, .timeout = 120)
+{
+    pp_config cfg;
+    ppt_config(&cfg, 1); /* one worker: its counts cover every result */
+    pp_executor *ex = make_pool_cfg(&cfg);
+    const size_t sizes[] = {PPI_STREAM_COPY_MIN - 1, PPI_STREAM_COPY_MIN, PPI_STREAM_COPY_MIN + 1,
+                            3 * PPI_STREAM_COPY_MIN + 5};
+    for (int r = 0; r < 2 * (int)PPI_STREAM_PROBE_EVERY; r++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            echo_roundtrip(ex, sizes[i], (uint64_t)(5000 + r * 10 + (int)i));
+    uint64_t plain, stream;
+    ppi_copy_payload_counts(&plain, &stream);
+    pp_future *f = submit_ok(ex, copy_counts_task, NULL, 0);
+    const void *d = NULL;
+    size_t sz = 0;
+    cr_assert_eq(pp_future_result(f, PP_FOREVER, &d, &sz), 0);
+    cr_assert_eq(sz, 2 * sizeof(uint64_t));
+    uint64_t w[2];
+    memcpy(w, d, sizeof w);
+    pp_future_release(f);
+    uint64_t want = 2 * PPI_STREAM_PROBE_EVERY * 3; /* three of the sizes are large */
+    cr_assert_eq(plain + stream, want, "client: %llu + %llu large copies, expected %llu",
+                 (unsigned long long)plain, (unsigned long long)stream, (unsigned long long)want);
+    /* a forked worker inherits the client's counts; a spawned one does not */
+    cr_assert_geq(w[0] + w[1], want, "worker: %llu + %llu large copies, expected %llu or more",
+                  (unsigned long long)w[0], (unsigned long long)w[1], (unsigned long long)want);
+#if defined(__x86_64__)
+    cr_assert(plain && stream, "client: %llu plain, %llu streaming", (unsigned long long)plain,
+              (unsigned long long)stream);
+    cr_assert(w[0] && w[1], "worker: %llu plain, %llu streaming", (unsigned long long)w[0],
+              (unsigned long long)w[1]);
+#endif
     cr_assert_eq(pp_executor_destroy(ex), 0);
 }
 
