@@ -85,19 +85,28 @@ typedef struct shared {
     unsigned char buf[];
 } shared;
 
-/* Writer = this process on cpu[0], reader = a child on cpu[1]. Fills
- * med[0..3] = private memcpy, plain write, streaming write, plain turn,
- * med[4] = streaming turn (microseconds). */
-static void measure_hw(shared *sh, size_t n, int rounds, const int cpu[2], double med[5])
+/* Reset the turn word and fork; the child pins itself to @cpu. Returns the
+ * fork's value (0 in the child). */
+static pid_t fork_pinned(shared *sh, int cpu)
 {
-    atomic_store(&sh->turn, 0); /* the last call left 2 (exit) there */
+    atomic_store(&sh->turn, 0); /* a previous run may have left 2 (exit) there */
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
         exit(1);
     }
+    if (pid == 0)
+        pin(cpu);
+    return pid;
+}
+
+/* Writer = this process on cpu[0], reader = a child on cpu[1]. Fills
+ * med[0..3] = private memcpy, plain write, streaming write, plain turn,
+ * med[4] = streaming turn (microseconds). */
+static void measure_hw(shared *sh, size_t n, int rounds, const int cpu[2], double med[5])
+{
+    pid_t pid = fork_pinned(sh, cpu[1]);
     if (pid == 0) {
-        pin(cpu[1]);
         for (;;) {
             uint32_t t;
             /* acquire: the writer's bytes before its turn store */
@@ -158,14 +167,8 @@ static void measure_hw(shared *sh, size_t n, int rounds, const int cpu[2], doubl
 static double spin_floor(shared *sh, const int cpu[2])
 {
     enum { BOUNCES = 20000 };
-    atomic_store(&sh->turn, 0);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(1);
-    }
+    pid_t pid = fork_pinned(sh, cpu[1]);
     if (pid == 0) {
-        pin(cpu[1]);
         for (uint32_t i = 1; i < 2 * BOUNCES; i += 2) {
             while (atomic_load_explicit(&sh->turn, memory_order_acquire) != i)
                 ;
