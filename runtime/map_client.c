@@ -20,7 +20,6 @@
 #include "map_internal.h"
 #include "sync.h"
 
-
 pp_map_input pp_map_array(const void *base, size_t count, size_t item_size)
 {
     return (pp_map_input){.kind = PP_MAP_IN_ARRAY, .base = base, .count = count,

@@ -159,7 +159,7 @@ int ppi_bind_ex(pp_executor *ex, pp_future *f, uint32_t idx, const void *arg, si
         }
         if (adopt)
             ppi_adopt_off = 0; /* taken: the caller no longer owns it */
-        else /* streaming when large: a worker on another core reads it */
+        else /* a worker on another core reads it: copy.h picks the way */
             ppi_copy_payload(s->base + arg_off, arg, arg_size);
     } else if (arg_size) {
         memcpy(ppi_slot_arg_inline(s, sl), arg, arg_size);

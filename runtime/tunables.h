@@ -136,12 +136,12 @@
  * worker copies there with pp_task_set_result) of at least this many bytes
  * are copied plainly or with streaming stores, whichever the process
  * measured cheaper for their size (copy.h has the numbers). Below it the
- * copy is plain: there the writer's own time is a poor guide, since the
- * reader then reads from memory instead of the writer's cache. bench_copy's
- * round trip with the copy forced one way, 2-CPU VM: 256 KiB 19.5 us plain /
- * 23.4 streaming, 512 KiB 34.6 / 47 (though streaming wrote faster), 1 MiB
- * about equal with the vCPUs sharing an L3 and 175 / 94 apart, 2 MiB
- * 446 / 206. */
+ * copy is plain: there the writer's own time is a poor guide, since after
+ * streaming stores the reader reads from memory instead of the writer's
+ * cache. Round trips with the copy forced one way (docs/design.md, "Large
+ * payload copies"): 256 KiB 19.5 us plain / 23.4 streaming, 512 KiB
+ * 34.6 / 47 although streaming wrote faster; from 1 MiB the round trip
+ * follows the write (2 MiB 446 / 206 with the vCPUs apart). */
 #define PPI_STREAM_COPY_MIN ((size_t)1 << 20)
 /* ... and one copy in this many of a size class goes the other way, so that
  * the estimates follow the vCPUs when the hypervisor moves them (or the

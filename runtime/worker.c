@@ -88,7 +88,7 @@ int pp_task_set_result(pp_task *t, const void *data, size_t size)
     void *dst = pp_task_result(t, size);
     if (!dst)
         return t->res_err;
-    if (size) /* streaming when large: the client reads it on another core */
+    if (size) /* the client reads it on another core: copy.h picks the way */
         ppi_copy_payload(dst, data, size);
     return 0;
 }
